@@ -1,0 +1,60 @@
+# mirflow: the two commands of the Quick start are `make run` and `make test`.
+#   make run                      install (first time), generate the demo corpus, run the workflow on it
+#   make run INPUT=/path/to/music process your own folder (results in RESULTS, default: results)
+#   make test                     install (first time), run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INPUT ?=
+RESULTS ?= results
+CORES ?= all
+SNAKEMAKE_ARGS ?=
+STAMP := $(VENV)/.mirflow-installed
+
+CONFIG_ARGS := results_dir="$(RESULTS)"
+ifneq ($(strip $(INPUT)),)
+CONFIG_ARGS += input_dir="$(INPUT)"
+DEMO_DEP :=
+else
+DEMO_DEP := demo/.complete
+endif
+
+.PHONY: run test install demo dry-run lint summary readme clean-results help
+
+help:
+	@sed -n '2,5p' Makefile
+
+$(STAMP): scripts/install.sh envs/requirements.txt envs/requirements-nodeps.txt envs/requirements-llm.txt envs/constraints.txt pyproject.toml
+	PYTHON=$(PYTHON) bash scripts/install.sh
+	@touch $@
+
+install: $(STAMP)
+
+demo/.complete: $(STAMP) scripts/mirflow/demo.py
+	$(BIN)/python -m mirflow.demo demo
+
+demo: demo/.complete
+
+run: $(STAMP) $(DEMO_DEP)
+	@set -o pipefail; status=0; \
+	$(BIN)/snakemake --cores $(CORES) --config $(CONFIG_ARGS) $(SNAKEMAKE_ARGS) || status=$$?; \
+	exit $$status
+
+dry-run: $(STAMP) $(DEMO_DEP)
+	$(BIN)/snakemake -n --cores $(CORES) --config $(CONFIG_ARGS) $(SNAKEMAKE_ARGS)
+
+summary: $(STAMP)
+	$(BIN)/python -m mirflow.summary "$(RESULTS)" $(INPUT)
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+
+readme: $(STAMP)
+	$(BIN)/python -m mirflow.catalogue --readme README.md
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean-results:
+	rm -rf "$(RESULTS)" .snakemake

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Creates .venv and installs mirflow's pinned dependency set into it. No root needed.
+# Idempotent: `make` only calls it when envs/*.txt changed or .venv is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+
+"$PYTHON" - <<'PY' || { echo "mirflow needs Python >= 3.11 (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
+import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)
+PY
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+export PIP_CONSTRAINT="$PWD/envs/constraints.txt" PIP_DISABLE_PIP_VERSION_CHECK=1
+pip() { "$VENV/bin/python" -m pip "$@"; }
+
+echo "[install] torch (CPU wheel where the index offers one; see envs/constraints.txt)"
+pip install -q torch==2.13.0
+echo "[install] runtime set (envs/requirements.txt)"
+pip install -q -r envs/requirements.txt
+echo "[install] packages installed without their declared dependencies (envs/requirements-nodeps.txt)"
+pip install -q --no-deps -r envs/requirements-nodeps.txt
+if [ "${MIRFLOW_SKIP_LLM:-0}" != "1" ]; then
+  echo "[install] llama-cpp-python (compiles from source the first time: ~4 min on 2 cores)"
+  CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)} pip install -q -r envs/requirements-llm.txt
+fi
+echo "[install] mirflow package (editable)"
+pip install -q --no-deps -e .
+
+if ! command -v ffmpeg >/dev/null 2>&1; then
+  echo "[install] note: no ffmpeg on PATH. Not needed: every format (m4a/aac too) is decoded in-process."
+fi
+"$VENV/bin/python" -m mirflow.doctor || true

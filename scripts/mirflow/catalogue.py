@@ -1,0 +1,213 @@
+"""The feature catalogue: the single source of truth for every key mirflow writes.
+
+``catalogue.yaml`` (next to this module) lists each key with its family, type,
+unit, expected range, description and producer. The merge validates values
+against it, the README's feature table is generated from it
+(``python -m mirflow.catalogue --readme README.md``), and statistics take their
+units from it. Per-stem keys are templates (``lufs_{stem}``) expanded over the
+entry's ``stems``.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CATALOGUE_PATH = Path(__file__).with_name("catalogue.yaml")
+TYPES = ("number", "integer", "string", "object", "array")
+README_BEGIN = "<!-- BEGIN FEATURE TABLE (generated from scripts/mirflow/catalogue.yaml; do not edit) -->"
+README_END = "<!-- END FEATURE TABLE -->"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One catalogue entry (possibly a per-stem template)."""
+
+    key: str
+    family: str
+    type: str
+    unit: str
+    range: tuple[float, float] | None
+    description: str
+    producer: str
+    stems: tuple[str, ...] = ()
+
+    @property
+    def is_template(self) -> bool:
+        return "{stem}" in self.key
+
+    def concrete_keys(self) -> list[str]:
+        """The keys this entry stands for (one per stem for templates)."""
+        if not self.is_template:
+            return [self.key]
+        return [self.key.format(stem=s) for s in self.stems]
+
+
+class CatalogueError(ValueError):
+    """The catalogue file itself is malformed."""
+
+
+def _parse_entry(raw: dict[str, Any], index: int) -> Entry:
+    required = ("key", "family", "type", "unit", "description", "producer")
+    missing = [f for f in required if f not in raw]
+    if missing:
+        raise CatalogueError(f"catalogue entry #{index} ({raw.get('key')}): missing {missing}")
+    unknown = set(raw) - set(required) - {"range", "stems"}
+    if unknown:
+        raise CatalogueError(f"catalogue entry {raw['key']}: unknown fields {sorted(unknown)}")
+    if raw["type"] not in TYPES:
+        raise CatalogueError(f"catalogue entry {raw['key']}: type must be one of {TYPES}")
+    rng = raw.get("range")
+    if rng is not None:
+        if len(rng) != 2 or rng[0] > rng[1]:
+            raise CatalogueError(f"catalogue entry {raw['key']}: range must be [low, high]")
+        rng = (float(rng[0]), float(rng[1]))
+    stems = tuple(raw.get("stems") or ())
+    if ("{stem}" in raw["key"]) != bool(stems):
+        raise CatalogueError(f"catalogue entry {raw['key']}: a {{stem}} template needs a stems list and vice versa")
+    return Entry(raw["key"], raw["family"], raw["type"], str(raw["unit"]), rng,
+                 " ".join(str(raw["description"]).split()), str(raw["producer"]), stems)
+
+
+class Catalogue:
+    """All entries, with lookup by concrete key and by family."""
+
+    def __init__(self, entries: list[Entry], source_sha256: str = ""):
+        self.entries = entries
+        self.source_sha256 = source_sha256
+        self._by_key: dict[str, Entry] = {}
+        for entry in entries:
+            for key in entry.concrete_keys():
+                if key in self._by_key:
+                    raise CatalogueError(f"key {key} is listed twice in the catalogue")
+                self._by_key[key] = entry
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._by_key
+
+    def entry(self, key: str) -> Entry:
+        return self._by_key[key]
+
+    def keys(self) -> list[str]:
+        return list(self._by_key)
+
+    def keys_for_family(self, family: str) -> list[str]:
+        return [k for k, e in self._by_key.items() if e.family == family]
+
+    def stem_keys(self, family: str, stem: str) -> list[str]:
+        """Concrete keys of a per-stem family for one stem."""
+        return [e.key.format(stem=stem) for e in self.entries
+                if e.family == family and e.is_template and stem in e.stems]
+
+    def families(self) -> list[str]:
+        return sorted({e.family for e in self.entries})
+
+    def check_value(self, key: str, value: Any) -> str | None:
+        """Validate one value.
+
+        Returns
+        -------
+        str or None
+            A warning when a numeric value lies outside the expected range (the
+            value itself is kept unchanged), else None.
+
+        Raises
+        ------
+        KeyError
+            If the key is not catalogued (a bug: every key must be documented).
+        TypeError
+            If the value does not have the catalogued type.
+        """
+        if key not in self._by_key:
+            raise KeyError(f"key '{key}' is not in the feature catalogue ({CATALOGUE_PATH.name})")
+        entry = self._by_key[key]
+        ok = {
+            "number": isinstance(value, (int, float)) and not isinstance(value, bool),
+            "integer": isinstance(value, int) and not isinstance(value, bool),
+            "string": isinstance(value, str),
+            "object": isinstance(value, dict),
+            "array": isinstance(value, list),
+        }[entry.type]
+        if not ok:
+            raise TypeError(f"key '{key}' must be of type {entry.type}, got {type(value).__name__} ({value!r})")
+        if entry.range is not None and entry.type in ("number", "integer"):
+            low, high = entry.range
+            if not low <= value <= high:
+                return f"{key}={value} is outside the expected range [{low:g}, {high:g}] {entry.unit}".rstrip()
+        return None
+
+
+@lru_cache(maxsize=4)
+def load_catalogue(path: str | None = None) -> Catalogue:
+    """Load and check the catalogue (cached)."""
+    p = Path(path) if path else CATALOGUE_PATH
+    text = p.read_text(encoding="utf-8")
+    raw = yaml.safe_load(text) or []
+    entries = [_parse_entry(item, i) for i, item in enumerate(raw)]
+    return Catalogue(entries, hashlib.sha256(text.encode()).hexdigest())
+
+
+def _fmt_range(entry: Entry) -> str:
+    if entry.range is None:
+        return ""
+    return f"{entry.range[0]:g} to {entry.range[1]:g}"
+
+
+def markdown_table(catalogue: Catalogue | None = None) -> str:
+    """The README feature reference, one table per family, generated from the catalogue."""
+    cat = catalogue or load_catalogue()
+    lines = []
+    for fam in sorted({e.family for e in cat.entries}, key=lambda f: [e.family for e in cat.entries].index(f)):
+        lines += [f"#### `{fam}` (`features/{fam}.json`)", "",
+                  "| key | type | unit | expected range | description | producer |",
+                  "|---|---|---|---|---|---|"]
+        for e in cat.entries:
+            if e.family != fam:
+                continue
+            key = f"`{e.key}`" + (f" ({', '.join(e.stems)})" if e.is_template else "")
+            cells = [key, e.type, e.unit or "", _fmt_range(e), e.description, e.producer]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_readme(readme_text: str, catalogue: Catalogue | None = None) -> str:
+    """Return the README text with the generated table between the markers."""
+    start = readme_text.find(README_BEGIN)
+    end = readme_text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"README lacks the markers {README_BEGIN!r} ... {README_END!r}")
+    head = readme_text[: start + len(README_BEGIN)]
+    return head + "\n\n" + markdown_table(catalogue) + "\n" + readme_text[end:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readme", help="rewrite the feature table in this README")
+    parser.add_argument("--check", action="store_true", help="with --readme: fail if it is out of date")
+    args = parser.parse_args(argv)
+    if not args.readme:
+        sys.stdout.write(markdown_table())
+        return 0
+    path = Path(args.readme)
+    old = path.read_text(encoding="utf-8")
+    new = render_readme(old)
+    if args.check:
+        if old != new:
+            print(f"{path}: feature table is out of date; run `python -m mirflow.catalogue --readme {path}`")
+            return 1
+        return 0
+    if new != old:
+        path.write_text(new, encoding="utf-8")
+        print(f"updated the feature table in {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Feature families: pure computations over decoded audio."""

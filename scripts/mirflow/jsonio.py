@@ -1,0 +1,87 @@
+"""Strict, atomic JSON I/O.
+
+Every JSON mirflow writes is strict (no NaN or Infinity, which ``json`` would
+otherwise emit and most other parsers reject) and is written to a temporary file
+in the target directory and renamed into place, so a killed job never leaves a
+half-written file behind.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class NonFiniteValueError(ValueError):
+    """A value to be written is NaN or infinite: it must be absent instead."""
+
+
+def to_jsonable(value: Any, where: str = "$") -> Any:
+    """Convert numpy scalars/arrays and tuples to plain JSON types.
+
+    Raises
+    ------
+    NonFiniteValueError
+        If any float is NaN or infinite. The caller must record such a value as
+        absent with a reason rather than write a placeholder.
+    """
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist(), where)
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        if not math.isfinite(f):
+            raise NonFiniteValueError(f"non-finite value {f} at {where}")
+        return f
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"cannot serialise {type(value).__name__} at {where}")
+
+
+def dumps_strict(obj: Any) -> str:
+    """Serialise ``obj`` as strict, human-readable JSON (UTF-8 text, keys in insertion order)."""
+    return json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same directory and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Serialise ``obj`` strictly and write it atomically to ``path``."""
+    write_text_atomic(path, dumps_strict(obj))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file, rejecting NaN/Infinity literals."""
+
+    def _reject(token: str):
+        raise ValueError(f"{path}: non-standard JSON literal {token}")
+
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle, parse_constant=_reject)

@@ -1,0 +1,101 @@
+"""Assemble one track's partial family JSONs into ``<name>.INFO``.
+
+The .INFO is a flat JSON object of every feature key plus one ``_provenance``
+object: per family its version, parameters, libraries, inputs and timing;
+which families are missing and why; why each absent key is absent; and
+warnings for values outside the catalogue's expected ranges (values are never
+clamped).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from . import __version__
+from .catalogue import Catalogue, load_catalogue
+from .errors import MirflowError
+from .jsonio import read_json, write_json_atomic
+from .runner import job_logging
+
+
+class MergeError(MirflowError):
+    """A partial JSON is inconsistent with the catalogue (a bug in a family)."""
+
+
+def merge_partials(track_id: str, partials: dict[str, dict[str, Any]], missing: dict[str, str],
+                   catalogue: Catalogue | None = None) -> dict[str, Any]:
+    """Build the .INFO object.
+
+    Parameters
+    ----------
+    track_id : str
+        The track's id (recorded in provenance).
+    partials : dict
+        family name -> parsed partial JSON (values plus ``_meta``).
+    missing : dict
+        family name -> reason, for families not computed for this track
+        (disabled, no stems, model missing).
+    catalogue : Catalogue, optional
+        Defaults to the packaged catalogue.
+
+    Raises
+    ------
+    MergeError
+        If a key is not catalogued, has the wrong type, appears in two families,
+        or a catalogued key of a computed family has neither a value nor a reason.
+    """
+    cat = catalogue or load_catalogue()
+    values: dict[str, Any] = {}
+    absent: dict[str, str] = {}
+    warnings: list[str] = []
+    families: dict[str, Any] = {}
+    for fam, partial in sorted(partials.items()):
+        meta = partial.get("_meta")
+        if not isinstance(meta, dict) or meta.get("family") != fam:
+            raise MergeError(f"features/{fam}.json has no valid _meta block for family '{fam}'.")
+        for key, value in partial.items():
+            if key == "_meta":
+                continue
+            if key in values:
+                raise MergeError(f"key '{key}' is written by two families (second: {fam}).")
+            try:
+                warning = cat.check_value(key, value)
+            except (KeyError, TypeError) as err:
+                raise MergeError(f"family '{fam}': {err.args[0]}.") from err
+            if cat.entry(key).family != fam:
+                raise MergeError(f"key '{key}' belongs to family '{cat.entry(key).family}' in the catalogue, "
+                                 f"but '{fam}' wrote it.")
+            if warning:
+                warnings.append(warning)
+            values[key] = value
+        fam_absent = meta.get("absent", {})
+        absent.update(fam_absent)
+        unexplained = [k for k in cat.keys_for_family(fam) if k not in partial and k not in fam_absent]
+        if unexplained:
+            raise MergeError(f"family '{fam}' gave neither a value nor a reason for {unexplained}.")
+        families[fam] = {k: meta[k] for k in ("version", "scope", "params", "libraries", "inputs", "audio",
+                                              "details", "wall_time_s", "mirflow_version") if k in meta}
+    for fam, reason in missing.items():
+        for key in cat.keys_for_family(fam):
+            absent.setdefault(key, f"family {fam} not computed: {reason}")
+    provenance = {
+        "track_id": track_id,
+        "mirflow_version": __version__,
+        "catalogue_sha256": cat.source_sha256,
+        "families": families,
+        "missing_families": dict(sorted(missing.items())),
+        "absent": dict(sorted(absent.items())),
+        "warnings": warnings,
+    }
+    return {**dict(sorted(values.items())), "_provenance": provenance}
+
+
+def run_merge_job(smk) -> None:
+    """Entry point of the merge rule script."""
+    track = smk.wildcards.track
+    with job_logging(smk.log[0] if smk.log else None, track, "merge") as logger:
+        partials = {name: read_json(path) for name, path in smk.input.items() if name != "catalogue"}
+        info = merge_partials(track, partials, dict(smk.params.missing))
+        write_json_atomic(smk.output[0], info)
+        prov = info["_provenance"]
+        logger.info("wrote %s: %d keys, %d absent, %d warnings, missing families: %s", smk.output[0],
+                    len(info) - 1, len(prov["absent"]), len(prov["warnings"]), prov["missing_families"] or "none")

@@ -1,0 +1,78 @@
+"""Every feature family the workflow knows: name, version, scope and producer.
+
+This module is imported by the Snakefile at parse time, so it must stay free of
+heavy imports (no numpy, no torch). The version of a family is part of its
+rule's ``params``: bumping it makes Snakemake rerun exactly that family on every
+track (Snakemake cannot see changes inside imported modules by itself).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: Stem names, in the order Demucs produces them.
+STEM_NAMES = ("drums", "bass", "other", "vocals")
+
+
+@dataclass(frozen=True)
+class Family:
+    """One feature family: one partial JSON ``features/<name>.json`` per track.
+
+    Attributes
+    ----------
+    name : str
+        Family name, also the partial JSON's file name and the catalogue's ``family``.
+    version : int
+        Algorithm version. Bump it whenever the numbers this family writes change.
+    scope : str
+        ``"mix"`` (analyses the full mix) or ``"stems"`` (analyses every stem; keys
+        carry a ``_<stem>`` suffix).
+    settings : str
+        Name of the config section holding this family's parameters (shared by a
+        family and its ``_stems`` twin, which run the same algorithm).
+    compute : str
+        ``"module:function"`` computing the family for one signal, or ``""`` for
+        families with their own job script.
+    libraries : tuple of str
+        Distribution names whose versions are recorded in ``_meta``.
+    """
+
+    name: str
+    version: int
+    scope: str
+    settings: str
+    compute: str = ""
+    libraries: tuple[str, ...] = field(default_factory=tuple)
+    description: str = ""
+
+    @property
+    def needs_stems(self) -> bool:
+        return self.scope == "stems"
+
+
+def _pair(name: str, version: int, compute: str, libraries: tuple[str, ...], description: str):
+    """A family and its per-stem twin: same algorithm, same version, same settings."""
+    return (
+        Family(name, version, "mix", name, compute, libraries, description),
+        Family(f"{name}_stems", version, "stems", name, compute, libraries, description + " (per stem)"),
+    )
+
+
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        *_pair("loudness", 1, "mirflow.features.loudness:compute_loudness", ("numpy", "scipy"),
+               "Integrated loudness (BS.1770-4) and loudness range (EBU Tech 3342)"),
+        *_pair("spectral", 1, "mirflow.features.spectral:compute_spectral", ("numpy", "scipy"),
+               "Spectral flatness, flux, skewness and kurtosis (frame medians)"),
+        *_pair("multiband_rms", 1, "mirflow.features.multiband:compute_multiband_rms", ("numpy", "scipy"),
+               "RMS level in four Butterworth bands"),
+    )
+}
+
+
+def family(name: str) -> Family:
+    """Look up a family by name, with a helpful error for typos."""
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise KeyError(f"unknown feature family '{name}'; known: {', '.join(sorted(FAMILIES))}") from None

@@ -1,0 +1,44 @@
+"""The catalogue is complete, consistent with the registry, and the README table is generated from it."""
+import pytest
+
+from conftest import REPO
+from mirflow.catalogue import load_catalogue, render_readme
+from mirflow.registry import FAMILIES, STEM_NAMES
+
+
+def test_every_registered_family_has_catalogued_keys():
+    cat = load_catalogue()
+    for name, fam in FAMILIES.items():
+        keys = cat.keys_for_family(name)
+        assert keys, f"family {name} has no catalogue entries"
+        if fam.needs_stems:
+            for stem in STEM_NAMES:
+                assert cat.stem_keys(name, stem), f"{name} lists no keys for stem {stem}"
+
+
+def test_catalogue_families_are_registered():
+    assert set(load_catalogue().families()) <= set(FAMILIES)
+
+
+def test_readme_feature_table_matches_catalogue():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert render_readme(readme) == readme, "README out of date: run `make readme`"
+
+
+def test_check_value_warns_without_clamping_and_rejects_wrong_types():
+    cat = load_catalogue()
+    assert cat.check_value("lufs", -14.0) is None
+    warning = cat.check_value("lufs", 2.5)
+    assert "outside the expected range" in warning and "2.5" in warning
+    with pytest.raises(TypeError):
+        cat.check_value("lufs", "loud")
+    with pytest.raises(TypeError):
+        cat.check_value("lufs", True)
+    with pytest.raises(KeyError):
+        cat.check_value("lufs_piano", -20.0)
+
+
+def test_stem_templates_expand():
+    cat = load_catalogue()
+    assert cat.entry("lufs_drums").family == "loudness_stems"
+    assert set(cat.stem_keys("loudness_stems", "bass")) == {"lufs_bass", "lra_bass"}

@@ -1,0 +1,104 @@
+# Signal families: each reads audio through the shared loader and writes one partial JSON per track.
+# A family's version and its config section are params, so bumping either reruns exactly that family.
+
+
+rule loudness:
+    input:
+        unpack(mix_input),
+    output:
+        family_output("loudness"),
+    params:
+        family="loudness",
+        version=family_version("loudness"),
+        settings=family_settings("loudness"),
+    log:
+        family_log("loudness"),
+    conda:
+        "../../envs/mirflow.yaml"
+    script:
+        "../../scripts/rule_family.py"
+
+
+rule loudness_stems:
+    input:
+        unpack(stem_inputs),
+    output:
+        family_output("loudness_stems"),
+    params:
+        family="loudness_stems",
+        version=family_version("loudness_stems"),
+        settings=family_settings("loudness_stems"),
+    log:
+        family_log("loudness_stems"),
+    conda:
+        "../../envs/mirflow.yaml"
+    script:
+        "../../scripts/rule_family.py"
+
+
+rule spectral:
+    input:
+        unpack(mix_input),
+    output:
+        family_output("spectral"),
+    params:
+        family="spectral",
+        version=family_version("spectral"),
+        settings=family_settings("spectral"),
+    log:
+        family_log("spectral"),
+    conda:
+        "../../envs/mirflow.yaml"
+    script:
+        "../../scripts/rule_family.py"
+
+
+rule spectral_stems:
+    input:
+        unpack(stem_inputs),
+    output:
+        family_output("spectral_stems"),
+    params:
+        family="spectral_stems",
+        version=family_version("spectral_stems"),
+        settings=family_settings("spectral_stems"),
+    log:
+        family_log("spectral_stems"),
+    conda:
+        "../../envs/mirflow.yaml"
+    script:
+        "../../scripts/rule_family.py"
+
+
+rule multiband_rms:
+    input:
+        unpack(mix_input),
+    output:
+        family_output("multiband_rms"),
+    params:
+        family="multiband_rms",
+        version=family_version("multiband_rms"),
+        settings=family_settings("multiband_rms"),
+    log:
+        family_log("multiband_rms"),
+    conda:
+        "../../envs/mirflow.yaml"
+    script:
+        "../../scripts/rule_family.py"
+
+
+rule multiband_rms_stems:
+    input:
+        unpack(stem_inputs),
+    output:
+        family_output("multiband_rms_stems"),
+    params:
+        family="multiband_rms_stems",
+        version=family_version("multiband_rms_stems"),
+        settings=family_settings("multiband_rms_stems"),
+    log:
+        family_log("multiband_rms_stems"),
+    conda:
+        "../../envs/mirflow.yaml"
+    script:
+        "../../scripts/rule_family.py"

@@ -1,0 +1,17 @@
+# Assemble every family's partial JSON of a track into <name>.INFO, validated against the catalogue.
+
+
+rule merge_info:
+    input:
+        unpack(merge_inputs),
+        catalogue=CATALOGUE,
+    output:
+        f"{RESULTS}/{{track}}/{{name}}.INFO",
+    params:
+        missing=missing_families,
+    log:
+        f"{RESULTS}/{{track}}/logs/merge_{{name}}.log",
+    conda:
+        "../../envs/mirflow.yaml"
+    script:
+        "../../scripts/rule_merge.py"
