@@ -5,11 +5,10 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-# The mirflow package lives in scripts/; jobs inherit PYTHONPATH so rule scripts import the same code
-# whether or not it was pip-installed.
+# The mirflow package lives in scripts/. Rule scripts find it because Snakemake puts a script's folder on
+# sys.path; the workflow itself appends it here (an installed or PYTHONPATH mirflow keeps precedence).
 SCRIPTS_DIR = str(Path(workflow.basedir).parent / "scripts")
-sys.path.insert(0, SCRIPTS_DIR)
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SCRIPTS_DIR, os.environ.get("PYTHONPATH")) if p)
+sys.path.append(SCRIPTS_DIR)
 # Jobs run in parallel, one core each: keep numerical libraries from each starting a thread per core.
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
@@ -23,7 +22,7 @@ from mirflow.tracks import discover_tracks
 
 validate(config, schema="../schemas/config.schema.yaml")
 
-RESULTS = config["results_dir"].rstrip("/") or "."
+RESULTS = os.path.normpath(config["results_dir"])
 CATALOGUE = os.path.relpath(os.path.join(SCRIPTS_DIR, "mirflow", "catalogue.yaml"))
 
 try:
