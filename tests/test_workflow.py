@@ -1,0 +1,192 @@
+"""End-to-end Snakemake runs in a temporary folder: outputs, minimal reruns, failure isolation, validation.
+
+These tests run the real workflow (workflow/Snakefile) on a tiny corpus. The plan of a
+run is read from `snakemake --summary` (one tab-separated row per output file with
+"update pending" or "no update"), which applies the same rerun triggers as a real run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+SR = 22050
+BAND = "Band, The 'Quoted' é"          # a track folder with stems and an awkward name
+LOOSE = "Album/01 Café"                # a loose file
+
+
+def _tone_mix(seconds=3.5, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(SR * seconds)) / SR
+    drums = 0.3 * rng.standard_normal(t.size) * np.exp(-(t % 0.5) * 30)
+    bass = 0.3 * np.sin(2 * np.pi * 55 * t)
+    other = 0.2 * np.sin(2 * np.pi * 440 * t) + 0.1 * np.sin(2 * np.pi * 660 * t)
+    vocals = np.zeros_like(t)
+    return {k: np.stack([v, v], axis=1).astype(np.float32)
+            for k, v in dict(drums=drums, bass=bass, other=other, vocals=vocals).items()}
+
+
+def snakemake(workdir: Path, *args: str, env: dict | None = None, check: bool = True):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--cores", "2",
+           "--config", "input_dir=music", "results_dir=results", *args]
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env={**os.environ, **(env or {})},
+                          timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def plan(workdir: Path, *args: str, env: dict | None = None) -> set[tuple[str, str]]:
+    """(rule, output path) of every job a run would execute now."""
+    proc = snakemake(workdir, "--summary", *args, env=env)
+    rows = [line.split("\t") for line in proc.stdout.splitlines() if line.count("\t") >= 5]
+    return {(r[2], r[0]) for r in rows[1:] if r[5] != "no update"}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("workflow")
+    shutil.copytree(REPO / "config", wd / "config")
+    stems = _tone_mix()
+    band = wd / "music" / BAND
+    band.mkdir(parents=True)
+    for name, data in stems.items():
+        sf.write(band / f"{name}.flac", data, SR)
+    sf.write(band / "full_mix.flac", sum(stems.values()), SR)
+    (wd / "music" / "Album").mkdir()
+    sf.write(wd / "music" / f"{LOOSE}.ogg", sum(_tone_mix(seed=1).values()), SR)
+    snakemake(wd)
+    return wd
+
+
+def _info(wd, track_id):
+    name = track_id.rsplit("/", 1)[-1]
+    return json.loads((wd / "results" / track_id / f"{name}.INFO").read_text(encoding="utf-8"))
+
+
+def test_first_run_writes_info_with_mix_and_stem_keys(workdir):
+    info = _info(workdir, BAND)
+    for key in ("lufs", "lra", "spectral_flatness", "spectral_flux", "spectral_skewness", "spectral_kurtosis",
+                "rms_energy_bass", "rms_energy_body", "rms_energy_mid", "rms_energy_air"):
+        assert isinstance(info[key], float), key
+    for stem in ("drums", "bass", "other"):
+        assert isinstance(info[f"lufs_{stem}"], float) and isinstance(info[f"rms_energy_mid_{stem}"], float)
+    prov = info["_provenance"]
+    assert prov["absent"]["lufs_vocals"] == "silent stem"
+    assert info["lufs_bass"] < info["lufs"]  # stems keep absolute levels
+    assert set(prov["families"]) == {"loudness", "loudness_stems", "spectral", "spectral_stems",
+                                     "multiband_rms", "multiband_rms_stems"}
+    assert prov["families"]["loudness"]["audio"]["audio"]["sample_rate"] == SR
+    loose = _info(workdir, LOOSE)
+    assert "lufs" in loose and "lufs_drums" not in loose
+    assert loose["_provenance"]["missing_families"]["loudness_stems"].startswith("no stems")
+    text = (workdir / "results" / LOOSE / "01 Café.INFO").read_text(encoding="utf-8")
+    assert "NaN" not in text and "Infinity" not in text
+
+
+def test_second_run_has_nothing_to_do(workdir):
+    assert plan(workdir) == set()
+    proc = snakemake(workdir, "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_changing_one_family_config_reruns_only_that_family_and_merges(workdir):
+    extra = workdir / "spectral_4096.yaml"
+    extra.write_text("spectral:\n  frame_length: 4096\n  hop_length: 1024\n  window: hann\n")
+    jobs = plan(workdir, "--configfile", "config/config.yaml", str(extra))
+    assert {rule for rule, _ in jobs} == {"spectral", "spectral_stems", "merge_info"}
+    assert len([1 for rule, _ in jobs if rule == "spectral"]) == 2
+    assert len([1 for rule, _ in jobs if rule == "merge_info"]) == 2
+
+
+def test_bumping_a_family_version_reruns_only_that_family(workdir, tmp_path):
+    shutil.copytree(REPO / "scripts" / "mirflow", tmp_path / "mirflow")
+    registry = tmp_path / "mirflow" / "registry.py"
+    text = registry.read_text()
+    assert '*_pair("multiband_rms", 1,' in text
+    registry.write_text(text.replace('*_pair("multiband_rms", 1,', '*_pair("multiband_rms", 2,'))
+    jobs = plan(workdir, env={"PYTHONPATH": str(tmp_path)})
+    assert {rule for rule, _ in jobs} == {"multiband_rms", "multiband_rms_stems", "merge_info"}
+
+
+def test_replacing_one_input_reruns_only_that_track(workdir):
+    # Snakemake checksums inputs up to 1 MB: a small file reruns when its content changes.
+    loose = workdir / "music" / f"{LOOSE}.ogg"
+    sf.write(loose, sum(_tone_mix(seed=7).values()), SR)
+    jobs = plan(workdir)
+    assert jobs and all(path.startswith(f"results/{LOOSE}/") for _, path in jobs), jobs
+    assert {rule for rule, _ in jobs} == {"loudness", "spectral", "multiband_rms", "merge_info"}
+    snakemake(workdir)
+    assert plan(workdir) == set()
+
+
+def test_adding_a_track_runs_only_its_jobs(workdir):
+    # 14 s of 16-bit stereo WAV: > 1 MB, so a later test can show that touching a large file reruns it.
+    sf.write(workdir / "music" / "new track.wav", sum(_tone_mix(seconds=14, seed=2).values()), SR)
+    jobs = plan(workdir)
+    assert jobs and all(path.startswith("results/new track/") for _, path in jobs), jobs
+    assert len(jobs) == 4
+
+
+def test_corrupt_and_empty_inputs_fail_only_their_own_track(workdir):
+    music = workdir / "music"
+    (music / "corrupt.flac").write_bytes(b"fLaC" + os.urandom(4000))
+    (music / "empty.wav").write_bytes(b"")
+    try:
+        proc = snakemake(workdir, check=False)
+        assert proc.returncode != 0, "a failed job must give a non-zero exit code"
+        err = proc.stdout + proc.stderr
+        assert "corrupt.flac" in err and "empty.wav" in err and "empty (0 bytes)" in err
+        assert (workdir / "results" / "new track" / "new track.INFO").is_file()  # others completed
+        for bad in ("corrupt", "empty"):
+            assert not list((workdir / "results" / bad).glob("features/*.json")), "no partial output may survive"
+            assert not (workdir / "results" / bad / f"{bad}.INFO").exists()
+        assert "failed steps: 6" in err and "tracks with a complete .INFO: 3 / 5" in err
+    finally:
+        (music / "corrupt.flac").unlink()
+        (music / "empty.wav").unlink()
+
+
+def test_touching_a_large_input_reruns_only_that_track(workdir):
+    big = workdir / "music" / "new track.wav"
+    assert big.stat().st_size > 1 << 20
+    assert plan(workdir) == set()
+    future = time.time() + 2
+    os.utime(big, (future, future))
+    jobs = plan(workdir)
+    assert jobs and all(path.startswith("results/new track/") for _, path in jobs), jobs
+    assert len(jobs) == 4
+
+
+def test_config_errors_name_the_key(workdir):
+    bad = workdir / "bad.yaml"
+    bad.write_text("spectral:\n  frame_length: big\n  hop_length: 512\n  window: hann\n")
+    proc = snakemake(workdir, "-n", "--configfile", "config/config.yaml", str(bad), check=False)
+    assert proc.returncode != 0 and "frame_length" in proc.stdout + proc.stderr
+    bad.write_text("spectal: {}\n")
+    proc = snakemake(workdir, "-n", "--configfile", "config/config.yaml", str(bad), check=False)
+    assert proc.returncode != 0 and "spectal" in proc.stdout + proc.stderr
+
+
+def test_inputs_are_never_modified(workdir):
+    music = workdir / "music"
+    before = {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in music.rglob("*")}
+    snakemake(workdir, "--forcerun", "loudness")
+    assert {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in music.rglob("*")} == before
+
+
+def test_workflow_lints_clean(workdir):
+    proc = snakemake(workdir, "--lint")
+    assert "Congratulations" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
