@@ -113,5 +113,9 @@ def print_startup_report():
                          {t.id: family_plan(t)[1] for t in TRACKS.values()}), file=sys.stderr)
 
 
+# Printed when the workflow is parsed, so it appears for runs, dry-runs and "Nothing to be done" alike.
+print_startup_report()
+
+
 def print_run_summary():
     print(render_summary(RESULTS, list(TRACKS.values())), file=sys.stderr)
