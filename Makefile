@@ -2,6 +2,7 @@
 #   make run                      install (first time), generate the demo corpus, run the workflow on it
 #   make run INPUT=/path/to/music process your own folder (results in RESULTS, default: results)
 #   make test                     install (first time), run the test suite
+#   make models                   fetch the model files (Demucs, ADTOF...) into models/, verified by sha256
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -20,10 +21,10 @@ else
 DEMO_DEP := demo/.complete
 endif
 
-.PHONY: run test install demo dry-run lint summary readme clean-results help
+.PHONY: run test install demo models dry-run lint summary readme clean-results help
 
 help:
-	@sed -n '2,5p' Makefile
+	@sed -n '2,6p' Makefile
 
 $(STAMP): scripts/install.sh envs/requirements.txt envs/requirements-nodeps.txt envs/requirements-llm.txt envs/constraints.txt pyproject.toml
 	PYTHON=$(PYTHON) bash scripts/install.sh
@@ -40,6 +41,9 @@ run: $(STAMP) $(DEMO_DEP)
 	@set -o pipefail; status=0; \
 	$(BIN)/snakemake --cores $(CORES) --config $(CONFIG_ARGS) $(SNAKEMAKE_ARGS) || status=$$?; \
 	exit $$status
+
+models: $(STAMP) $(DEMO_DEP)
+	$(BIN)/snakemake fetch_models --cores 1 --config $(CONFIG_ARGS)
 
 dry-run: $(STAMP) $(DEMO_DEP)
 	$(BIN)/snakemake -n --cores $(CORES) --config $(CONFIG_ARGS) $(SNAKEMAKE_ARGS)

@@ -39,8 +39,9 @@ def _tone_mix(seconds=3.5, seed=0):
 
 
 def snakemake(workdir: Path, *args: str, env: dict | None = None, check: bool = True):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--cores", "2",
-           "--config", "input_dir=music", "results_dir=results", *args]
+    # Targets and options come before --config, whose name=value list would swallow them.
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--cores", "2", *args,
+           "--config", "input_dir=music", "results_dir=results"]
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env={**os.environ, **(env or {})},
                           timeout=600)
     if check and proc.returncode != 0:

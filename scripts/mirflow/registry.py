@@ -34,6 +34,8 @@ class Family:
         families with their own job script.
     libraries : tuple of str
         Distribution names whose versions are recorded in ``_meta``.
+    models : tuple of str
+        Names in ``models/manifest.yaml`` the family needs; it is skipped when one is missing.
     """
 
     name: str
@@ -43,6 +45,7 @@ class Family:
     compute: str = ""
     libraries: tuple[str, ...] = field(default_factory=tuple)
     description: str = ""
+    models: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def needs_stems(self) -> bool:

@@ -17,8 +17,12 @@ from .runner import FAILURE_MARKER
 _FAILURE = re.compile(FAILURE_MARKER + r" track=(?P<track>.*) step=(?P<step>\S+) reason=(?P<reason>.*)$")
 
 
-def startup_report(input_dir: str, results_dir: str, tracks: list, missing: dict[str, dict[str, str]]) -> str:
-    """What the run covers: tracks found, discovery notes, families that will be skipped and why."""
+def startup_report(input_dir: str, results_dir: str, tracks: list, missing: dict[str, dict[str, str]],
+                   models: list | None = None, models_dir: str = "models", auto_fetch: bool = False) -> str:
+    """What the run covers: tracks found, discovery notes, model availability, skipped families and why.
+
+    ``models`` holds rows (model name, missing file paths, steps that need it).
+    """
     with_stems = sum(1 for t in tracks if t.stems)
     lines = [f"mirflow: {len(tracks)} track(s) under '{input_dir}' ({with_stems} with provided stems); "
              f"results in '{results_dir}'"]
@@ -27,6 +31,20 @@ def startup_report(input_dir: str, results_dir: str, tracks: list, missing: dict
         lines.append(f"  note: {track_id}: {note}")
     if len(notes) > 10:
         lines.append(f"  ... and {len(notes) - 10} more notes")
+    if models:
+        lines.append(f"  models ({models_dir}/, listed in models/manifest.yaml):")
+        for name, missing_paths, users in models:
+            if not missing_paths:
+                status = "ok"
+            elif auto_fetch:
+                status = f"will be fetched ({len(missing_paths)} file(s))"
+            else:
+                more = f" (+{len(missing_paths) - 1} more)" if len(missing_paths) > 1 else ""
+                status = f"MISSING {models_dir}/{missing_paths[0]}{more}"
+            lines.append(f"    {name:24s} {status}; needed by: {', '.join(users)}")
+        if any(m[1] for m in models) and not auto_fetch:
+            lines.append("    get missing models with `make models` (snakemake fetch_models), or place the files "
+                         "there by hand (verified by sha256); see models/README.md")
     skipped = Counter((fam, reason) for per_track in missing.values() for fam, reason in per_track.items())
     if skipped:
         lines.append("  families skipped (recorded in each .INFO's _provenance.missing_families):")

@@ -1,5 +1,6 @@
 # Config validation, track discovery and the helpers every rule uses (paths, inputs, params).
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -15,7 +16,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from mirflow.errors import MirflowError
-from mirflow.registry import FAMILIES
+from mirflow.models import load_manifest, missing_files
+from mirflow.registry import FAMILIES, STEM_NAMES
 from mirflow.summary import render_summary, startup_report
 from mirflow.tracks import discover_tracks
 
@@ -23,12 +25,20 @@ from mirflow.tracks import discover_tracks
 validate(config, schema="../schemas/config.schema.yaml")
 
 RESULTS = os.path.normpath(config["results_dir"])
+MODELS_DIR = os.path.normpath(config["models_dir"])
+MANIFEST = load_manifest(config.get("models_manifest"))
+MODEL_FILES = {mf.path: (spec.name, mf) for spec in MANIFEST.values() for mf in spec.files}
+MODEL_FILE_PATTERN = "|".join(re.escape(p) for p in MODEL_FILES) or "(?!)"
+SEPARATION = config["separation"]
+STEM_EXT = "mp3" if SEPARATION["format"] == "mp3" else "flac"
 CATALOGUE = os.path.relpath(os.path.join(SCRIPTS_DIR, "mirflow", "catalogue.yaml"))
 
 try:
     TRACKS = {
         t.id: t
-        for t in discover_tracks(config["input_dir"], exclude_dirs=(RESULTS, *config.get("exclude_dirs", [])))
+        for t in discover_tracks(
+            config["input_dir"], exclude_dirs=(RESULTS, MODELS_DIR, *config.get("exclude_dirs", []))
+        )
     }
 except MirflowError as err:
     raise WorkflowError(f"mirflow: {err}")
@@ -58,9 +68,58 @@ def mix_input(wildcards):
     return {"audio": track_of(wildcards).audio}
 
 
+def model_missing_reason(name):
+    """None when the model's files are present (or will be fetched), else why the model is unavailable."""
+    if name not in MANIFEST:
+        return f"model '{name}' is not in the model manifest"
+    missing = missing_files(MANIFEST[name], MODELS_DIR)
+    if missing and not config["models"]["auto_fetch"]:
+        return f"model '{name}' is missing (see the models table above; `make models` fetches it)"
+    return None
+
+
+def model_inputs(name):
+    """Named inputs for a model: its files and their verification markers (verified before first use)."""
+    inputs = {}
+    for i, mf in enumerate(MANIFEST[name].files):
+        inputs[f"model_file_{i}"] = f"{MODELS_DIR}/{mf.path}"
+        inputs[f"model_verified_{i}"] = f"{MODELS_DIR}/.verified/{mf.path}.sha256"
+    return inputs
+
+
+def track_stems(track):
+    """Stems of a track (stem -> path) and, when it has none, why.
+
+    Provided stems are read in place; otherwise the separation rule's outputs are used when separation is
+    enabled and its model is available. Every per-stem family gets its stems through this one function.
+    """
+    if track.stems and not SEPARATION["force"]:
+        return dict(track.stems), None
+    if not SEPARATION["enabled"]:
+        return {}, "no stems: none provided beside the track and separation is disabled (separation.enabled)"
+    reason = model_missing_reason(SEPARATION["model"])
+    if reason:
+        return {}, f"no stems: none provided beside the track and {reason}"
+    return {s: escape(f"{RESULTS}/{track.id}/stems/{s}.{STEM_EXT}") for s in STEM_NAMES}, None
+
+
 def stem_inputs(wildcards):
-    """Named inputs: the stems available for the track (provided beside full_mix)."""
-    return dict(track_of(wildcards).stems)
+    """Named inputs: the track's stems, provided or separated."""
+    return track_stems(track_of(wildcards))[0]
+
+
+def separation_inputs(wildcards):
+    return {"audio": track_of(wildcards).audio, **model_inputs(SEPARATION["model"])}
+
+
+def wanted_model_markers():
+    """Verification markers of every model an enabled family or separation would use."""
+    names = {SEPARATION["model"]} if SEPARATION["enabled"] else set()
+    for fam in FAMILIES.values():
+        if config["families"].get(fam.name, True):
+            names.update(fam.models)
+    return [f"{MODELS_DIR}/.verified/{mf.path}.sha256" for n in sorted(names) if n in MANIFEST
+            for mf in MANIFEST[n].files]
 
 
 def family_settings(name):
@@ -86,8 +145,10 @@ def family_plan(track):
     for name, fam in FAMILIES.items():
         if not config["families"].get(name, True):
             missing[name] = f"disabled in the config (families: {name}: false)"
-        elif fam.needs_stems and not track.stems:
-            missing[name] = "no stems: none were provided beside the track (full_mix + drums/bass/other/vocals)"
+        elif fam.needs_stems and track_stems(track)[1]:
+            missing[name] = track_stems(track)[1]
+        elif any(model_missing_reason(m) for m in fam.models):
+            missing[name] = next(model_missing_reason(m) for m in fam.models if model_missing_reason(m))
         else:
             planned[name] = escape(f"{RESULTS}/{track.id}/features/{name}.json")
     return planned, missing
@@ -108,9 +169,23 @@ def all_info_files():
     return [escape(f"{RESULTS}/{t.id}/{t.name}.INFO") for t in TRACKS.values()]
 
 
+def model_table():
+    """Rows (model, missing files, needed by) for every model an enabled step would use."""
+    needed = {}
+    if SEPARATION["enabled"] and any(not t.stems or SEPARATION["force"] for t in TRACKS.values()):
+        needed.setdefault(SEPARATION["model"], []).append("stem separation")
+    for fam in FAMILIES.values():
+        if config["families"].get(fam.name, True):
+            for m in fam.models:
+                needed.setdefault(m, []).append(fam.name)
+    return [(name, [mf.path for mf in missing_files(MANIFEST[name], MODELS_DIR)] if name in MANIFEST else ["?"],
+             users) for name, users in sorted(needed.items())]
+
+
 def print_startup_report():
     print(startup_report(config["input_dir"], RESULTS, list(TRACKS.values()),
-                         {t.id: family_plan(t)[1] for t in TRACKS.values()}), file=sys.stderr)
+                         {t.id: family_plan(t)[1] for t in TRACKS.values()}, model_table(), MODELS_DIR,
+                         config["models"]["auto_fetch"]), file=sys.stderr)
 
 
 # Printed when the workflow is parsed, so it appears for runs, dry-runs and "Nothing to be done" alike.

