@@ -36,6 +36,13 @@ class Family:
         Distribution names whose versions are recorded in ``_meta``.
     models : tuple of str
         Names in ``models/manifest.yaml`` the family needs; it is skipped when one is missing.
+    needs : tuple of str
+        Inputs beyond the full mix: ``"stems"`` (skipped for tracks without stems), ``"stem:<name>"``
+        (skipped for tracks without that stem), ``"beats"`` (the
+        track's beat grid from the rhythm family, used when that family is enabled).
+    kind : str
+        ``"signal"``: ``compute(signal, settings)`` per signal (mix, or each stem);
+        ``"context"``: ``compute(ctx, settings)`` with the job's inputs and outputs (see runner.JobContext).
     """
 
     name: str
@@ -46,10 +53,17 @@ class Family:
     libraries: tuple[str, ...] = field(default_factory=tuple)
     description: str = ""
     models: tuple[str, ...] = field(default_factory=tuple)
+    kind: str = "signal"
+    needs: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def needs_stems(self) -> bool:
-        return self.scope == "stems"
+        return self.scope == "stems" or any(n == "stems" or n.startswith("stem:") for n in self.needs)
+
+    @property
+    def needed_stems(self) -> tuple[str, ...]:
+        """Specific stems the family cannot run without (``stem:<name>`` in ``needs``)."""
+        return tuple(n.split(":", 1)[1] for n in self.needs if n.startswith("stem:"))
 
 
 def _pair(name: str, version: int, compute: str, libraries: tuple[str, ...], description: str):
@@ -69,6 +83,12 @@ FAMILIES: dict[str, Family] = {
                "Spectral flatness, flux, skewness and kurtosis (frame medians)"),
         *_pair("multiband_rms", 1, "mirflow.features.multiband:compute_multiband_rms", ("numpy", "scipy"),
                "RMS level in four Butterworth bands"),
+        Family("drums", 1, "mix", "drums", "mirflow.families:drums_family", ("torch", "madmom", "mido"),
+               "ADTOF drum transcription: drums_adtof.mid and hit counts/densities", ("adtof_frame_rnn",),
+               kind="context", needs=("beats",)),
+        Family("bass_transcription", 1, "mix", "bass_transcription", "mirflow.families:bass_family",
+               ("basic-pitch", "onnxruntime", "mido"), "Basic Pitch bass transcription: bass_basicpitch.mid",
+               kind="context", needs=("stem:bass", "beats")),
     )
 }
 

@@ -122,45 +122,99 @@ def build_partial(fam: Family, result: FeatureResult, settings: dict, inputs: di
     return {**result.values, "_meta": meta}
 
 
-def compute_family(fam: Family, settings: dict, inputs: dict[str, str]) -> tuple[FeatureResult, dict]:
-    """Run a signal family on the full mix, or on every stem for a ``stems`` family.
+class JobContext:
+    """A job's named inputs and outputs, with audio decoded once through the shared loader.
 
-    Stems that were not provided and silent stems get every key of the family
+    Families of kind ``"context"`` receive this instead of one signal, so they can
+    read several inputs (stems, a beat grid, model files) and write extra outputs
+    (grids, MIDI). Every decoded input's facts are recorded for ``_meta.audio``.
+    """
+
+    def __init__(self, inputs: dict[str, str], outputs: dict[str, str] | None = None, threads: int = 1,
+                 track: str = ""):
+        self.inputs = dict(inputs)
+        self.outputs = dict(outputs or {})
+        self.threads = threads
+        self.track = track
+        self.audio_facts: dict[str, dict] = {}
+        self._cache: dict[str, AudioSignal] = {}
+
+    def has(self, name: str) -> bool:
+        return name in self.inputs
+
+    def path(self, name: str) -> str:
+        return self.inputs[name]
+
+    def audio(self, name: str) -> AudioSignal:
+        """Decode input ``name`` (once) with the shared loader."""
+        if name not in self._cache:
+            self._cache[name] = load_audio(self.inputs[name])
+            self.audio_facts[name] = audio_facts(self._cache[name])
+        return self._cache[name]
+
+    def model_files(self) -> list[str]:
+        return [p for k, p in self.inputs.items() if k.startswith("model_file_")]
+
+
+def for_each_stem(ctx: JobContext, family_name: str, compute_stem: Callable[[AudioSignal, str], FeatureResult]
+                  ) -> FeatureResult:
+    """Run ``compute_stem(signal, stem)`` on every stem the catalogue lists keys for, suffixing keys.
+
+    Stems that are not available and silent stems get every key of the family
     absent with the reason, so the merged .INFO explains each missing value.
     """
-    compute = resolve(fam.compute)
-    if fam.scope == "mix":
-        signal = load_audio(inputs["audio"])
-        return compute(signal, settings), {"audio": audio_facts(signal)}
     catalogue = load_catalogue()
-    result, audio = FeatureResult(), {}
+    result = FeatureResult()
     for stem in STEM_NAMES:
-        keys = catalogue.stem_keys(fam.name, stem)
-        if stem not in inputs:
+        keys = catalogue.stem_keys(family_name, stem)
+        if not keys:
+            continue
+        if not ctx.has(stem):
             for key in keys:
                 result.mark_absent(key, "stem not available")
             continue
-        signal = load_audio(inputs[stem])
-        audio[stem] = audio_facts(signal)
+        signal = ctx.audio(stem)
         if signal.is_digital_silence():
             for key in keys:
                 result.mark_absent(key, "silent stem")
             continue
-        stem_result = compute(signal, settings)
+        stem_result = compute_stem(signal, stem)
         result.update(stem_result, suffix=f"_{stem}")
         result.meta[stem] = stem_result.meta
-    return result, audio
+    return result
+
+
+def compute_family(fam: Family, settings: dict, ctx: JobContext) -> FeatureResult:
+    """Run a family: a ``context`` family gets the job context; a ``signal`` family gets the full mix,
+    or each stem in turn for a ``stems`` family."""
+    compute = resolve(fam.compute)
+    if fam.kind == "context":
+        return compute(ctx, settings)
+    if fam.scope == "mix":
+        return compute(ctx.audio("audio"), settings)
+    return for_each_stem(ctx, fam.name, lambda signal, _stem: compute(signal, settings))
+
+
+def track_id(wildcards) -> str:
+    """The track id from a job's wildcards (``track``, or ``parent`` + ``name`` for rules that need the name)."""
+    if "track" in wildcards.keys():
+        return wildcards.track
+    return wildcards.parent + wildcards.name
 
 
 def run_family_job(smk) -> None:
     """Entry point of the generic family rule script (``snakemake`` object in, JSON out)."""
     fam = lookup_family(smk.params.family)
-    track = smk.wildcards.track
+    track = track_id(smk.wildcards)
     with job_logging(smk.log[0] if smk.log else None, track, fam.name) as logger:
         started = time.perf_counter()
         inputs = {name: str(path) for name, path in smk.input.items()}
+        outputs = {name: str(path) for name, path in smk.output.items()}
         settings = dict(smk.params.settings)
-        result, audio = compute_family(fam, settings, inputs)
-        partial = build_partial(fam, result, settings, inputs, audio, time.perf_counter() - started)
-        write_json_atomic(smk.output[0], partial)
-        logger.info("wrote %s: %d values, %d absent", smk.output[0], len(result.values), len(result.absent))
+        ctx = JobContext(inputs, outputs, int(getattr(smk, "threads", 1) or 1), track)
+        result = compute_family(fam, settings, ctx)
+        recorded = {k: v for k, v in inputs.items() if not k.startswith("model_verified_")}
+        partial = build_partial(fam, result, settings, recorded, ctx.audio_facts, time.perf_counter() - started)
+        json_path = outputs.get("json", str(smk.output[0]))
+        write_json_atomic(json_path, partial)
+        logger.info("wrote %s: %d values, %d absent", json_path, len(result.values), len(result.absent))

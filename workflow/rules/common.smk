@@ -108,6 +108,26 @@ def stem_inputs(wildcards):
     return track_stems(track_of(wildcards))[0]
 
 
+def beats_input(track):
+    """The track's beat grid, for families that use it, when the rhythm family is enabled."""
+    if "rhythm" in FAMILIES and config["families"].get("rhythm", True):
+        return {"beats": escape(f"{RESULTS}/{track.id}/{track.name}.BEATS_GRID")}
+    return {}
+
+
+def drums_inputs(wildcards):
+    """The drums stem when the track has stems, else the full mix; the beat grid; the ADTOF model."""
+    track = track_of(wildcards)
+    stems = track_stems(track)[0]
+    source = {"drums": stems["drums"]} if "drums" in stems else {"audio": track.audio}
+    return {**source, **beats_input(track), **model_inputs("adtof_frame_rnn")}
+
+
+def bass_inputs(wildcards):
+    track = track_of(wildcards)
+    return {"bass": track_stems(track)[0]["bass"], **beats_input(track)}
+
+
 def separation_inputs(wildcards):
     return {"audio": track_of(wildcards).audio, **model_inputs(SEPARATION["model"])}
 
@@ -147,6 +167,8 @@ def family_plan(track):
             missing[name] = f"disabled in the config (families: {name}: false)"
         elif fam.needs_stems and track_stems(track)[1]:
             missing[name] = track_stems(track)[1]
+        elif any(s not in track_stems(track)[0] for s in fam.needed_stems):
+            missing[name] = f"needs the {' and '.join(fam.needed_stems)} stem, which the track does not have"
         elif any(model_missing_reason(m) for m in fam.models):
             missing[name] = next(model_missing_reason(m) for m in fam.models if model_missing_reason(m))
         else:

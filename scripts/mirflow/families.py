@@ -1,0 +1,83 @@
+"""Job adapters of the ``context`` families: they read the job's inputs, call the computing modules and
+write the family's extra outputs (grids, MIDI). Each returns the family's FeatureResult."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .result import FeatureResult
+from .runner import JobContext
+
+
+def read_beats(ctx: JobContext) -> np.ndarray | None:
+    """The track's beat grid when the job has one as input (``beats``), else None."""
+    if not ctx.has("beats"):
+        return None
+    from .features.rhythm import parse_times
+
+    return parse_times(Path(ctx.path("beats")).read_text(encoding="utf-8"))
+
+
+def drums_family(ctx: JobContext, settings: dict) -> FeatureResult:
+    """ADTOF on the drums stem (else the full mix): ``drums_adtof.mid`` plus hit counts and densities."""
+    from .transcription import adtof
+    from .transcription.drums import compute_drums
+
+    (weights,) = ctx.model_files()
+    model = adtof.load_model(weights, device=settings.get("device", "auto"))
+    source = "drums" if ctx.has("drums") else "audio"
+    params = {k: v for k, v in settings.items() if k != "device"}
+    result = compute_drums(model, ctx.audio(source), params,
+                           input_name="drums" if source == "drums" else "full_mix",
+                           midi_path=ctx.outputs["midi"], beats=read_beats(ctx))
+    result.meta.update({"model_sha256": model.sha256, "device": model.device,
+                        "tempo_map": "from the beat grid" if ctx.has("beats") else "none (120 BPM time base)"})
+    return result
+
+
+def bass_note_statistics(pitches: np.ndarray, duration_s: float) -> FeatureResult:
+    """Summary keys of a transcribed bass line.
+
+    Parameters
+    ----------
+    pitches : np.ndarray
+        MIDI note numbers of the notes.
+    duration_s : float
+        Length of the analysed signal, s.
+    """
+    result = FeatureResult()
+    result.set("bass_note_count", int(len(pitches)))
+    result.set("bass_note_density", round(len(pitches) / duration_s, 4) if duration_s > 0 else 0.0)
+    if len(pitches):
+        result.set("bass_pitch_median", float(np.median(pitches)))
+        result.set("bass_pitch_range", int(np.max(pitches) - np.min(pitches)))
+    else:
+        result.mark_absent("bass_pitch_median", "no bass notes transcribed")
+        result.mark_absent("bass_pitch_range", "no bass notes transcribed")
+    return result
+
+
+def bass_family(ctx: JobContext, settings: dict) -> FeatureResult:
+    """Basic Pitch (shipped ONNX model) on the bass stem: ``bass_basicpitch.mid`` plus note statistics."""
+    from .transcription import bass
+
+    signal = ctx.audio("bass")
+    if signal.is_digital_silence():
+        result = FeatureResult()
+        for key in ("bass_note_count", "bass_note_density", "bass_pitch_median", "bass_pitch_range"):
+            result.mark_absent(key, "silent stem")
+        from .transcription.midi import midi_file_bytes, write_bytes_atomic
+
+        write_bytes_atomic(ctx.outputs["midi"], midi_file_bytes([], channel=0, program=33, track_name="bass"))
+        result.meta["input"] = "bass stem (silent: empty MIDI written)"
+        return result
+    model_path = bass.bundled_model_path()
+    model = bass.load_model(model_path, threads=ctx.threads)
+    transcription = bass.transcribe(model, signal, settings)
+    bass.write_bass_midi(ctx.outputs["midi"], transcription, beats=read_beats(ctx), params=settings)
+    pitches = np.array([n.pitch for n in transcription.notes], dtype=float)
+    result = bass_note_statistics(pitches, signal.duration_s)
+    result.meta.update(transcription.meta)
+    result.meta["input"] = "bass stem"
+    return result
