@@ -88,7 +88,8 @@ def test_first_run_writes_info_with_mix_and_stem_keys(workdir):
     assert prov["absent"]["lufs_vocals"] == "silent stem"
     assert info["lufs_bass"] < info["lufs"]  # stems keep absolute levels
     assert set(prov["families"]) == {"loudness", "loudness_stems", "spectral", "spectral_stems",
-                                     "multiband_rms", "multiband_rms_stems"}
+                                     "multiband_rms", "multiband_rms_stems", "bass_transcription"}
+    assert "drums" in prov["missing_families"]  # no ADTOF weights in this test's models folder
     assert prov["families"]["loudness"]["audio"]["audio"]["sample_rate"] == SR
     loose = _info(workdir, LOOSE)
     assert "lufs" in loose and "lufs_drums" not in loose

@@ -81,3 +81,25 @@ def bass_family(ctx: JobContext, settings: dict) -> FeatureResult:
     result.meta.update(transcription.meta)
     result.meta["input"] = "bass stem"
     return result
+
+
+def rhythm_family(ctx: JobContext, settings: dict) -> FeatureResult:
+    """Beats, downbeats and onsets of the full mix: the three grid files plus the rhythm keys."""
+    from .features.rhythm import analyse_rhythm, format_times
+    from .jsonio import write_text_atomic
+
+    result, grids = analyse_rhythm(ctx.audio("audio"), settings)
+    write_text_atomic(ctx.outputs["beats"], format_times(grids.beats))
+    write_text_atomic(ctx.outputs["downbeats"], format_times(grids.downbeats))
+    write_text_atomic(ctx.outputs["onsets"], format_times(grids.onsets))
+    return result
+
+
+def rhythm_stems_family(ctx: JobContext, settings: dict) -> FeatureResult:
+    """Per-stem onset density, syncopation against the full-mix beat grid, complexity and evenness."""
+    from .features.rhythm import analyse_stem_rhythm
+    from .runner import for_each_stem
+
+    beats = read_beats(ctx)
+    return for_each_stem(ctx, "rhythm_stems",
+                         lambda signal, stem: analyse_stem_rhythm(signal, beats, settings, stem))

@@ -80,14 +80,16 @@ def collect_failures(results_dir: str) -> list[dict[str, str]]:
 def render_summary(results_dir: str, tracks: list | None = None) -> str:
     """End-of-run summary: complete .INFO files, failures with reasons, where the results are."""
     root = Path(results_dir)
+    failures = collect_failures(results_dir)
+    failed_tracks = {f["track"] for f in failures}
     if tracks is None:
-        infos = sorted(root.glob("**/*.INFO"))
-        total = len(infos)
-        complete = total
+        total = len(sorted(root.glob("**/*.INFO")))
+        complete = total - len(failed_tracks)
     else:
         total = len(tracks)
-        complete = sum(1 for t in tracks if (root / t.id / f"{t.name}.INFO").is_file())
-    failures = collect_failures(results_dir)
+        # An .INFO left from an earlier run is not complete while a step of its track failed.
+        complete = sum(1 for t in tracks
+                       if (root / t.id / f"{t.name}.INFO").is_file() and t.id not in failed_tracks)
     lines = ["", "mirflow summary", "---------------",
              f"results: {os.path.abspath(results_dir)}",
              f"tracks with a complete .INFO: {complete} / {total}"]

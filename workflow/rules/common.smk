@@ -26,7 +26,9 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 RESULTS = os.path.normpath(config["results_dir"])
 MODELS_DIR = os.path.normpath(config["models_dir"])
-MANIFEST = load_manifest(config.get("models_manifest"))
+MANIFEST = load_manifest(
+    config.get("models_manifest") or str(Path(workflow.basedir).parent / "models" / "manifest.yaml")
+)
 MODEL_FILES = {mf.path: (spec.name, mf) for spec in MANIFEST.values() for mf in spec.files}
 MODEL_FILE_PATTERN = "|".join(re.escape(p) for p in MODEL_FILES) or "(?!)"
 SEPARATION = config["separation"]
@@ -47,6 +49,7 @@ except MirflowError as err:
 wildcard_constraints:
     track=".+",
     name="[^/]+",
+    parent="(?:.*/)?",
 
 
 def escape(path):
@@ -55,12 +58,12 @@ def escape(path):
 
 
 def track_of(wildcards):
+    """The track a job is for: wildcard `track`, or `parent` + `name` in rules whose files carry the name."""
+    track_id = wildcards.track if "track" in wildcards.keys() else wildcards.parent + wildcards.name
     try:
-        return TRACKS[wildcards.track]
+        return TRACKS[track_id]
     except KeyError:
-        raise WorkflowError(
-            f"mirflow: no track '{wildcards.track}' under input_dir '{config['input_dir']}'."
-        )
+        raise WorkflowError(f"mirflow: no track '{track_id}' under input_dir '{config['input_dir']}'.")
 
 
 def mix_input(wildcards):
@@ -121,6 +124,11 @@ def drums_inputs(wildcards):
     stems = track_stems(track)[0]
     source = {"drums": stems["drums"]} if "drums" in stems else {"audio": track.audio}
     return {**source, **beats_input(track), **model_inputs("adtof_frame_rnn")}
+
+
+def stems_and_beats(wildcards):
+    track = track_of(wildcards)
+    return {**track_stems(track)[0], **beats_input(track)}
 
 
 def bass_inputs(wildcards):

@@ -1,0 +1,275 @@
+"""Run ``timbral_models`` 0.4.0 (AudioCommons, 2019) on numpy 2 and librosa 0.11.
+
+The package breaks on current libraries in exactly four calls (read from its
+installed source):
+
+* ``np.lib.pad`` in ``Timbral_Hardness`` and ``Timbral_Roughness``: removed in
+  numpy 2 (``np.pad`` is the same function);
+* ``librosa.onset.onset_strength(audio, fs)`` in ``Timbral_Hardness`` and
+  ``timbral_util``, ``librosa.onset.onset_detect(audio, fs, ...)`` in
+  ``timbral_util`` and ``librosa.core.resample(audio, fs, lowest_fs)`` in
+  ``timbral_util``: librosa >= 0.10 made these arguments keyword-only.
+
+:func:`timbral_compat` is a context manager that, while active, rebinds the
+global names ``np`` and ``librosa`` *inside the timbral_models modules only*
+to thin proxies that add the missing spellings and forward every other
+attribute to the real module. On exit the original bindings are restored. The
+real ``numpy`` and ``librosa`` modules are never touched, so nothing outside
+the ``with`` block (and no other thread's numpy) sees a difference.
+
+Optional speed-ups (``speedups=True``), both bit-for-bit identical in result:
+
+* ``timbral_util`` designs the same Butterworth and Chebyshev filters again for
+  every analysis window (its ISO 532 B specific-loudness routine runs once per
+  window and re-designs 30 third-octave filters each time; this was about a
+  third of the whole run time). While the block is active its ``butter`` /
+  ``scipy.signal.butter`` / ``scipy.signal.cheby1`` names are bound to
+  memoised versions that return the coefficient arrays computed for the first
+  identical call (read-only, so a caller that tried to modify them would fail
+  loudly). Filter design is a pure function of its arguments.
+* ``Timbral_Reverb`` and ``timbral_util`` call Python's builtin ``max``/``min``
+  on numpy arrays inside per-frame loops, which iterates element by element.
+  Module-level ``max``/``min`` names are added to those two modules (shadowing
+  the builtins there only) that use ``np.max``/``np.min`` for a single
+  non-empty 1-D numeric array without NaN and a non-zero result (the cases
+  where both return the same element value; a zero result could be a signed
+  zero tie, which falls back), and the builtin for everything else.
+
+The proxies forward the positional arguments to the keyword names the old
+librosa API used (``y, sr`` and ``y, orig_sr, target_sr``), so results are
+identical to running the library on the library versions it was written for
+with those keywords.
+"""
+from __future__ import annotations
+
+import importlib
+import threading
+import types
+from contextlib import contextmanager
+from typing import Iterator
+
+import librosa
+import librosa.onset
+import numpy as np
+import scipy
+import scipy.signal
+
+#: The timbral_models modules whose globals are rebound.
+PATCHED_MODULES = (
+    "timbral_models.timbral_util",
+    "timbral_models.Timbral_Brightness",
+    "timbral_models.Timbral_Depth",
+    "timbral_models.Timbral_Hardness",
+    "timbral_models.Timbral_Roughness",
+    "timbral_models.Timbral_Warmth",
+    "timbral_models.Timbral_Sharpness",
+    "timbral_models.Timbral_Booming",
+    "timbral_models.Timbral_Reverb",
+    "timbral_models.Timbral_Extractor",
+)
+
+_lock = threading.RLock()
+_depth = 0
+_speedups_active = False
+_ABSENT = object()
+_saved: list[tuple[types.ModuleType, str, object]] = []
+
+
+class _ModuleProxy(types.ModuleType):
+    """A module stand-in: its own attributes first, then the wrapped module's."""
+
+    def __init__(self, target: types.ModuleType, **overrides):
+        super().__init__(target.__name__, getattr(target, "__doc__", None))
+        object.__setattr__(self, "_target", target)
+        for name, value in overrides.items():
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name):
+        # Only called when normal lookup fails, i.e. for everything not overridden.
+        # Remember the answer: the models look names up in hot loops.
+        value = getattr(object.__getattribute__(self, "_target"), name)
+        object.__setattr__(self, name, value)
+        return value
+
+
+def _onset_strength(y=None, sr=22050, *args, **kwargs):
+    return librosa.onset.onset_strength(*args, y=y, sr=sr, **kwargs)
+
+
+def _onset_detect(y=None, sr=22050, *args, **kwargs):
+    return librosa.onset.onset_detect(*args, y=y, sr=sr, **kwargs)
+
+
+def _resample(y, orig_sr=None, target_sr=None, **kwargs):
+    return librosa.resample(y, orig_sr=orig_sr, target_sr=target_sr, **kwargs)
+
+
+def _hashable(value):
+    if isinstance(value, (list, tuple)):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return (value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return value
+
+
+def memoised_filter_design(design):
+    """Wrap a scipy filter-design function so identical calls share one result.
+
+    Parameters
+    ----------
+    design : callable
+        e.g. ``scipy.signal.butter``; must return a tuple of arrays (``ba``
+        output) and be a pure function of its arguments.
+
+    Returns
+    -------
+    callable
+        Same signature; returned arrays are read-only and shared between calls.
+    """
+    cache: dict = {}
+
+    def wrapper(*args, **kwargs):
+        key = (_hashable(args), _hashable(tuple(sorted(kwargs.items()))))
+        try:
+            return cache[key]
+        except KeyError:
+            pass
+        result = design(*args, **kwargs)
+        if isinstance(result, tuple):
+            for array in result:
+                if isinstance(array, np.ndarray):
+                    array.setflags(write=False)
+        cache[key] = result
+        return result
+
+    wrapper.__wrapped__ = design
+    wrapper.cache = cache
+    return wrapper
+
+
+def array_aware(builtin, reduction):
+    """A drop-in for builtin ``max``/``min`` that reduces plain 1-D numeric arrays with numpy.
+
+    Parameters
+    ----------
+    builtin : callable
+        ``max`` or ``min``.
+    reduction : callable
+        ``np.max`` or ``np.min``.
+
+    Returns
+    -------
+    callable
+        Same results as ``builtin`` for every input (see the module docstring).
+    """
+
+    def reduce(*args, **kwargs):
+        if len(args) == 1 and not kwargs:
+            values = args[0]
+            if (type(values) is np.ndarray and values.ndim == 1 and values.size
+                    and values.dtype.kind in "fiu"
+                    and not (values.dtype.kind == "f" and np.isnan(values).any())):
+                result = reduction(values)
+                if result != 0:
+                    return result
+        return builtin(*args, **kwargs)
+
+    reduce.__wrapped__ = builtin
+    return reduce
+
+
+#: Modules given array-aware max/min under ``speedups``.
+_REDUCTION_MODULES = ("timbral_models.Timbral_Reverb", "timbral_models.timbral_util")
+
+
+def _numpy_proxy() -> _ModuleProxy:
+    return _ModuleProxy(np, lib=_ModuleProxy(np.lib, pad=np.pad))
+
+
+def _librosa_proxy() -> _ModuleProxy:
+    onset = _ModuleProxy(librosa.onset, onset_strength=_onset_strength, onset_detect=_onset_detect)
+    core = _ModuleProxy(librosa.core, resample=_resample)
+    return _ModuleProxy(librosa, onset=onset, core=core, resample=_resample)
+
+
+def _install(speedups: bool) -> None:
+    numpy_proxy, librosa_proxy = _numpy_proxy(), _librosa_proxy()
+    replacements = {id(np): numpy_proxy, id(librosa): librosa_proxy}
+    if speedups:
+        butter = memoised_filter_design(scipy.signal.butter)
+        cheby1 = memoised_filter_design(scipy.signal.cheby1)
+        signal_proxy = _ModuleProxy(scipy.signal, butter=butter, cheby1=cheby1)
+        replacements[id(scipy)] = _ModuleProxy(scipy, signal=signal_proxy)
+        replacements[id(scipy.signal.butter)] = butter
+    for module_name in PATCHED_MODULES:
+        module = importlib.import_module(module_name)
+        for name, value in list(vars(module).items()):
+            replacement = replacements.get(id(value))
+            if replacement is not None:
+                _saved.append((module, name, value))
+                setattr(module, name, replacement)
+    if speedups:
+        fast = {"max": array_aware(max, np.max), "min": array_aware(min, np.min)}
+        for module_name in _REDUCTION_MODULES:
+            module = importlib.import_module(module_name)
+            for name, function in fast.items():
+                _saved.append((module, name, vars(module).get(name, _ABSENT)))
+                setattr(module, name, function)
+
+
+def _uninstall() -> None:
+    while _saved:
+        module, name, value = _saved.pop()
+        if value is _ABSENT:
+            delattr(module, name)
+        else:
+            setattr(module, name, value)
+
+
+@contextmanager
+def timbral_compat(speedups: bool = False) -> Iterator[None]:
+    """Make ``timbral_models`` callable on numpy 2 / librosa 0.11 inside the block.
+
+    Re-entrant and thread-safe: nested or concurrent blocks share one
+    installation, removed when the outermost block exits (even on error).
+
+    Parameters
+    ----------
+    speedups : bool
+        Also memoise repeated filter designs and reduce arrays with numpy
+        (identical results, faster; see the module docstring). A nested block
+        cannot change the choice of the outermost one: asking for a different
+        setting while a block is open raises ``RuntimeError``.
+
+    Examples
+    --------
+    >>> from mirflow.compat.timbral import timbral_compat
+    >>> import timbral_models
+    >>> with timbral_compat():                                  # doctest: +SKIP
+    ...     hardness = timbral_models.timbral_hardness(x, fs=44100)
+    """
+    global _depth, _speedups_active
+    with _lock:
+        if _depth == 0:
+            _install(speedups)
+            _speedups_active = speedups
+        elif speedups != _speedups_active:
+            raise RuntimeError(
+                f"timbral_compat(speedups={speedups}) requested while a block with "
+                f"speedups={_speedups_active} is open"
+            )
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                _uninstall()
+
+
+def is_active() -> bool:
+    """True while some ``timbral_compat`` block is open."""
+    return _depth > 0
