@@ -15,6 +15,9 @@ MODULES = {
     "multiband_rms": "mirflow.features.multiband",
     "rhythm": "mirflow.features.rhythm",
     "separation": "mirflow.separation",
+    "harmony": "mirflow.features.harmony",
+    "timbral": "mirflow.features.timbral",
+    "descriptors": "mirflow.features.descriptors",
 }
 
 
@@ -26,9 +29,10 @@ def test_every_family_is_switchable_and_has_a_settings_section():
         assert fam.settings in SCHEMA["properties"], f"schema has no section '{fam.settings}'"
 
 
-@pytest.mark.parametrize("section, module", sorted(MODULES.items()))
+@pytest.mark.parametrize("section, module", sorted(MODULES.items()) + [("harmony_stems", "mirflow.features.harmony")])
 def test_config_section_equals_code_defaults(section, module):
-    defaults = importlib.import_module(module).DEFAULT_PARAMS
+    attr = "STEM_DEFAULT_PARAMS" if section == "harmony_stems" else "DEFAULT_PARAMS"
+    defaults = getattr(importlib.import_module(module), attr)
     # enabled/force decide which tracks are separated (workflow wiring), not how.
     config = {k: v for k, v in CONFIG[section].items() if not (section == "separation" and k in ("enabled", "force"))}
     assert set(config) <= set(defaults), f"unknown keys in config section {section}"

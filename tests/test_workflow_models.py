@@ -79,3 +79,22 @@ def test_a_corrupted_model_file_fails_verification_loudly(workdir):
         assert "has sha256" in proc.stdout + proc.stderr and "fetch_models" in proc.stdout + proc.stderr
     finally:
         ckpt.write_bytes(original)
+
+
+def test_drums_rule_with_real_adtof_weights_placed_by_hand(workdir):
+    from conftest import shared_path
+
+    weights = shared_path("models", "adtof", "adtof_frame_rnn_pytorch_weights.pth")
+    target = workdir / "mymodels" / "adtof" / weights.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(weights, target)
+    jobs = plan(workdir, *ARGS)
+    assert {rule for rule, _ in jobs} == {"verify_model_file", "drums", "merge_info"}
+    snakemake(workdir, *ARGS)
+    midi = workdir / "results" / "no stems" / "drums_adtof.mid"
+    assert midi.is_file() and midi.read_bytes()[:4] == b"MThd"
+    family = json.loads((workdir / "results" / "no stems" / "features" / "drums.json").read_text())
+    assert family["_meta"]["details"]["input"] == "drums"  # the separated drums stem, not the mix
+    assert family["_meta"]["details"]["model_sha256"].startswith("1bc986e5")
+    assert isinstance(family["drum_hits_kick"], int)
+    assert "drum_hits_kick" in _info(workdir)

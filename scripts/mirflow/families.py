@@ -103,3 +103,12 @@ def rhythm_stems_family(ctx: JobContext, settings: dict) -> FeatureResult:
     beats = read_beats(ctx)
     return for_each_stem(ctx, "rhythm_stems",
                          lambda signal, stem: analyse_stem_rhythm(signal, beats, settings, stem))
+
+
+def harmony_family(ctx: JobContext, settings: dict) -> FeatureResult:
+    """Chroma/HPCP/TIV/key from the harmonic stems (bass + other + vocals) when the track has stems,
+    else from the full mix (``_meta.details.input`` says which)."""
+    from .features.harmony import compute_harmony
+
+    stems = {name: ctx.audio(name) for name in settings.get("harmonic_stems", ()) if ctx.has(name)}
+    return compute_harmony(stems if stems else ctx.audio("audio"), settings)

@@ -126,6 +126,12 @@ def drums_inputs(wildcards):
     return {**source, **beats_input(track), **model_inputs("adtof_frame_rnn")}
 
 
+def mix_and_stems(wildcards):
+    """The full mix and, when the track has them, its stems (for families that prefer stems)."""
+    track = track_of(wildcards)
+    return {"audio": track.audio, **track_stems(track)[0]}
+
+
 def stems_and_beats(wildcards):
     track = track_of(wildcards)
     return {**track_stems(track)[0], **beats_input(track)}

@@ -102,3 +102,71 @@ rule multiband_rms_stems:
         "../../envs/mirflow.yaml"
     script:
         "../../scripts/rule_family.py"
+
+
+rule harmony:
+    input:
+        unpack(mix_and_stems),
+    output:
+        family_output("harmony"),
+    params:
+        family="harmony",
+        version=family_version("harmony"),
+        settings=family_settings("harmony"),
+    log:
+        family_log("harmony"),
+    conda:
+        "../../envs/mirflow.yaml"
+    script:
+        "../../scripts/rule_family.py"
+
+
+rule harmony_stems:
+    input:
+        unpack(stem_inputs),
+    output:
+        family_output("harmony_stems"),
+    params:
+        family="harmony_stems",
+        version=family_version("harmony_stems"),
+        settings=family_settings("harmony_stems"),
+    log:
+        family_log("harmony_stems"),
+    conda:
+        "../../envs/mirflow.yaml"
+    script:
+        "../../scripts/rule_family.py"
+
+
+rule timbral:
+    input:
+        unpack(mix_input),
+    output:
+        family_output("timbral"),
+    params:
+        family="timbral",
+        version=family_version("timbral"),
+        settings=family_settings("timbral"),
+    log:
+        family_log("timbral"),
+    conda:
+        "../../envs/mirflow.yaml"
+    script:
+        "../../scripts/rule_family.py"
+
+
+rule descriptors:
+    input:
+        unpack(mix_input),
+    output:
+        family_output("descriptors"),
+    params:
+        family="descriptors",
+        version=family_version("descriptors"),
+        settings=family_settings("descriptors"),
+    log:
+        family_log("descriptors"),
+    conda:
+        "../../envs/mirflow.yaml"
+    script:
+        "../../scripts/rule_family.py"
