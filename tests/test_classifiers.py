@@ -1,0 +1,427 @@
+"""Essentia classifiers.
+
+* Pure helpers on exact inputs (label filtering, tiling, patching, file mapping, embeddings on disk).
+* The whole Discogs-EffNet path with small stand-in TensorFlow graphs written here as GraphDef protobufs,
+  with the real node names (the real backbone cannot be fetched here): Essentia's predictor, patch
+  geometry, per-patch heads averaged afterwards, labels from the metadata JSON, tiling of short input.
+* With the real models in ../shared (skipped when absent): the MusiCNN backbone against Essentia's own
+  ``TensorflowPredictMusiCNN``, the real EffNet heads on 1280-d inputs, plausible tags and danceability on
+  real recordings.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import SHARED, as_signal, shared_path
+from mirflow import classifiers as cls
+
+pytest.importorskip("essentia.standard")
+
+TF = ("models", "essentia_tf")
+ONNX = ("models", "essentia_onnx")
+REAL = ("audio", "real")
+
+
+# ---------------------------------------------------------------- GraphDef writer (test fixture)
+
+def _graphdef_classes():
+    """Message classes for the few GraphDef fields used here (field numbers of TensorFlow's .proto files)."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    F = descriptor_pb2.FieldDescriptorProto
+    fdp = descriptor_pb2.FileDescriptorProto(name="mirflow_test_graph.proto", package="mtg", syntax="proto2")
+
+    def message(name, *fields):
+        m = fdp.message_type.add(name=name)
+        for fname, number, ftype, repeated, type_name in fields:
+            f = m.field.add(name=fname, number=number, type=ftype,
+                            label=F.LABEL_REPEATED if repeated else F.LABEL_OPTIONAL)
+            if type_name:
+                f.type_name = f".mtg.{type_name}"
+
+    message("Dim", ("size", 1, F.TYPE_INT64, False, None))
+    message("Shape", ("dim", 2, F.TYPE_MESSAGE, True, "Dim"), ("unknown_rank", 3, F.TYPE_BOOL, False, None))
+    message("Tensor", ("dtype", 1, F.TYPE_INT32, False, None), ("tensor_shape", 2, F.TYPE_MESSAGE, False, "Shape"),
+            ("tensor_content", 4, F.TYPE_BYTES, False, None))
+    message("ListValue", ("type", 6, F.TYPE_INT32, True, None))
+    message("AttrValue", ("list", 1, F.TYPE_MESSAGE, False, "ListValue"), ("b", 5, F.TYPE_BOOL, False, None),
+            ("type", 6, F.TYPE_INT32, False, None), ("shape", 7, F.TYPE_MESSAGE, False, "Shape"),
+            ("tensor", 8, F.TYPE_MESSAGE, False, "Tensor"))
+    message("AttrEntry", ("key", 1, F.TYPE_STRING, False, None), ("value", 2, F.TYPE_MESSAGE, False, "AttrValue"))
+    message("NodeDef", ("name", 1, F.TYPE_STRING, False, None), ("op", 2, F.TYPE_STRING, False, None),
+            ("input", 3, F.TYPE_STRING, True, None), ("attr", 5, F.TYPE_MESSAGE, True, "AttrEntry"))
+    message("GraphDef", ("node", 1, F.TYPE_MESSAGE, True, "NodeDef"))
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"mtg.{name}"))
+            for name in ("GraphDef", "AttrValue", "Tensor", "Shape", "Dim", "ListValue")}
+
+
+class Graph:
+    """Builds a frozen TensorFlow graph (float32 ops only) that Essentia's TensorFlow runtime can import."""
+
+    FLOAT, INT32 = 1, 3
+
+    def __init__(self):
+        self.c = _graphdef_classes()
+        self.graph = self.c["GraphDef"]()
+
+    def node(self, name, op, inputs=(), **attrs):
+        n = self.graph.node.add(name=name, op=op)
+        n.input.extend(inputs)
+        for key, value in attrs.items():
+            n.attr.add(key=key, value=value)
+        return name
+
+    def t(self, dtype=FLOAT):
+        return self.c["AttrValue"](type=dtype)
+
+    def placeholder(self, name):
+        return self.node(name, "Placeholder", dtype=self.t(), shape=self.c["AttrValue"](
+            shape=self.c["Shape"](unknown_rank=True)))
+
+    def const(self, name, array, dtype=FLOAT):
+        arr = np.ascontiguousarray(array, dtype=np.float32 if dtype == self.FLOAT else np.int32)
+        shape = self.c["Shape"](dim=[self.c["Dim"](size=s) for s in arr.shape])
+        tensor = self.c["Tensor"](dtype=dtype, tensor_shape=shape, tensor_content=arr.tobytes())
+        return self.node(name, "Const", value=self.c["AttrValue"](tensor=tensor), dtype=self.t(dtype))
+
+    def matmul(self, name, a, b):
+        return self.node(name, "MatMul", [a, b], T=self.t())
+
+    def unary(self, name, op, a):
+        return self.node(name, op, [a], T=self.t())
+
+    def mean_over_axis1(self, name, a):
+        axes = self.const(f"{name}_axes", np.array([1]), self.INT32)
+        return self.node(name, "Mean", [a, axes], T=self.t(), Tidx=self.t(self.INT32),
+                         keep_dims=self.c["AttrValue"](b=False))
+
+    def outputs(self, name, *inputs):
+        """A node whose outputs name:0, name:1... are ``inputs`` (like a SavedModel's PartitionedCall)."""
+        return self.node(name, "IdentityN", list(inputs),
+                         T=self.c["AttrValue"](list=self.c["ListValue"](type=[self.FLOAT] * len(inputs))))
+
+    def save(self, path):
+        path.write_bytes(self.graph.SerializeToString())
+        return str(path)
+
+
+def standin_effnet(path, w_emb):
+    """Stand-in for discogs-effnet-bs64-1: mel patch [N,128,96] -> time mean -> @ w_emb [96,1280].
+
+    Node names are the real ones: input ``serving_default_melspectrogram``, outputs
+    ``PartitionedCall:0`` (style activations, here a sigmoid of another projection) and
+    ``PartitionedCall:1`` (embeddings).
+    """
+    g = Graph()
+    x = g.mean_over_axis1("time_mean", g.placeholder("serving_default_melspectrogram"))
+    emb = g.matmul("embedding", x, g.const("w_emb", w_emb))
+    act = g.unary("act", "Sigmoid", g.matmul("logits", x, g.const("w_act", w_emb[:, :400])))
+    g.outputs("PartitionedCall", act, emb)
+    return g.save(path)
+
+
+def standin_head(path, w, input_node, output_node, activation):
+    """Stand-in classification head: embeddings [N,D] @ w -> activation, with the given node names."""
+    g = Graph()
+    logits = g.matmul("logits", g.placeholder(input_node), g.const("w", w))
+    if ":" in output_node:
+        name, _, index = output_node.partition(":")
+        assert index == "0"
+        g.outputs(name, g.unary("act", activation, logits))
+    else:
+        g.unary(output_node, activation, logits)
+    return g.save(path)
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def softmax(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def reference_mel_patches(signal, patch_frames, hop_frames):
+    """Mel patches computed directly with Essentia's algorithms (Resample q4, FrameGenerator 512/256,
+    TensorflowInputMusiCNN), independently of the module's helpers."""
+    import essentia.standard as es
+
+    mono = signal.samples.mean(axis=0).astype(np.float32)
+    x = es.Resample(inputSampleRate=signal.sample_rate, outputSampleRate=16000, quality=4)(mono)
+    to_mel = es.TensorflowInputMusiCNN()
+    frames = np.array([to_mel(f) for f in es.FrameGenerator(x, frameSize=512, hopSize=256)])
+    n = (len(frames) - patch_frames) // hop_frames + 1
+    return np.stack([frames[i * hop_frames:i * hop_frames + patch_frames] for i in range(n)]), x
+
+
+@pytest.fixture(scope="module")
+def effnet_graph(tmp_path_factory):
+    w = np.random.default_rng(0).standard_normal((96, 1280)).astype(np.float32) / 20
+    folder = tmp_path_factory.mktemp("effnet")
+    return standin_effnet(folder / "discogs-effnet-bs64-1.pb", w), w
+
+
+def _music(seconds, sr=44100):
+    """A stereo 'tune': a few harmonics with a moving pitch and a pulse, so mel patches differ."""
+    t = np.arange(int(seconds * sr)) / sr
+    f0 = 220 * (1 + 0.25 * np.sin(2 * np.pi * 0.3 * t))
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    tone = sum(0.2 / k * np.sin(k * phase) for k in (1, 2, 3))
+    pulse = 0.3 * (np.sin(2 * np.pi * 2 * t) > 0.95) * np.sin(2 * np.pi * 90 * t)
+    return as_signal(np.stack([tone + pulse, 0.8 * tone + pulse]), sr)
+
+
+# ---------------------------------------------------------------- pure helpers
+
+def test_top_labels_filters_sorts_caps_and_rounds():
+    labels = [f"l{i}" for i in range(14)]
+    probs = np.array([0.05, 0.5, 0.099999, 0.1, 0.3, 0.3, 0.12345678, 0.9, 0.2, 0.11, 0.13, 0.14, 0.15, 0.16])
+    out = cls.top_labels(probs, labels, min_probability=0.1, max_labels=10, decimals=4)
+    assert list(out.items()) == [("l7", 0.9), ("l1", 0.5), ("l4", 0.3), ("l5", 0.3), ("l8", 0.2), ("l13", 0.16),
+                                 ("l12", 0.15), ("l11", 0.14), ("l10", 0.13), ("l6", 0.1235)]
+    assert cls.top_labels(probs, labels, 0.1, 20, 2) == {
+        "l7": 0.9, "l1": 0.5, "l4": 0.3, "l5": 0.3, "l8": 0.2, "l13": 0.16, "l12": 0.15, "l11": 0.14,
+        "l10": 0.13, "l6": 0.12, "l9": 0.11, "l3": 0.1}
+    assert cls.top_labels(np.full(3, 0.05), ["a", "b", "c"], 0.1, 10, 4) == {}
+    with pytest.raises(ValueError):
+        cls.top_labels(np.ones(3), ["a", "b"], 0.1, 10, 4)
+
+
+def test_tiling_and_patching_geometry():
+    np.testing.assert_array_equal(cls.tile_to_length(np.array([1, 2, 3]), 8), [1, 2, 3, 1, 2, 3, 1, 2])
+    frames = np.arange(300 * 96, dtype=np.float32).reshape(300, 96)
+    p = cls.patches(frames, 187, 93)
+    assert p.shape == (2, 187, 96) and p[1, 0, 0] == frames[93, 0] and p[1, -1, 0] == frames[279, 0]
+    assert cls.patches(frames[:186], 187, 93).shape == (0, 187, 96)
+    assert cls.patches(frames[:187], 187, 93).shape == (1, 187, 96)
+    # One patch always fits in min_samples: 2.048 s (EffNet) and 2.992 s (MusiCNN).
+    for backbone in (cls.EFFNET, cls.MUSICNN):
+        n_frames = len(cls.mel_frames(np.zeros(backbone.min_samples, np.float32)))
+        assert n_frames >= backbone.patch_frames
+    assert cls.EFFNET.min_samples / 16000 == 2.048 and cls.MUSICNN.min_samples / 16000 == 2.992
+
+
+def test_model_files_map_to_names_pb_first_json_skipped():
+    files = ["/m/a/msd-musicnn-1.onnx", "/m/a/msd-musicnn-1.pb", "/m/b/genre_discogs400-discogs-effnet-1.json",
+             "/m/b/genre_discogs400-discogs-effnet-1.pb", "/m/c/mood_sad-msd-musicnn-1.onnx"]
+    assert cls.model_paths_from_files(files) == {
+        "msd-musicnn-1": "/m/a/msd-musicnn-1.pb",
+        "genre_discogs400-discogs-effnet-1": "/m/b/genre_discogs400-discogs-effnet-1.pb",
+        "mood_sad-msd-musicnn-1": "/m/c/mood_sad-msd-musicnn-1.onnx"}
+
+
+def test_embedding_written_as_float32_npy(tmp_path):
+    path = tmp_path / "embeddings" / "musicnn.npy"
+    cls.write_embedding_npy(str(path), np.arange(200, dtype=np.float64) / 7)
+    back = np.load(path)
+    assert back.dtype == np.float32 and back.shape == (200,) and back[7] == np.float32(1.0)
+    assert [p.name for p in path.parent.iterdir()] == ["musicnn.npy"]
+    with pytest.raises(ValueError):
+        cls.write_embedding_npy(str(path), np.array([1.0, np.nan]))
+
+
+def test_without_models_every_key_is_absent_with_the_missing_model_named():
+    result, embeddings = cls.classify(cls.load_classifiers({}), _music(3.0))
+    assert result.values == {} and embeddings == {}
+    assert sorted(result.absent) == sorted(cls.KEYS)
+    assert result.absent["essentia_genre"] == "model discogs-effnet-bs64-1 not available"
+    assert result.absent["musicnn_mood_party"] == "model msd-musicnn-1 not available"
+
+
+def test_silent_and_too_short_input_are_absent_before_any_model_runs():
+    models = cls.load_classifiers({})
+    silent, emb = cls.classify(models, as_signal(np.zeros((2, 44100 * 3)), 44100))
+    assert set(silent.absent.values()) == {"silent"} and emb == {}
+    short, _ = cls.classify(models, _music(0.3))
+    assert all(r == "too short (0.300 s < 0.5 s)" for r in short.absent.values())
+
+
+def test_unknown_model_name_and_missing_file_are_errors(tmp_path):
+    with pytest.raises(cls.ClassifierError, match="unknown classifier model"):
+        cls.load_classifiers({"vggish-audioset-1": str(tmp_path / "x.pb")})
+    with pytest.raises(cls.ClassifierError, match="does not exist"):
+        cls.load_classifiers({"msd-musicnn-1": str(tmp_path / "msd-musicnn-1.pb")})
+
+
+# ---------------------------------------------------------------- EffNet path with stand-in graphs
+
+def test_effnet_chain_with_standin_graphs_reproduces_patchwise_reference(effnet_graph, tmp_path):
+    backbone_path, w = effnet_graph
+    rng = np.random.default_rng(1)
+    labels = [f"Style{i // 10}---Sub {i}" for i in range(400)]
+    w_genre = rng.standard_normal((1280, 400)).astype(np.float32) / 3
+    genre = standin_head(tmp_path / "genre_discogs400-discogs-effnet-1.pb", w_genre,
+                         "serving_default_model_Placeholder", "PartitionedCall:0", "Sigmoid")
+    (tmp_path / "genre_discogs400-discogs-effnet-1.json").write_text(json.dumps({"classes": labels}))
+    w_dance = rng.standard_normal((1280, 2)).astype(np.float32) / 3
+    dance = standin_head(tmp_path / "danceability-discogs-effnet-1.pb", w_dance, "model/Placeholder",
+                         "model/Softmax", "Softmax")
+    models = cls.load_classifiers({"discogs-effnet-bs64-1": backbone_path,
+                                   "genre_discogs400-discogs-effnet-1": genre,
+                                   "danceability-discogs-effnet-1": dance})
+    signal = _music(7.0)
+    result, embeddings = cls.classify(models, signal)
+
+    mel, _ = reference_mel_patches(signal, 128, 62)
+    n = result.meta["backbones"]["discogs-effnet-bs64-1"]["patches"]
+    # Essentia's batch padding drops a last patch that touches the end of the signal; otherwise all patches.
+    assert n in (len(mel), len(mel) - 1) and n >= 5
+    per_patch = mel[:n].mean(axis=1) @ w
+    np.testing.assert_allclose(embeddings["discogs_effnet"], per_patch.mean(axis=0), rtol=1e-4, atol=1e-4)
+    # Heads run on every patch and are averaged afterwards (a sigmoid of the mean would differ).
+    genre_mean = sigmoid(per_patch @ w_genre).mean(axis=0)
+    expected = cls.top_labels(genre_mean, labels, 0.1, 10, 4)
+    assert list(result.values["essentia_genre"]) == list(expected)
+    np.testing.assert_allclose(list(result.values["essentia_genre"].values()), list(expected.values()), atol=2e-4)
+    assert abs(max(sigmoid(per_patch.mean(axis=0) @ w_genre)) - max(genre_mean)) > 1e-3
+    assert result.values["effnet_danceability"] == pytest.approx(softmax(per_patch @ w_dance)[:, 0].mean(), abs=2e-4)
+    assert result.absent["essentia_mood"] == "model mtg_jamendo_moodtheme-discogs-effnet-1 not available"
+    assert result.meta["models"]["genre_discogs400-discogs-effnet-1"]["classes"] == "metadata json"
+    assert len(result.meta["models"]["discogs-effnet-bs64-1"]["sha256"]) == 64
+
+
+def test_short_input_is_tiled_to_one_patch_and_meta_says_so(effnet_graph):
+    backbone_path, w = effnet_graph
+    models = cls.load_classifiers({"discogs-effnet-bs64-1": backbone_path})
+    signal = _music(1.2)
+    result, embeddings = cls.classify(models, signal)
+    info = result.meta["backbones"]["discogs-effnet-bs64-1"]
+    assert info["patches"] == 1
+    assert info["tiled"] == "signal repeated from 1.200 s to 2.048 s to fill one patch"
+    import essentia.standard as es
+
+    x = es.Resample(inputSampleRate=44100, outputSampleRate=16000, quality=4)(signal.samples.mean(0).astype(np.float32))
+    tiled = np.resize(x, 32768)
+    frames = np.array([es.TensorflowInputMusiCNN()(f) for f in es.FrameGenerator(tiled, frameSize=512, hopSize=256)])
+    np.testing.assert_allclose(embeddings["discogs_effnet"], frames[:128].mean(axis=0) @ w, rtol=1e-4, atol=1e-4)
+
+
+def test_metadata_that_contradicts_the_model_or_is_missing_is_an_error(tmp_path):
+    w = np.zeros((1280, 2), np.float32)
+    dance = standin_head(tmp_path / "danceability-discogs-effnet-1.pb", w, "model/Placeholder", "model/Softmax",
+                         "Softmax")
+    (tmp_path / "danceability-discogs-effnet-1.json").write_text(json.dumps({"classes": ["not_danceable", "danceable"]}))
+    with pytest.raises(cls.ClassifierError, match="expected \\['danceable', 'not_danceable'\\]"):
+        cls.load_classifiers({"danceability-discogs-effnet-1": dance})
+    genre = standin_head(tmp_path / "genre_discogs400-discogs-effnet-1.pb", np.zeros((1280, 400), np.float32),
+                         "serving_default_model_Placeholder", "PartitionedCall:0", "Sigmoid")
+    with pytest.raises(cls.ClassifierError, match="needs its metadata file genre_discogs400-discogs-effnet-1.json"):
+        cls.load_classifiers({"genre_discogs400-discogs-effnet-1": genre})
+
+
+# ---------------------------------------------------------------- real models (../shared)
+
+def _real_paths(tmp_path=None):
+    paths = {"msd-musicnn-1": str(shared_path(*TF, "msd-musicnn-1.pb"))}
+    for task in ("danceability", "mood_aggressive", "mood_happy", "mood_party", "mood_relaxed", "mood_sad"):
+        paths[f"{task}-msd-musicnn-1"] = str(shared_path(*ONNX, f"{task}-msd-musicnn-1.onnx"))
+    return paths
+
+
+def test_musicnn_backbone_equals_essentias_own_predictor_and_the_msd_head():
+    import essentia.standard as es
+
+    graph = str(shared_path(*TF, "msd-musicnn-1.pb"))
+    models = cls.load_classifiers({"msd-musicnn-1": graph})
+    signal = cls.AudioSignal if False else None  # noqa: F841 - keep the name free for readability below
+    from mirflow.audio import load_audio
+
+    track = load_audio(str(shared_path(*REAL, "librosa_fishin.ogg")))
+    x = cls.to_model_input(as_signal(track.samples[:, 10 * track.sample_rate:25 * track.sample_rate],
+                                     track.sample_rate), 4)
+    tags, emb = cls.run_musicnn(models.models["msd-musicnn-1"], x, batch_patches=4)
+    ref_tags = es.TensorflowPredictMusiCNN(graphFilename=graph)(x)
+    ref_emb = es.TensorflowPredictMusiCNN(graphFilename=graph, output="model/dense/BiasAdd")(x)
+    assert tags.shape == (9, 50) and emb.shape == (9, 200)
+    np.testing.assert_allclose(tags, ref_tags, atol=1e-6)
+    np.testing.assert_allclose(emb, ref_emb, atol=1e-5)
+    # The separately published MSD tag head is the backbone's last layer: same probabilities.
+    head = es.TensorflowPredict2D(graphFilename=str(shared_path(*TF, "msd-msd-musicnn-1.pb")),
+                                  input="serving_default_model_Placeholder", output="PartitionedCall:0")
+    np.testing.assert_allclose(head(emb), tags, atol=1e-6)
+
+
+def test_real_effnet_heads_on_1280d_inputs(effnet_graph):
+    import essentia.standard as es
+
+    backbone_path, _ = effnet_graph
+    names = ["genre_discogs400", "mtg_jamendo_moodtheme", "danceability", "mood_aggressive", "mood_happy",
+             "mood_relaxed", "mood_sad"]
+    paths = {f"{n}-discogs-effnet-1": str(shared_path(*TF, f"{n}-discogs-effnet-1.pb")) for n in names}
+    models = cls.load_classifiers({"discogs-effnet-bs64-1": backbone_path, **paths})
+    result, embeddings = cls.classify(models, _music(6.0))
+    genre_labels = json.loads(shared_path(*TF, "genre_discogs400-discogs-effnet-1.json").read_text())["classes"]
+    assert len(genre_labels) == 400 and set(result.values["essentia_genre"]) <= set(genre_labels)
+    assert all("---" in label for label in result.values["essentia_genre"])
+    mood_labels = json.loads(shared_path(*TF, "mtg_jamendo_moodtheme-discogs-effnet-1.json").read_text())["classes"]
+    assert set(result.values["essentia_mood"]) <= set(mood_labels)
+    for key in ("effnet_danceability", "effnet_mood_aggressive", "effnet_mood_happy", "effnet_mood_relaxed",
+                "effnet_mood_sad"):
+        assert 0.0 <= result.values[key] <= 1.0
+    # The heads' I/O node names come from their metadata JSON; an independent Essentia call on the
+    # backbone's per-patch embeddings gives the same numbers.
+    per_patch = es.TensorflowPredictEffnetDiscogs(graphFilename=backbone_path, output="PartitionedCall:1")(
+        cls.to_model_input(_music(6.0), 4))
+    np.testing.assert_allclose(embeddings["discogs_effnet"], per_patch.mean(axis=0), atol=1e-5)
+    relaxed = es.TensorflowPredict2D(graphFilename=paths["mood_relaxed-discogs-effnet-1"],
+                                     output="model/Softmax")(per_patch)
+    assert result.values["effnet_mood_relaxed"] == pytest.approx(float(relaxed[:, 1].mean()), abs=1e-4)
+    genre = es.TensorflowPredict2D(graphFilename=paths["genre_discogs400-discogs-effnet-1"],
+                                   input="serving_default_model_Placeholder", output="PartitionedCall:0")(per_patch)
+    assert result.values["essentia_genre"] == cls.top_labels(genre.mean(axis=0), genre_labels, 0.1, 10, 4)
+
+
+def test_musicnn_tags_and_danceability_are_plausible_on_real_recordings():
+    """MSD's 50 tags have no 'classical': MusiCNN calls both orchestral pieces 'jazz'/'oldies'. The
+    obvious contrasts checked: a sung pop/folk song gets 'female vocalists' and the orchestral pieces
+    do not; the electronic track gets 'electronic' and is the most danceable; the trumpet loop is 'jazz'."""
+    from mirflow.audio import load_audio
+
+    models = cls.load_classifiers(_real_paths())
+
+    def excerpt(name, start=10.0, stop=30.0):
+        track = load_audio(str(shared_path(*REAL, f"librosa_{name}.ogg")))
+        sr = track.sample_rate
+        result, embeddings = cls.classify(models, as_signal(track.samples[:, int(start * sr):int(stop * sr)], sr))
+        assert embeddings["musicnn"].shape == (200,) and not result.absent
+        return result.values
+
+    fishin, brahms, nutcracker, vibeace = (excerpt(n) for n in ("fishin", "brahms", "nutcracker", "vibeace"))
+    trumpet = excerpt("trumpet", 0.0, 10.0)
+    assert list(fishin["musicnn_tags"])[0] == "female vocalists" and fishin["musicnn_tags"]["female vocalists"] > 0.25
+    for orchestral in (brahms, nutcracker):
+        assert "female vocalists" not in orchestral["musicnn_tags"]
+        assert "electronic" not in orchestral["musicnn_tags"]
+        assert list(orchestral["musicnn_tags"])[0] == "jazz"
+    assert "instrumental" in brahms["musicnn_tags"]
+    assert "electronic" in vibeace["musicnn_tags"]
+    assert list(trumpet["musicnn_tags"]) == ["jazz"] and trumpet["musicnn_tags"]["jazz"] > 0.8
+    assert vibeace["musicnn_danceability"] > 0.6 > fishin["musicnn_danceability"]
+    assert max(brahms["musicnn_danceability"], nutcracker["musicnn_danceability"]) < 0.05
+    assert nutcracker["musicnn_mood_aggressive"] < 0.05 and vibeace["musicnn_mood_aggressive"] < 0.05
+
+
+def test_shared_model_checksums_match_the_manifest_proposal():
+    import yaml
+
+    from conftest import REPO
+
+    manifest = yaml.safe_load((REPO / "scripts/mirflow/catalogue_parts/classifiers.models.yaml").read_text())
+    sums = dict(line.split()[::-1] for line in shared_path("models", "SHA256SUMS").read_text().splitlines())
+    checked = 0
+    for spec in manifest["models"].values():
+        for f in spec["files"]:
+            key = f"essentia_tf/{f['path'].split('/')[-1]}"
+            if key in sums and f.get("sha256"):
+                assert f["sha256"] == sums[key], key
+                checked += 1
+    assert checked >= 8
+    assert shutil.which("true")  # keeps shutil imported for tmp copies in future tests
+    assert SHARED.exists()

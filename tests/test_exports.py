@@ -1,0 +1,210 @@
+"""Training exports: the Stable Audio Tools custom metadata module (loaded the way SAT loads it) and
+AudioCraft MusicInfo sidecars, run against constructed results folders."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import mirflow.exports.stable_audio as sat
+from mirflow.exports.audiocraft import MUSICINFO_FIELDS, musicinfo_from_info, write_crop_sidecars
+from mirflow.exports.prompt import TemplateError, build_prompt, conditioning, parse_template, top_labels
+
+MODULE_PATH = Path(sat.__file__)
+
+TRACK_INFO = {
+    "bpm": 124.3, "bpm_is_defined": 1, "lufs": -9.5, "key": "A minor",
+    "track_metadata_artist": "Sigur Rós", "track_metadata_title": "Hoppípolla \u2014 live",
+    "essentia_genre": {"Electronic---Deep House": 0.62, "Electronic---Techno": 0.31, "Rock---Punk": 0.05},
+    "essentia_mood": {"dark": 0.4, "energetic": 0.2},
+    "essentia_instrument": {"synthesizer": 0.7, "drummachine": 0.5, "piano": 0.01},
+    "_provenance": {"absent": {}},
+}
+TEMPLATE = "[{genres}, ]{bpm:.0f} BPM[, {key}][, by {track_metadata_artist}]"
+
+
+def _info_file(path: Path, info: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def _audio(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.zeros((4410, 2), dtype=np.float32), 44100)
+    return path
+
+
+def _sat_info(path: Path) -> dict:
+    """The info dict Stable Audio Tools' SampleDataset passes (audio_dir datasets)."""
+    return {"path": str(path), "relpath": path.name, "timestamps": (0.0, 0.5), "seconds_start": 0,
+            "seconds_total": 47, "padding_mask": [1] * 8, "sample_rate": 44100, "load_time": 0.01}
+
+
+@pytest.fixture
+def layout(tmp_path, monkeypatch):
+    """Inputs read in place (input/), results elsewhere (results/): a track, a crop and a crop stem."""
+    inputs, results = tmp_path / "input", tmp_path / "results"
+    track_audio = _audio(inputs / "Song" / "full_mix.flac")
+    track_info = _info_file(results / "Song" / "Song.INFO", TRACK_INFO)
+    weak_audio = _audio(inputs / "weak.flac")
+    _info_file(results / "weak" / "weak.INFO", {**TRACK_INFO, "bpm_is_defined": 0})
+    quiet_audio = _audio(inputs / "quiet.flac")
+    quiet = {k: v for k, v in TRACK_INFO.items() if k != "lufs"}
+    _info_file(results / "quiet" / "quiet.INFO", {**quiet, "_provenance": {"absent": {"lufs": "silent"}}})
+    crop_audio = _audio(results / "Song" / "crops" / "Song_1.flac")
+    _info_file(results / "Song" / "crops" / "Song_1.INFO", {**TRACK_INFO, "bpm": 123.6, "key": "C major"})
+    stem_audio = _audio(results / "Song" / "crops" / "Song_1_drums.flac")
+    sat.write_sat_index(results / "sat_index.json", {str(track_audio): str(track_info),
+                                                     str(weak_audio): str(results / "weak" / "weak.INFO"),
+                                                     str(quiet_audio): str(results / "quiet" / "quiet.INFO")})
+    config = results / "sat_config.json"
+    config.write_text(json.dumps({"index": "sat_index.json", "template": TEMPLATE,
+                                  "number_keys": ["bpm", "lufs"]}), encoding="utf-8")
+    monkeypatch.setenv(sat.CONFIG_ENV, str(config))
+    return {"track": track_audio, "weak": weak_audio, "quiet": quiet_audio, "crop": crop_audio,
+            "stem": stem_audio, "results": results, "config": config}
+
+
+def _load_like_sat():
+    """Exactly how stable_audio_tools.data.dataset loads a custom_metadata_module."""
+    spec = importlib.util.spec_from_file_location("metadata_module", MODULE_PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_custom_metadata
+
+
+def test_sat_module_prompts_numbers_and_rejects(layout):
+    get_custom_metadata = _load_like_sat()
+    out = get_custom_metadata(_sat_info(layout["track"]), None)
+    assert out == {"prompt": "Deep House, Techno, 124 BPM, A minor, by Sigur Ros", "bpm": 124.3, "lufs": -9.5}
+    crop = get_custom_metadata(_sat_info(layout["crop"]), None)
+    assert crop == {"prompt": "Deep House, Techno, 124 BPM, C major, by Sigur Ros", "bpm": 123.6, "lufs": -9.5}
+    assert get_custom_metadata(_sat_info(layout["stem"]), None) == {"__reject__": True}
+    assert get_custom_metadata(_sat_info(layout["weak"]), None) == {"__reject__": True}
+    assert get_custom_metadata(_sat_info(layout["quiet"]), None) == {"__reject__": True}
+
+    config = sat.load_config()
+    assert sat.explain(str(layout["stem"]), config)[1] == "no .INFO found (not in the index, none beside the audio)"
+    reason = sat.explain(str(layout["weak"]), config)[1]
+    assert reason.startswith("bpm: bpm_is_defined = 0") and "missing required field(s): bpm: bpm_is_defined = 0" \
+        in reason
+    assert sat.explain(str(layout["quiet"]), config)[1] == "lufs: silent"
+
+
+def test_sat_index_is_relative_and_follows_symlinks(layout, tmp_path):
+    index = json.loads((layout["results"] / "sat_index.json").read_text(encoding="utf-8"))
+    assert index["format"] == "mirflow-sat-index"
+    assert index["entries"][os.path.realpath(layout["track"])] == "Song/Song.INFO"
+    link = tmp_path / "linked_music"
+    link.symlink_to(layout["track"].parent.parent)
+    values, reason, info_path = sat.explain(str(link / "Song" / "full_mix.flac"), sat.load_config())
+    assert reason is None and values["bpm"] == 124.3
+    assert Path(info_path) == layout["results"] / "Song" / "Song.INFO"
+
+
+def test_sat_results_follow_changed_info_files(layout):
+    info_path = layout["results"] / "Song" / "crops" / "Song_1.INFO"
+    get_custom_metadata = _load_like_sat()
+    assert get_custom_metadata(_sat_info(layout["crop"]), None)["bpm"] == 123.6
+    _info_file(info_path, {**TRACK_INFO, "bpm": 99.0})
+    os.utime(info_path, ns=(1, 1))  # a different stamp even within one clock tick
+    assert get_custom_metadata(_sat_info(layout["crop"]), None)["bpm"] == 99.0
+
+
+def test_sat_config_rejects_unknown_keys_and_bad_templates(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"templte": "{bpm}"}), encoding="utf-8")
+    with pytest.raises(ValueError, match="unknown key"):
+        sat.load_config(str(cfg))
+    cfg.write_text(json.dumps({"template": "[{bpm} [{key}]]"}), encoding="utf-8")
+    with pytest.raises(TemplateError, match="nested"):
+        sat.load_config(str(cfg))
+
+
+def test_sat_defaults_without_config(tmp_path, monkeypatch):
+    monkeypatch.delenv(sat.CONFIG_ENV, raising=False)
+    audio = _audio(tmp_path / "crops" / "x_1.flac")
+    _info_file(tmp_path / "crops" / "x_1.INFO", TRACK_INFO)
+    assert _load_like_sat()(_sat_info(audio), None) == {
+        "prompt": "Deep House, Techno, dark, energetic, synthesizer, drummachine, 124 BPM, A minor"}
+
+
+def test_sat_check_command(layout, capsys):
+    sat.main([str(layout["results"] / "Song" / "crops")])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("OK      ") and out[0].endswith(
+        '"prompt": "Deep House, Techno, 124 BPM, C major, by Sigur Ros", "bpm": 123.6, "lufs": -9.5}')
+    assert out[1].startswith("REJECT  ") and "Song_1_drums.flac" in out[1]
+    assert out[2] == "1 used, 1 rejected"
+
+
+def test_sat_function_survives_dill_like_sat_workers(layout):
+    dill = pytest.importorskip("dill")  # Stable Audio Tools ships its metadata function to workers with dill
+    fn = dill.loads(dill.dumps(_load_like_sat()))
+    assert fn(_sat_info(layout["track"]), None)["bpm"] == 124.3
+
+
+# --------------------------------------------------------------------------- template engine
+
+def test_template_optional_parts_and_tidy_separators():
+    info = {"bpm": 120.0, "key": "F\u266f minor", "_provenance": {"absent": {"track_metadata_artist": "no artist tag"}}}
+    assert build_prompt(info, {"template": TEMPLATE}) == ("120 BPM, F\u266f minor", None)
+    assert build_prompt(info, {"template": "[{genres}, ][{key}]"})[0] == "F\u266f minor"
+    prompt, reason = build_prompt(info, {"template": "{track_metadata_artist}: {bpm:.0f}"})
+    assert prompt is None and reason == "missing required field(s): track_metadata_artist: no artist tag"
+    assert build_prompt({}, {"template": "[{genres}]"}) == (
+        None, "empty prompt (no field of the template is available)")
+    assert build_prompt({"a": "x"}, {"template": "[[{a}]] \u201cq\u201d"})[0] == '[x] "q"'
+    with pytest.raises(TemplateError, match="cannot format"):
+        build_prompt({"key": "A minor"}, {"template": "{key:.0f}"})
+    for bad, message in (("[{a}", "unclosed"), ("{a}]", "without"), ("{a.b}", "plain key"), ("{a", "braces")):
+        with pytest.raises(TemplateError, match=message):
+            parse_template(bad)
+
+
+def test_labels_and_conditioning_numbers():
+    assert top_labels(TRACK_INFO["essentia_genre"], 0.1, 3) == ["Deep House", "Techno"]
+    assert top_labels(TRACK_INFO["essentia_genre"], 0.0, 2, style="full") == ["Electronic - Deep House",
+                                                                              "Electronic - Techno"]
+    assert top_labels({"b": 0.5, "a": 0.5, "c": True}, 0.1, 5) == ["a", "b"]
+    values, reason = conditioning(TRACK_INFO, {"template": "{moods}", "number_keys": ["lufs"],
+                                               "required_keys": ["key"]})
+    assert values == {"prompt": "dark, energetic", "lufs": -9.5} and reason is None
+    values, reason = conditioning({**TRACK_INFO, "lufs": "loud"}, {"template": "{key}", "number_keys": ["lufs"]})
+    assert values is None and reason == "lufs: not a number ('loud')"
+    values, reason = conditioning(TRACK_INFO, {"template": "{key}", "required_keys": ["essentia_voice"]})
+    assert values is None and reason == "essentia_voice: not in the .INFO"
+
+
+# --------------------------------------------------------------------------- AudioCraft
+
+def test_musicinfo_fields():
+    info = {**TRACK_INFO, "track_metadata_genre": "Post\u2011Rock"}
+    assert musicinfo_from_info(info) == {
+        "title": "Hoppipolla -- live", "artist": "Sigur Ros", "key": "A minor", "bpm": 124.3,
+        "genre": "Deep House", "moods": ["dark", "energetic"], "keywords": ["Deep House", "Techno"],
+        "description": "Deep House, Techno, dark, energetic, synthesizer, drummachine, 124 BPM, A minor",
+        "name": None, "instrument": "synthesizer, drummachine"}
+    sparse = musicinfo_from_info({"bpm": 100.0, "bpm_is_defined": 0, "track_metadata_genre": "Post\u2011Rock"})
+    assert sparse == {"title": None, "artist": None, "key": None, "bpm": None, "genre": "Post-Rock", "moods": None,
+                      "keywords": None, "description": None, "name": None, "instrument": None}
+
+
+def test_audiocraft_sidecars_beside_crops(layout):
+    results = layout["results"]
+    (results / "Song" / "crops" / "Song_2.INFO").write_text(json.dumps(TRACK_INFO), encoding="utf-8")  # no audio
+    written, skipped = write_crop_sidecars(results)
+    sidecar = results / "Song" / "crops" / "Song_1.json"
+    assert written == [sidecar]
+    assert skipped == [{"info": str(results / "Song" / "crops" / "Song_2.INFO"),
+                        "reason": "no crop audio beside the .INFO"}]
+    data = json.loads(sidecar.read_text(encoding="utf-8"))
+    assert tuple(data) == MUSICINFO_FIELDS  # every field present: MusicDataset requires them by default
+    assert data["name"] == "Song_1" and data["bpm"] == 123.6 and data["key"] == "C major"
+    assert not (layout["track"].parent / "full_mix.json").exists()  # nothing written into the input folder

@@ -1,0 +1,136 @@
+"""The HTML report: sections present, every SVG well-formed, completeness states and reasons, no network."""
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from mirflow.report import (completeness, correlation_color, nice_ticks, render_report, svg_bar_chart,
+                            svg_heatmap, svg_histogram)
+from mirflow.runner import FAILURE_MARKER
+from mirflow.stats import build_table, load_records, summarise
+from mirflow.summary import collect_failures
+from test_stats import write_info
+
+SVG_NS = "{http://www.w3.org/2000/svg}"
+
+
+def _svgs(html_text: str) -> list[ET.Element]:
+    blocks = re.findall(r"<svg\b.*?</svg>", html_text, flags=re.S)
+    return [ET.fromstring(b) for b in blocks]  # raises ParseError on malformed SVG
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """Three analysed tracks (one with a silent stem, one without stems) and one whose rhythm step failed."""
+    fams = ("loudness", "rhythm", "loudness_stems")
+    for i, (bpm, lufs, key) in enumerate([(120.0, -14.0, "A minor"), (90.0, -9.5, "C major"),
+                                          (128.0, -11.0, "A minor")]):
+        values = {"bpm": bpm, "bpm_is_defined": 1, "lufs": lufs, "lra": 4.0 + i, "key": key,
+                  "lufs_drums": -20.0 - i, "essentia_genre": {"Electronic---House": 0.8 - 0.2 * i}}
+        absent, missing = {}, {}
+        if i == 1:
+            values.pop("lufs_drums")
+            absent["lufs_drums"] = "silent stem"
+        if i == 2:
+            values.pop("lufs_drums")
+            missing["loudness_stems"] = "no stems: none provided"
+            absent["lufs_drums"] = "family loudness_stems not computed: no stems: none provided"
+        write_info(tmp_path, f"t{i}", values, absent=absent, missing=missing,
+                   families=tuple(f for f in fams if f not in missing))
+    log = tmp_path / "t3" / "logs" / "rhythm.log"
+    log.parent.mkdir(parents=True)
+    log.write_text(f"2026-01-01 ERROR {FAILURE_MARKER} track='t3' step=rhythm reason=decoder exploded\n",
+                   encoding="utf-8")
+    return tmp_path
+
+
+def _render(root):
+    records, _ = load_records(root)
+    table = build_table(records)
+    summary = {"kind": "tracks", "results_dir": str(root), "mirflow_version": "test", "unreadable": [],
+               **summarise(records, table=table, params={"min_correlation_pairs": 3})}
+    failures = collect_failures(str(root))
+    return render_report(summary, records, table, failures), records, failures
+
+
+def test_report_has_sections_and_valid_svg(corpus):
+    html_text, _, _ = _render(corpus)
+    for anchor in ("overview", "completeness", "tempo-key", "categories", "correlation", "features"):
+        assert f'<section id="{anchor}">' in html_text
+    svgs = _svgs(html_text)
+    assert all(s.tag == f"{SVG_NS}svg" for s in svgs)
+    labels = [s.get("aria-label") for s in svgs]
+    # tempo, key chart, genre labels, heatmap + scale, one histogram per numeric key
+    for expected in ("tempo", "key", "essentia_genre", "correlation heatmap", "bpm", "lufs", "lra", "lufs_drums"):
+        assert expected in labels, expected
+    # units from the catalogue next to the feature names
+    assert 'lufs <span class="u">LUFS</span>' in html_text and 'bpm <span class="u">BPM</span>' in html_text
+
+    class Strict(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.external = []
+
+        def handle_starttag(self, tag, attrs):
+            for name, value in attrs:
+                if name in ("src", "href") and value and not value.startswith("#"):
+                    self.external.append((tag, name, value))
+
+    parser = Strict()
+    parser.feed(html_text)
+    assert parser.external == []  # self-contained: no scripts, images, fonts or style sheets fetched
+
+
+def test_completeness_states_and_reasons(corpus):
+    html_text, records, failures = _render(corpus)
+    assert failures == [{"track": "t3", "step": "rhythm", "reason": "decoder exploded",
+                         "log": str(corpus / "t3" / "logs" / "rhythm.log")}]
+    from mirflow.catalogue import load_catalogue
+
+    families, rows = completeness(records, failures, load_catalogue())
+    assert families == ["loudness", "loudness_stems", "rhythm"]
+    by_track = {r["track"]: r for r in rows}
+    assert [r["track"] for r in rows] == ["t3", "t2", "t1", "t0"]  # no .INFO first, then skipped, partial, ok
+    assert by_track["t3"]["cells"] == {"rhythm": ("failed", f"decoder exploded (log: {failures[0]['log']})")}
+    assert by_track["t2"]["cells"]["loudness_stems"] == ("skipped", "no stems: none provided")
+    state, detail = by_track["t1"]["cells"]["loudness_stems"]
+    assert state == "partial" and "lufs_drums: silent stem" in detail
+    assert by_track["t0"]["cells"] == {f: ("ok", "computed") for f in ("loudness", "rhythm", "loudness_stems")}
+    assert "decoder exploded" in html_text and "t3 (no .INFO)" in html_text
+    assert 'title="loudness_stems: skipped — no stems: none provided"' in html_text
+
+
+def test_histogram_bars_match_counts():
+    svg = svg_histogram([1.0, 1.0, 1.2, 3.0], bins=2, unit="s", label="h")
+    root = ET.fromstring(svg)
+    bars = root.findall(f"{SVG_NS}rect")
+    tips = [b.find(f"{SVG_NS}title").text for b in bars]
+    assert tips == ["1 to 2 s: 3", "2 to 3 s: 1"]
+    heights = [float(b.get("height")) for b in bars]
+    assert heights[0] == pytest.approx(3 * heights[1], abs=0.02)  # coordinates have 2 decimals
+    single = ET.fromstring(svg_histogram([5.0, 5.0], bins=10))
+    assert len(single.findall(f"{SVG_NS}rect")) == 1
+    empty = ET.fromstring(svg_histogram([], bins=10))
+    assert "no values" in "".join(empty.itertext())
+
+
+def test_bar_chart_heatmap_and_colours():
+    bar = ET.fromstring(svg_bar_chart(["a & b", "<c>"], [4, 2], total=8))
+    assert [r.find(f"{SVG_NS}title").text for r in bar.findall(f"{SVG_NS}rect")] == ["a & b: 4 (50 %)", "<c>: 2 (25 %)"]
+    heat = ET.fromstring(svg_heatmap(["x", "y", "z"], [[1.0, -1.0, None], [-1.0, 1.0, 0.0], [None, 0.0, 1.0]]))
+    cells = heat.findall(f"{SVG_NS}rect")
+    assert len(cells) == 9
+    assert cells[1].get("fill") == "#0571b0" and cells[0].get("fill") == "#ca0020"
+    assert cells[2].get("fill") == "#eeeeee" and cells[5].get("fill") == "#ffffff"
+    assert correlation_color(float("nan")) == "#eeeeee"
+
+
+def test_nice_ticks():
+    assert nice_ticks(85, 140) == [100, 120, 140]
+    assert nice_ticks(0, 1) == [0, 0.5, 1]
+    assert nice_ticks(-24.5, -21.6) == [-24, -23, -22]
+    assert np.allclose(nice_ticks(0.373, 1.4), [0.5, 1.0])
