@@ -17,8 +17,10 @@ CONFIG_ARGS := results_dir="$(RESULTS)"
 ifneq ($(strip $(INPUT)),)
 CONFIG_ARGS += input_dir="$(INPUT)"
 DEMO_DEP :=
+CONFIG_FILES := --configfile config/config.yaml
 else
 DEMO_DEP := demo/.complete
+CONFIG_FILES := --configfile config/config.yaml config/demo.yaml
 endif
 
 .PHONY: run test install demo models dry-run lint summary readme clean-results help
@@ -39,14 +41,14 @@ demo: demo/.complete
 
 run: $(STAMP) $(DEMO_DEP)
 	@set -o pipefail; status=0; \
-	$(BIN)/snakemake --cores $(CORES) --config $(CONFIG_ARGS) $(SNAKEMAKE_ARGS) || status=$$?; \
+	$(BIN)/snakemake --cores $(CORES) $(CONFIG_FILES) --config $(CONFIG_ARGS) $(SNAKEMAKE_ARGS) || status=$$?; \
 	exit $$status
 
 models: $(STAMP) $(DEMO_DEP)
-	$(BIN)/snakemake fetch_models --cores 1 --config $(CONFIG_ARGS)
+	$(BIN)/snakemake fetch_models --cores 1 $(CONFIG_FILES) --config $(CONFIG_ARGS)
 
 dry-run: $(STAMP) $(DEMO_DEP)
-	$(BIN)/snakemake -n --cores $(CORES) --config $(CONFIG_ARGS) $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake -n --cores $(CORES) $(CONFIG_FILES) --config $(CONFIG_ARGS) $(SNAKEMAKE_ARGS)
 
 summary: $(STAMP)
 	$(BIN)/python -m mirflow.summary "$(RESULTS)" $(INPUT)

@@ -103,17 +103,20 @@ def test_windows_equal_the_packages_make_inference_batch(package_infer):
     assert int(masks[2].sum()) == 5 * SR + 123 and float(wavs[2, 0, 5 * SR + 123:].abs().sum()) == 0.0
 
 
-def test_prediction_equals_the_packages_own_predictor(checkpoint, loaded, package_infer):
+def test_prediction_equals_the_packages_own_predictor(checkpoint, loaded, package_infer, monkeypatch):
     # 11.5 s of stereo at 16 kHz: two windows, the second 1.5 s long (weight 0.15).
     rng = np.random.default_rng(3)
     t = np.arange(int(11.5 * SR)) / SR
-    left = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.5 * t)) + 0.05 * rng.standard_normal(t.size)
+    left = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.5 * t))
+            + 0.05 * rng.standard_normal(t.size))
     right = 0.2 * np.sin(2 * np.pi * 330 * t) + 0.05 * rng.standard_normal(t.size)
     signal = as_signal(np.stack([left, right]), SR)
 
     # One window per forward pass here, both windows in one batch in the package: batching changes
     # nothing but float rounding (measured 5e-7).
     result = aes.predict_aesthetics(loaded, signal, {"decimals": None, "batch_windows": 1})
+    # The package picks CUDA by itself when it can; compare on the CPU like ``loaded``.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     predictor = package_infer.AesPredictor(checkpoint_pth=str(checkpoint))
     wav = torch.from_numpy(signal.samples).mean(0, keepdim=True)
     (expected,) = predictor.forward([{"path": wav, "sample_rate": SR}])
@@ -170,6 +173,14 @@ def test_module_and_model_class_import_without_torchaudio():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={"PYTHONPATH": str(REPO / "scripts"), "PATH": "/usr/bin:/bin"}, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_catalogue_part_lists_the_four_axes():
+    import yaml
+
+    entries = yaml.safe_load((REPO / "scripts/mirflow/catalogue_parts/aesthetics.yaml").read_text())
+    assert [e["key"] for e in entries] == list(aes.AXES.values())
+    assert all(e["family"] == "aesthetics" and e["range"] == [1, 10] for e in entries)
 
 
 def test_fixture_checkpoint_has_the_packages_format(checkpoint):

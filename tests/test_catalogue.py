@@ -17,8 +17,12 @@ def test_every_registered_family_has_catalogued_keys():
             assert not any(cat.entry(k).is_template for k in keys), f"{name} is a mix family with stem keys"
 
 
-def test_catalogue_families_are_registered():
-    assert set(load_catalogue().families()) <= set(FAMILIES)
+def test_catalogue_families_are_registered_and_declare_a_crop_policy():
+    from mirflow.catalogue import CROP_FAMILY
+
+    cat = load_catalogue()
+    assert set(cat.families()) - {CROP_FAMILY} <= set(FAMILIES)
+    assert set(cat.crop_policy) == set(FAMILIES), "every registered family declares its crop policy"
 
 
 def test_readme_feature_table_matches_catalogue():

@@ -11,12 +11,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 
-from conftest import SHARED, as_signal, shared_path
+from conftest import as_signal, shared_path
 from mirflow import classifiers as cls
 
 pytest.importorskip("essentia.standard")
@@ -161,6 +160,19 @@ def reference_mel_patches(signal, patch_frames, hop_frames):
     return np.stack([frames[i * hop_frames:i * hop_frames + patch_frames] for i in range(n)]), x
 
 
+def assert_top_labels(got, expected_probs, labels, min_p=0.1, max_n=10, tol=2e-4):
+    """``got`` is the top-label dict of ``expected_probs`` up to float noise (near-ties may swap)."""
+    expected = dict(zip(labels, np.asarray(expected_probs, dtype=float)))
+    values = list(got.values())
+    assert values == sorted(values, reverse=True)
+    for label, p in got.items():
+        assert abs(p - expected[label]) < tol, label
+    assert len(got) == min(max_n, sum(p >= min_p for p in expected.values())) or \
+        any(abs(p - min_p) < tol for p in expected.values())
+    weakest = min(values) if values else min_p
+    assert all(p <= weakest + tol for label, p in expected.items() if label not in got)
+
+
 @pytest.fixture(scope="module")
 def effnet_graph(tmp_path_factory):
     w = np.random.default_rng(0).standard_normal((96, 1280)).astype(np.float32) / 20
@@ -243,6 +255,18 @@ def test_silent_and_too_short_input_are_absent_before_any_model_runs():
     assert all(r == "too short (0.300 s < 0.5 s)" for r in short.absent.values())
 
 
+def test_catalogue_part_lists_exactly_the_keys_produced():
+    import yaml
+
+    from conftest import REPO
+
+    entries = yaml.safe_load((REPO / "scripts/mirflow/catalogue_parts/classifiers.yaml").read_text())
+    assert [e["key"] for e in entries] == list(cls.KEYS)
+    assert {e["family"] for e in entries} == {"classifiers"}
+    assert {e["key"] for e in entries if e["type"] == "object"} == {
+        "essentia_genre", "essentia_mood", "essentia_instrument", "musicnn_tags"}
+
+
 def test_unknown_model_name_and_missing_file_are_errors(tmp_path):
     with pytest.raises(cls.ClassifierError, match="unknown classifier model"):
         cls.load_classifiers({"vggish-audioset-1": str(tmp_path / "x.pb")})
@@ -256,7 +280,7 @@ def test_effnet_chain_with_standin_graphs_reproduces_patchwise_reference(effnet_
     backbone_path, w = effnet_graph
     rng = np.random.default_rng(1)
     labels = [f"Style{i // 10}---Sub {i}" for i in range(400)]
-    w_genre = rng.standard_normal((1280, 400)).astype(np.float32) / 3
+    w_genre = rng.standard_normal((1280, 400)).astype(np.float32) / 10
     genre = standin_head(tmp_path / "genre_discogs400-discogs-effnet-1.pb", w_genre,
                          "serving_default_model_Placeholder", "PartitionedCall:0", "Sigmoid")
     (tmp_path / "genre_discogs400-discogs-effnet-1.json").write_text(json.dumps({"classes": labels}))
@@ -277,10 +301,8 @@ def test_effnet_chain_with_standin_graphs_reproduces_patchwise_reference(effnet_
     np.testing.assert_allclose(embeddings["discogs_effnet"], per_patch.mean(axis=0), rtol=1e-4, atol=1e-4)
     # Heads run on every patch and are averaged afterwards (a sigmoid of the mean would differ).
     genre_mean = sigmoid(per_patch @ w_genre).mean(axis=0)
-    expected = cls.top_labels(genre_mean, labels, 0.1, 10, 4)
-    assert list(result.values["essentia_genre"]) == list(expected)
-    np.testing.assert_allclose(list(result.values["essentia_genre"].values()), list(expected.values()), atol=2e-4)
-    assert abs(max(sigmoid(per_patch.mean(axis=0) @ w_genre)) - max(genre_mean)) > 1e-3
+    assert_top_labels(result.values["essentia_genre"], genre_mean, labels)
+    assert np.max(np.abs(sigmoid(per_patch.mean(axis=0) @ w_genre) - genre_mean)) > 1e-2
     assert result.values["effnet_danceability"] == pytest.approx(softmax(per_patch @ w_dance)[:, 0].mean(), abs=2e-4)
     assert result.absent["essentia_mood"] == "model mtg_jamendo_moodtheme-discogs-effnet-1 not available"
     assert result.meta["models"]["genre_discogs400-discogs-effnet-1"]["classes"] == "metadata json"
@@ -307,7 +329,8 @@ def test_metadata_that_contradicts_the_model_or_is_missing_is_an_error(tmp_path)
     w = np.zeros((1280, 2), np.float32)
     dance = standin_head(tmp_path / "danceability-discogs-effnet-1.pb", w, "model/Placeholder", "model/Softmax",
                          "Softmax")
-    (tmp_path / "danceability-discogs-effnet-1.json").write_text(json.dumps({"classes": ["not_danceable", "danceable"]}))
+    swapped = {"classes": ["not_danceable", "danceable"]}
+    (tmp_path / "danceability-discogs-effnet-1.json").write_text(json.dumps(swapped))
     with pytest.raises(cls.ClassifierError, match="expected \\['danceable', 'not_danceable'\\]"):
         cls.load_classifiers({"danceability-discogs-effnet-1": dance})
     genre = standin_head(tmp_path / "genre_discogs400-discogs-effnet-1.pb", np.zeros((1280, 400), np.float32),
@@ -330,7 +353,6 @@ def test_musicnn_backbone_equals_essentias_own_predictor_and_the_msd_head():
 
     graph = str(shared_path(*TF, "msd-musicnn-1.pb"))
     models = cls.load_classifiers({"msd-musicnn-1": graph})
-    signal = cls.AudioSignal if False else None  # noqa: F841 - keep the name free for readability below
     from mirflow.audio import load_audio
 
     track = load_audio(str(shared_path(*REAL, "librosa_fishin.ogg")))
@@ -375,7 +397,7 @@ def test_real_effnet_heads_on_1280d_inputs(effnet_graph):
     assert result.values["effnet_mood_relaxed"] == pytest.approx(float(relaxed[:, 1].mean()), abs=1e-4)
     genre = es.TensorflowPredict2D(graphFilename=paths["genre_discogs400-discogs-effnet-1"],
                                    input="serving_default_model_Placeholder", output="PartitionedCall:0")(per_patch)
-    assert result.values["essentia_genre"] == cls.top_labels(genre.mean(axis=0), genre_labels, 0.1, 10, 4)
+    assert_top_labels(result.values["essentia_genre"], genre.mean(axis=0), genre_labels)
 
 
 def test_musicnn_tags_and_danceability_are_plausible_on_real_recordings():
@@ -390,7 +412,8 @@ def test_musicnn_tags_and_danceability_are_plausible_on_real_recordings():
         track = load_audio(str(shared_path(*REAL, f"librosa_{name}.ogg")))
         sr = track.sample_rate
         result, embeddings = cls.classify(models, as_signal(track.samples[:, int(start * sr):int(stop * sr)], sr))
-        assert embeddings["musicnn"].shape == (200,) and not result.absent
+        assert embeddings["musicnn"].shape == (200,)
+        assert set(result.absent.values()) == {"model discogs-effnet-bs64-1 not available"}
         return result.values
 
     fishin, brahms, nutcracker, vibeace = (excerpt(n) for n in ("fishin", "brahms", "nutcracker", "vibeace"))
@@ -423,5 +446,3 @@ def test_shared_model_checksums_match_the_manifest_proposal():
                 assert f["sha256"] == sums[key], key
                 checked += 1
     assert checked >= 8
-    assert shutil.which("true")  # keeps shutil imported for tmp copies in future tests
-    assert SHARED.exists()

@@ -18,6 +18,7 @@ MODULES = {
     "harmony": "mirflow.features.harmony",
     "timbral": "mirflow.features.timbral",
     "descriptors": "mirflow.features.descriptors",
+    "crops": "mirflow.crops",
 }
 
 
@@ -34,7 +35,8 @@ def test_config_section_equals_code_defaults(section, module):
     attr = "STEM_DEFAULT_PARAMS" if section == "harmony_stems" else "DEFAULT_PARAMS"
     defaults = getattr(importlib.import_module(module), attr)
     # enabled/force decide which tracks are separated (workflow wiring), not how.
-    config = {k: v for k, v in CONFIG[section].items() if not (section == "separation" and k in ("enabled", "force"))}
+    config = {k: v for k, v in CONFIG[section].items()
+              if not (section == "separation" and k in ("enabled", "force")) and not (section == "crops" and k == "enabled")}
     assert set(config) <= set(defaults), f"unknown keys in config section {section}"
     for key, value in config.items():
         if key == "segment_s" and value is None:

@@ -93,3 +93,12 @@ def test_fades_and_grid_slicing():
     assert y[1, -1] == 0.0 and y[1, -2] == pytest.approx(0.1)
     assert x[0, 0] == 1.0  # input untouched
     np.testing.assert_allclose(slice_grid([0.5, 1.0, 2.5, 3.0], 1.0, 3.0), [0.0, 1.5])
+
+
+def test_tail_crop_ends_at_the_track_end_when_long_enough():
+    x = _music(8.0)
+    downbeats = np.array([0.5, 2.5, 4.5])  # no bar line in [6.5 s, 8.5 s]; the full 8 s would end at 8.5 s > 8 s
+    plan = _plan(x, downbeats, downbeats, bars_divisible_by_4=False)
+    assert [(c.start, c.end) for c in plan.crops] == [(500, 8000)]  # 7.5 s >= 75 % of 8 s
+    plan = _plan(_music(6.0), downbeats[:2], downbeats[:2], bars_divisible_by_4=False)
+    assert plan.crops == []  # 5.5 s < 6 s: dropped

@@ -73,6 +73,7 @@ def test_flac_vorbis_comments(tmp_path):
     assert result.meta["sha256"] == before[0]
     assert result.meta["size_bytes"] == path.stat().st_size
     assert result.meta["multi_valued_tags"] == {"artist": ["Sigur Rós", "Jónsi"]}
+    assert result.meta["tag_format"] == "Vorbis comment" and result.meta["stream"]["source"] == "soundfile"
     assert (_sha(path), path.stat().st_mtime_ns) == before  # the input is never modified
     _check_complete(result)
 
@@ -96,6 +97,7 @@ def test_mp3_id3_tags_with_numeric_genre_and_v23_year(tmp_path):
     assert result.values["track_metadata_genre"] == "Rock"
     assert result.values["track_metadata_year"] == 1980
     assert result.values["codec"] == "mp3"
+    assert result.meta["tag_format"] == "ID3"
     assert result.values["sample_rate"] == SR and result.values["channels"] == 2
     assert result.values["duration_s"] == pytest.approx(1.0, abs=0.06)  # MP3 frame granularity
     _check_complete(result)
@@ -153,6 +155,7 @@ def test_wav_with_id3_chunk_and_untagged_wav(tmp_path):
     assert r_tagged.values["track_metadata_artist"] == "Aphex Twin"
     assert r_tagged.values["track_metadata_title"] == "Xtal"
     assert r_tagged.values["codec"] == "pcm_24"
+    assert r_tagged.meta["tag_format"] == "ID3v2.4"  # mutagen writes ID3v2.4 chunks into WAV
     assert r_tagged.absent["track_metadata_year"] == "no date tag"
     for tag in ("artist", "title", "album", "genre"):
         assert r_plain.absent[f"track_metadata_{tag}"] == f"no {tag} tag"

@@ -134,3 +134,22 @@ def test_nice_ticks():
     assert nice_ticks(0, 1) == [0, 0.5, 1]
     assert nice_ticks(-24.5, -21.6) == [-24, -23, -22]
     assert np.allclose(nice_ticks(0.373, 1.4), [0.5, 1.0])
+
+
+def test_completeness_of_crops(tmp_path):
+    """Crop .INFO files list computed families and the keys copied from the track."""
+    crops = tmp_path / "t0" / "crops"
+    crops.mkdir(parents=True)
+    prov = {"track_id": "t0", "crop_index": 2, "families_computed": {"loudness": 1},
+            "copied_from_track": ["drum_hits_kick"], "absent": {"lra": "too short"}}
+    (crops / "t0_2.INFO").write_text(
+        '{"lufs": -12.0, "drum_hits_kick": 40, "_provenance": ' + __import__("json").dumps(prov) + "}",
+        encoding="utf-8")
+    from mirflow.catalogue import load_catalogue
+
+    records, _ = load_records(tmp_path, "crops")
+    families, rows = completeness(records, [], load_catalogue())
+    assert families == ["loudness", "drums"]
+    assert rows[0]["track"] == "t0 #2"
+    assert rows[0]["cells"]["drums"] == ("ok", "copied from the track")
+    assert rows[0]["cells"]["loudness"] == ("partial", "1 of 2 keys absent: lra: too short")

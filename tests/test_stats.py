@@ -138,10 +138,13 @@ def test_categorical_summaries():
               None,
               {"Electronic---House": 0.51}]
     s = categorical_summary(genres, 0.5)
-    assert s == {"type": "labels", "files": 3, "counts": {"Electronic---House": 2, "Rock---Punk": 1},
-                 "threshold": 0.5}
+    assert s == {"type": "labels", "files": 3, "distinct": 2,
+                 "counts": {"Electronic---House": 2, "Rock---Punk": 1}, "threshold": 0.5}
     keys = categorical_summary(["A minor", "C major", None, "A minor"], 0.5)
-    assert keys == {"type": "string", "files": 3, "counts": {"A minor": 2, "C major": 1}}
+    assert keys == {"type": "string", "files": 3, "distinct": 2, "counts": {"A minor": 2, "C major": 1}}
+    capped = categorical_summary(["x", "y", "y", "z", "w"], 0.5, max_categories=2)
+    assert capped["counts"] == {"y": 2, "w": 1} and capped["distinct"] == 4  # ties in alphabetical order
+    assert categorical_summary([{}, {"a": 0.9}], 0.5)["counts"] == {"a": 1}  # empty tag dict: no label passed
     lists = categorical_summary([["a", "b"], ["b", "b"], None], 0.5)
     assert lists["counts"] == {"b": 2, "a": 1}
     assert categorical_summary([1.0, None], 0.5) is None

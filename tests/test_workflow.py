@@ -65,6 +65,10 @@ def plan(workdir: Path, *args: str, env: dict | None = None) -> set[tuple[str, s
 def workdir(tmp_path_factory):
     wd = tmp_path_factory.mktemp("workflow")
     shutil.copytree(REPO / "config", wd / "config")
+    # 2 s crops (88200 samples at the 44.1 kHz reference = 44100 samples at this corpus' 22.05 kHz).
+    config = (wd / "config" / "config.yaml").read_text()
+    assert "length_samples: 2097152" in config
+    (wd / "config" / "config.yaml").write_text(config.replace("length_samples: 2097152", "length_samples: 88200"))
     stems = _tone_mix()
     band = wd / "music" / BAND
     band.mkdir(parents=True)
@@ -102,6 +106,32 @@ def test_first_run_writes_info_with_mix_and_stem_keys(workdir):
     assert "NaN" not in text and "Infinity" not in text
 
 
+def test_crops_have_their_own_values_boundaries_and_copied_keys_marked(workdir):
+    from mirflow.features.rhythm import parse_times
+
+    track_dir = workdir / "results" / BAND
+    manifest = json.loads((track_dir / "crops" / "crops.json").read_text())
+    assert manifest["crops"], manifest["plan"]
+    beats = parse_times((track_dir / f"{BAND}.BEATS_GRID").read_text())
+    track_info = _info(workdir, BAND)
+    for crop in manifest["crops"]:
+        info = json.loads((track_dir / "crops" / crop["info"]).read_text())
+        assert info["end_sample"] - info["start_sample"] >= 0.75 * 44100
+        assert info["start_time"] == pytest.approx(info["start_sample"] / SR, abs=1e-6)
+        inside = beats[(beats >= info["start_time"]) & (beats < info["end_time"])] - info["start_time"]
+        np.testing.assert_allclose(info["beats"], inside, atol=1e-6)
+        if "beat_count" in info:
+            assert info["beat_count"] == len(info["beats"])  # the crop's own count, never the track's
+        data, sr = sf.read(track_dir / "crops" / crop["audio"])
+        assert sr == SR and len(data) == info["end_sample"] - info["start_sample"]
+        assert set(crop["stems"]) == {"drums", "bass", "other"}  # vocals skipped by default
+        prov = info["_provenance"]
+        assert "bass_note_count" in prov["copied_from_track"]
+        assert info["bass_note_count"] == track_info["bass_note_count"]
+        assert "lufs" in info and "lufs" not in prov["copied_from_track"]
+        assert prov["absent"]["lufs_vocals"] == "stem not cropped (crops.skip_stems)"
+
+
 def test_second_run_has_nothing_to_do(workdir):
     assert plan(workdir) == set()
     proc = snakemake(workdir, "-n")
@@ -112,7 +142,8 @@ def test_changing_one_family_config_reruns_only_that_family_and_merges(workdir):
     extra = workdir / "spectral_4096.yaml"
     extra.write_text("spectral:\n  frame_length: 4096\n  hop_length: 1024\n  window: hann\n")
     jobs = plan(workdir, "--configfile", "config/config.yaml", str(extra))
-    assert {rule for rule, _ in jobs} == {"spectral", "spectral_stems", "merge_info"}
+    # Crops compute spectral features on each crop, so they rerun too.
+    assert {rule for rule, _ in jobs} == {"spectral", "spectral_stems", "merge_info", "crops"}
     assert len([1 for rule, _ in jobs if rule == "spectral"]) == 2
     assert len([1 for rule, _ in jobs if rule == "merge_info"]) == 2
 
@@ -124,7 +155,7 @@ def test_bumping_a_family_version_reruns_only_that_family(workdir, tmp_path):
     assert '*_pair("multiband_rms", 1,' in text
     registry.write_text(text.replace('*_pair("multiband_rms", 1,', '*_pair("multiband_rms", 2,'))
     jobs = plan(workdir, env={"PYTHONPATH": str(tmp_path)})
-    assert {rule for rule, _ in jobs} == {"multiband_rms", "multiband_rms_stems", "merge_info"}
+    assert {rule for rule, _ in jobs} == {"multiband_rms", "multiband_rms_stems", "merge_info", "crops"}
 
 
 def test_replacing_one_input_reruns_only_that_track(workdir):
@@ -133,7 +164,7 @@ def test_replacing_one_input_reruns_only_that_track(workdir):
     sf.write(loose, sum(_tone_mix(seed=7).values()), SR)
     jobs = plan(workdir)
     assert jobs and all(path.startswith(f"results/{LOOSE}/") for _, path in jobs), jobs
-    assert {rule for rule, _ in jobs} == MIX_ONLY | {"merge_info"}
+    assert {rule for rule, _ in jobs} == MIX_ONLY | {"merge_info", "crops"}
     snakemake(workdir)
     assert plan(workdir) == set()
 
@@ -144,7 +175,7 @@ def test_adding_a_track_runs_only_its_jobs(workdir):
              subtype="FLOAT")
     jobs = plan(workdir)
     assert jobs and all(path.startswith("results/new track/") for _, path in jobs), jobs
-    assert {rule for rule, _ in jobs} == MIX_ONLY | {"merge_info"}
+    assert {rule for rule, _ in jobs} == MIX_ONLY | {"merge_info", "crops"}
 
 
 def test_corrupt_and_empty_inputs_fail_only_their_own_track(workdir):
@@ -174,7 +205,7 @@ def test_touching_a_large_input_reruns_only_that_track(workdir):
     os.utime(big, (future, future))
     jobs = plan(workdir)
     assert jobs and all(path.startswith("results/new track/") for _, path in jobs), jobs
-    assert {rule for rule, _ in jobs} == MIX_ONLY | {"merge_info"}
+    assert {rule for rule, _ in jobs} == MIX_ONLY | {"merge_info", "crops"}
 
 
 def test_config_errors_name_the_key(workdir):

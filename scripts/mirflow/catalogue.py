@@ -21,6 +21,11 @@ import yaml
 
 CATALOGUE_PATH = Path(__file__).with_name("catalogue.yaml")
 TYPES = ("number", "integer", "string", "object", "array")
+#: What a family's keys are in a training crop's .INFO: computed on the crop's own audio and grids,
+#: copied from the track (listed in the crop's _provenance.copied_from_track), or left out.
+CROP_POLICIES = ("computed", "copied", "omitted")
+#: Keys that exist only in crop .INFO files (position, boundaries, grids inside the crop).
+CROP_FAMILY = "crop"
 README_BEGIN = "<!-- BEGIN FEATURE TABLE (generated from scripts/mirflow/catalogue.yaml; do not edit) -->"
 README_END = "<!-- END FEATURE TABLE -->"
 
@@ -76,11 +81,12 @@ def _parse_entry(raw: dict[str, Any], index: int) -> Entry:
 
 
 class Catalogue:
-    """All entries, with lookup by concrete key and by family."""
+    """All entries, with lookup by concrete key and by family, and each family's crop policy."""
 
-    def __init__(self, entries: list[Entry], source_sha256: str = ""):
+    def __init__(self, entries: list[Entry], source_sha256: str = "", crop_policy: dict[str, str] | None = None):
         self.entries = entries
         self.source_sha256 = source_sha256
+        self.crop_policy = dict(crop_policy or {})
         self._by_key: dict[str, Entry] = {}
         for entry in entries:
             for key in entry.concrete_keys():
@@ -149,8 +155,20 @@ def load_catalogue(path: str | None = None) -> Catalogue:
     p = Path(path) if path else CATALOGUE_PATH
     text = p.read_text(encoding="utf-8")
     raw = yaml.safe_load(text) or []
-    entries = [_parse_entry(item, i) for i, item in enumerate(raw)]
-    return Catalogue(entries, hashlib.sha256(text.encode()).hexdigest())
+    policies: dict[str, str] = {}
+    entries = []
+    for i, item in enumerate(raw):
+        if "key" in item:
+            entries.append(_parse_entry(item, i))
+            continue
+        if set(item) != {"family", "crop"} or item["crop"] not in CROP_POLICIES:
+            raise CatalogueError(f"catalogue item #{i}: a family declaration has exactly `family` and `crop` "
+                                 f"(one of {CROP_POLICIES}), got {item}")
+        policies[item["family"]] = item["crop"]
+    undeclared = sorted({e.family for e in entries} - set(policies) - {CROP_FAMILY})
+    if undeclared:
+        raise CatalogueError(f"families without a crop policy declaration: {undeclared}")
+    return Catalogue(entries, hashlib.sha256(text.encode()).hexdigest(), policies)
 
 
 def _fmt_range(entry: Entry) -> str:
@@ -164,7 +182,10 @@ def markdown_table(catalogue: Catalogue | None = None) -> str:
     cat = catalogue or load_catalogue()
     lines = []
     for fam in sorted({e.family for e in cat.entries}, key=lambda f: [e.family for e in cat.entries].index(f)):
-        lines += [f"#### `{fam}` (`features/{fam}.json`)", "",
+        policy = {"computed": "computed on the crop", "copied": "copied from the track (marked as copied)",
+                  "omitted": "not in crops"}.get(cat.crop_policy.get(fam, ""), "")
+        where = "crop .INFO files only" if fam == CROP_FAMILY else f"`features/{fam}.json`; in crops: {policy}"
+        lines += [f"#### `{fam}` ({where})", "",
                   "| key | type | unit | expected range | description | producer |",
                   "|---|---|---|---|---|---|"]
         for e in cat.entries:

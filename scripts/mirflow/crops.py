@@ -129,12 +129,12 @@ def grid_aligned_crops(n_samples: int, length: int, bar_lines: np.ndarray, start
             divisible = inside[counts % 4 == 0]
             inside = divisible if divisible.size else inside
         if inside.size:
-            end = int(inside[-1])
+            end = snap_to_zero_crossing(mono, int(inside[-1]), max_shift)
         elif target_end <= n_samples:
-            end = target_end  # no bar line in [min_len, length]: keep the full length
+            # no bar line in [min_len, length]: keep the full length
+            end = snap_to_zero_crossing(mono, target_end, max_shift)
         else:
-            break
-        end = snap_to_zero_crossing(mono, end, max_shift)
+            end = n_samples  # a tail crop up to the end of the track, kept when long enough
         if end - start < min_len or end > n_samples:
             break
         crops.append(Crop(len(crops), start, end))

@@ -9,6 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: Versions of the steps that are not feature families. Bump one when its outputs change for the same
+#: inputs: Snakemake then reruns that step everywhere (the version is part of the rule's params).
+STEP_VERSIONS = {
+    "separate_stems": 1,
+    "merge_info": 1,
+    "crops": 3,   # 2: tail crops kept when >= min_fraction; 3: manifest paths relative to crops/
+}
+
 #: Stem names, in the order Demucs produces them.
 STEM_NAMES = ("drums", "bass", "other", "vocals")
 

@@ -17,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from mirflow.errors import MirflowError
 from mirflow.models import load_manifest, missing_files
-from mirflow.registry import FAMILIES, STEM_NAMES
+from mirflow.registry import FAMILIES, STEM_NAMES, STEP_VERSIONS
 from mirflow.summary import render_summary, startup_report
 from mirflow.tracks import discover_tracks
 
@@ -203,6 +203,29 @@ def missing_families(wildcards):
 
 def all_info_files():
     return [escape(f"{RESULTS}/{t.id}/{t.name}.INFO") for t in TRACKS.values()]
+
+
+def all_crop_dirs():
+    if not config["crops"]["enabled"]:
+        return []
+    return [escape(f"{RESULTS}/{t.id}/crops") for t in TRACKS.values()]
+
+
+def crop_inputs(wildcards):
+    """Full mix, stems, grids and the track's .INFO (for the families copied into crops)."""
+    track = track_of(wildcards)
+    grids = {}
+    if config["families"].get("rhythm", True):
+        grids = {k: escape(f"{RESULTS}/{track.id}/{track.name}.{ext}")
+                 for k, ext in (("beats", "BEATS_GRID"), ("downbeats", "DOWNBEATS"))}
+    return {"audio": track.audio, **track_stems(track)[0], **grids,
+            "info": escape(f"{RESULTS}/{track.id}/{track.name}.INFO")}
+
+
+def crop_family_settings():
+    """Settings of every enabled family, keyed by family (crops compute some of them on each crop)."""
+    return {name: config.get(fam.settings, {}) for name, fam in FAMILIES.items()
+            if config["families"].get(name, True)}
 
 
 def model_table():

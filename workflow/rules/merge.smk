@@ -8,6 +8,7 @@ rule merge_info:
     output:
         f"{RESULTS}/{{track}}/{{name}}.INFO",
     params:
+        version=STEP_VERSIONS["merge_info"],
         missing=missing_families,
     log:
         f"{RESULTS}/{{track}}/logs/merge_{{name}}.log",

@@ -11,6 +11,7 @@ rule separate_stems:
         vocals=f"{RESULTS}/{{track}}/stems/vocals.{STEM_EXT}",
         meta=f"{RESULTS}/{{track}}/stems/separation.json",
     params:
+        version=STEP_VERSIONS["separate_stems"],
         settings=SEPARATION,
     resources:
         gpu=1,

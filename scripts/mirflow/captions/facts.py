@@ -1,0 +1,824 @@
+"""Facts about a track, taken from its computed features, and checks of captions against them.
+
+A caption must never state something the features do not support. This module
+
+* turns the merged feature values of a track into :class:`TrackFacts`: rounded
+  numbers and qualitative words chosen by documented thresholds (below);
+* renders the factual template captions (:func:`template_caption`), which are
+  correct by construction;
+* verifies any generated text against the facts (:func:`verify_caption`):
+  every number, key, tempo word, genre, mood and instrument it mentions must be
+  one the facts allow;
+* renders prompt templates with feature placeholders (:func:`render_prompt`).
+
+Which features become which facts (a missing feature is simply not mentioned):
+
+=================  ==========================================================
+fact               source and rule
+=================  ==========================================================
+tempo              ``bpm`` rounded to an integer ("128 BPM"), only when
+                   ``bpm_is_defined`` is 1. ``bpm_is_defined`` 0 gives the
+                   fact "no steady beat" instead; ``bpm`` without
+                   ``bpm_is_defined`` is not used (it cannot be trusted).
+tempo class        slow below ``tempo_class_bpm[0]`` (default 90 BPM),
+                   moderate below ``tempo_class_bpm[1]`` (120 BPM), else fast.
+key                ``key`` (e.g. "A minor"); else ``tonic`` (pitch class 0-11,
+                   spelled C C# D D# E F F# G G# A A# B) + ``tonic_scale``.
+genre              ``essentia_genre`` (label -> p): labels with p >=
+                   ``genre_min_p`` (0.1), best first, at most ``genre_top_n``
+                   (2); "Electronic---Techno" is said "techno".
+mood               ``essentia_mood``: p >= ``mood_min_p`` (0.3), at most 2;
+                   "mood_happy" is said "happy"; "non_*"/"not_*" labels are
+                   never used.
+instruments        ``essentia_instrument``: p >= ``instrument_min_p`` (0.3),
+                   at most 3; "drummachine" is said "drum machine".
+tags               ``musicnn_tags``: p >= ``tag_min_p`` (0.3), at most 5;
+                   tags that are tempo or loudness words ("fast", "loud", ...)
+                   are dropped: the measured tempo and loudness say that.
+loudness           ``lufs``: "quiet" below ``quiet_below`` (-20 LUFS), "loud"
+                   from ``loud_from`` (-12 LUFS), nothing in between.
+brightness         ``brightness`` (Audio Commons, 0-100): "mellow" below 40,
+                   "bright" from 60, nothing in between.
+drums              ``drum_density_total`` (hits/s): "no drums" at 0, "sparse
+                   drums" below 2, "busy drums" from 6, nothing in between.
+production         ``production_quality`` (Audiobox Aesthetics PQ, 1-10):
+                   "lo-fi production" below 5, "polished production" from 7.5.
+=================  ==========================================================
+
+All thresholds are parameters (:data:`FACT_PARAMS`).
+"""
+from __future__ import annotations
+
+import math
+import re
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+
+#: Thresholds and counts of the fact rules (module docstring). JSON-able.
+FACT_PARAMS: dict[str, Any] = {
+    "genre_min_p": 0.1,
+    "genre_top_n": 2,
+    "mood_min_p": 0.3,
+    "mood_top_n": 2,
+    "instrument_min_p": 0.3,
+    "instrument_top_n": 3,
+    "tag_min_p": 0.3,
+    "tag_top_n": 5,
+    "tempo_class_bpm": [90, 120],
+    "loudness_lufs": {"quiet_below": -20.0, "loud_from": -12.0},
+    "brightness": {"mellow_below": 40.0, "bright_from": 60.0},
+    "drum_density_hits_per_s": {"sparse_below": 2.0, "busy_from": 6.0},
+    "production_quality": {"lofi_below": 5.0, "polished_from": 7.5},
+}
+
+PITCH_CLASS_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+_LETTER_PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+
+#: Jamendo-style concatenated instrument labels and how a caption says them.
+LABEL_SPELLING = {
+    "acousticguitar": "acoustic guitar", "electricguitar": "electric guitar", "classicalguitar": "classical guitar",
+    "acousticbassguitar": "acoustic bass guitar", "doublebass": "double bass", "drummachine": "drum machine",
+    "electricpiano": "electric piano", "pipeorgan": "pipe organ", "rhodes": "rhodes piano",
+}
+
+#: Controlled words: a caption may use a word of a group only when the facts give that group.
+TEMPO_WORDS = {
+    "slow": ("slow", "slowly", "downtempo", "down-tempo", "leisurely", "sluggish", "unhurried"),
+    "moderate": ("moderate", "moderately paced", "mid-tempo", "midtempo", "medium tempo", "medium-tempo"),
+    "fast": ("fast", "fast-paced", "uptempo", "up-tempo", "upbeat", "brisk", "rapid", "quick"),
+}
+LOUDNESS_WORDS = {"quiet": ("quiet", "hushed", "soft"), "loud": ("loud", "booming")}
+BRIGHTNESS_WORDS = {"mellow": ("mellow", "muffled", "dull"), "bright": ("bright", "brilliant", "crisp", "sparkling")}
+DRUM_WORDS = {"no drums": ("no drums", "drumless", "without drums"), "sparse drums": ("sparse", "minimal"),
+              "busy drums": ("busy", "dense", "driving")}
+PRODUCTION_WORDS = {"lo-fi production": ("lo-fi", "lo fi", "lofi", "rough", "amateur", "low-quality", "low quality"),
+                    "polished production": ("polished", "professional", "pristine", "high-quality", "high quality",
+                                            "well-produced", "well produced")}
+MODE_WORDS = {"major": ("major",), "minor": ("minor",)}
+TEMPO_VALUE_WORDS = ("bpm", "beats per minute")
+
+#: Genre, mood and instrument words a caption may only use when the facts contain them.
+GENRE_VOCABULARY = (
+    "rock", "pop", "jazz", "blues", "metal", "heavy metal", "punk", "techno", "house", "deep house", "tech house",
+    "trance", "psytrance", "dubstep", "drum and bass", "drum n bass", "drum & bass", "jungle", "hip hop", "hip-hop",
+    "rap", "trap", "r&b", "rnb", "soul", "funk", "disco", "reggae", "ska", "dub", "dancehall", "country", "folk",
+    "classical", "baroque", "opera", "ambient", "electronic", "electronica", "edm", "electro", "idm", "breakbeat",
+    "garage", "uk garage", "grime", "indie", "alternative", "grunge", "emo", "hardcore", "hardstyle", "gabber",
+    "psychedelic", "synthwave", "synth-pop", "synthpop", "new wave", "post-punk", "post-rock", "shoegaze",
+    "industrial", "gothic", "goth", "latin", "salsa", "bossa nova", "samba", "tango", "flamenco", "cumbia",
+    "reggaeton", "gospel", "soundtrack", "orchestral", "cinematic", "afrobeat", "afrobeats", "chillout",
+    "lounge", "trip hop", "trip-hop", "lo-fi hip hop", "minimal techno", "acid", "acid house", "big beat",
+    "eurodance", "italo disco", "k-pop", "j-pop", "bluegrass", "americana", "swing", "bebop", "fusion",
+    "jazz fusion", "smooth jazz", "world", "new age", "experimental", "noise", "drone", "downtempo",
+    "progressive house", "progressive trance", "progressive rock", "hard rock", "punk rock", "pop rock",
+    "dream pop", "art pop", "chiptune", "vaporwave", "future bass", "glitch", "footwork", "juke", "krautrock",
+    "dance", "club", "rave", "metalcore", "death metal", "black metal", "thrash", "doom", "stoner rock",
+)
+MOOD_VOCABULARY = (
+    "happy", "sad", "dark", "melancholic", "melancholy", "aggressive", "relaxed", "relaxing", "calm", "energetic",
+    "uplifting", "romantic", "epic", "dreamy", "angry", "peaceful", "emotional", "hopeful", "tense", "joyful",
+    "cheerful", "somber", "sombre", "gloomy", "playful", "nostalgic", "mysterious", "sentimental", "intense",
+    "soothing", "chill", "chilled", "party", "sexy", "funny", "meditative", "inspiring", "motivational", "euphoric",
+    "hypnotic", "haunting", "ominous", "eerie", "triumphant", "serene", "tender", "bittersweet", "moody",
+    "atmospheric", "ethereal", "groovy", "funky", "fun", "powerful", "heavy", "soft", "warm", "cold", "lively",
+)
+INSTRUMENT_VOCABULARY = (
+    "guitar", "acoustic guitar", "electric guitar", "bass guitar", "bass", "bassline", "double bass", "piano",
+    "electric piano", "keyboard", "keys", "synth", "synthesizer", "synthesiser", "pad", "drum", "drum machine",
+    "drum kit", "percussion", "violin", "viola", "cello", "strings", "string section", "orchestra", "saxophone",
+    "sax", "trumpet", "trombone", "horn", "brass", "flute", "clarinet", "oboe", "bassoon", "harp", "organ",
+    "accordion", "harmonica", "banjo", "mandolin", "ukulele", "vocal", "vocals", "voice", "singer", "singing",
+    "choir", "rapper", "bells", "bell", "marimba", "xylophone", "vibraphone", "sitar", "tabla", "bongo", "bongos",
+    "congas", "sampler", "turntable", "turntables", "808", "harpsichord", "glockenspiel", "timpani", "kick",
+    "snare", "hi-hat", "hi-hats", "claps", "handclaps", "vocalist",
+)
+#: Words claiming that a track has no vocals: only when a tag says so.
+NO_VOCALS_WORDS = ("instrumental", "a cappella", "a capella", "acapella", "no vocals", "without vocals")
+_NO_VOCALS_TAGS = {"instrumental", "no vocals", "no vocal", "no voice"}
+#: Synonyms accepted for a fact phrase (the caption may say either).
+SYNONYMS = {
+    "synthesizer": ("synth", "synths", "synthesiser", "synthesizers"),
+    "drums": ("drum", "drum kit", "percussion", "beat", "beats"),
+    "drum machine": ("drum machines", "drums", "drum", "beat", "beats", "808"),
+    "voice": ("vocal", "vocals", "singing", "singer", "vocalist"),
+    "vocal": ("vocals", "voice", "singing", "singer", "vocalist"),
+    "keyboard": ("keys", "keyboards"),
+    "electronic": ("electronica",),
+    "hip hop": ("hip-hop",),
+    "drum n bass": ("drum and bass", "drum & bass", "dnb"),
+    "rhodes piano": ("electric piano", "rhodes"),
+    "saxophone": ("sax",),
+    "bass": ("bassline", "bass line"),
+}
+#: Genre-dict styles too generic to forbid in a caption.
+_GENERIC_STYLES = {"instrumental", "vocal", "theme", "score", "musical", "story", "education", "interview",
+                   "poetry", "comedy", "spoken word", "field recording", "ballad"}
+#: Spelled-out numbers a caption must not contain (a number must be a digit that the facts contain).
+NUMBER_WORDS = ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety", "hundred",
+                "thousand")
+
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?")
+_KEY_MENTION = re.compile(
+    r"(?<![A-Za-z])([A-G])\s?(#|♯|b|♭|-sharp| sharp|-flat| flat)?\s?(major|minor|maj|min)\b"
+    r"|(?<![A-Za-z])([A-G])(#|b)?m(?![A-Za-z])")
+
+
+@dataclass(frozen=True)
+class TrackFacts:
+    """What a caption may say about a track, from its features.
+
+    Attributes
+    ----------
+    genres, moods, instruments, tags : tuple of str
+        Phrases as a caption says them, best first.
+    bpm : int or None
+        Rounded tempo, BPM; None when not trustworthy or missing.
+    tempo_class : str or None
+        "slow", "moderate" or "fast".
+    steady_beat : bool or None
+        False when ``bpm_is_defined`` is 0 ("no steady beat").
+    key : str or None
+        E.g. "A minor".
+    loudness, brightness, drums, production : str or None
+        Qualitative words (module docstring).
+    genre_parents : tuple of str
+        Parent genres of the chosen genre labels ("electronic" of
+        "Electronic---Techno"): allowed in a caption, not stated by templates.
+    label_vocabulary : dict of str to frozenset of str
+        Every label of the track's genre, mood and instrument dicts, cleaned:
+        a caption may not use one that is not a fact.
+    sources : dict of str to str
+        Fact name -> the feature keys it came from (for ``_meta``).
+    """
+
+    genres: tuple[str, ...] = ()
+    moods: tuple[str, ...] = ()
+    instruments: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    bpm: int | None = None
+    tempo_class: str | None = None
+    steady_beat: bool | None = None
+    key: str | None = None
+    loudness: str | None = None
+    brightness: str | None = None
+    drums: str | None = None
+    production: str | None = None
+    genre_parents: tuple[str, ...] = ()
+    label_vocabulary: dict[str, frozenset[str]] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def has_describable_content(self) -> bool:
+        """True when there is a tempo (or "no steady beat"), a key, or any genre/mood/instrument/tag."""
+        return bool(self.bpm is not None or self.steady_beat is False or self.key
+                    or self.genres or self.moods or self.instruments or self.tags)
+
+    def fact_lines(self) -> list[str]:
+        """The facts as "name: value" lines, in the order a prompt lists them."""
+        lines = []
+        if self.genres:
+            lines.append(f"genre: {join_words(self.genres)}")
+        if self.moods:
+            lines.append(f"mood: {', '.join(self.moods)}")
+        if self.bpm is not None:
+            lines.append(f"tempo: {self.bpm} BPM ({self.tempo_class})")
+        elif self.steady_beat is False:
+            lines.append("tempo: no steady beat")
+        if self.key:
+            lines.append(f"key: {self.key}")
+        if self.instruments:
+            lines.append(f"instruments: {', '.join(self.instruments)}")
+        if self.tags:
+            lines.append(f"tags: {', '.join(self.tags)}")
+        for name, value in (("loudness", self.loudness), ("brightness", self.brightness),
+                            ("drums", self.drums), ("production", self.production)):
+            if value:
+                lines.append(f"{name}: {value}")
+        return lines
+
+
+# ------------------------------------------------------------------ features -> facts
+
+def _number(features: Mapping[str, Any], key: str) -> float | None:
+    value = features.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"feature {key!r} must be a number, got {value!r}")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"feature {key!r} is not finite ({value!r})")
+    return float(value)
+
+
+def _label_probabilities(features: Mapping[str, Any], key: str) -> dict[str, float]:
+    value = features.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"feature {key!r} must be a dict label -> probability, got {type(value).__name__}")
+    out = {}
+    for label, p in value.items():
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(float(p)):
+            raise ValueError(f"feature {key!r}: probability of {label!r} must be a finite number, got {p!r}")
+        out[str(label)] = float(p)
+    return out
+
+
+def clean_label(label: str) -> str:
+    """How a caption says a classifier label.
+
+    "Electronic---Techno" -> "techno" (the style, not the parent);
+    "mood_happy" -> "happy"; "acousticguitar" -> "acoustic guitar";
+    underscores become spaces; lower case.
+    """
+    text = label.split("---")[-1]
+    text = re.sub(r"^(mood|genre|instrument|moodtheme)[_/-]", "", text.strip(), flags=re.IGNORECASE)
+    text = text.replace("_", " ").strip().lower()
+    text = LABEL_SPELLING.get(text.replace(" ", ""), text)
+    return re.sub(r"\s+", " ", text)
+
+
+def genre_parents(label: str) -> list[str]:
+    """Parent genres named in a Discogs-style label: "Funk / Soul---Soul" -> ["funk", "soul"]."""
+    if "---" not in label:
+        return []
+    parent = label.split("---")[0]
+    return [p.strip().lower() for p in re.split(r"[/,&]", parent) if p.strip()]
+
+
+def _is_negative_label(label: str) -> bool:
+    return bool(re.match(r"^(non|not|no)[ _-]", label.strip().lower()))
+
+
+def top_labels(probabilities: Mapping[str, float], min_p: float, top_n: int) -> list[tuple[str, float]]:
+    """Labels with p >= ``min_p``, best first (ties by label), at most ``top_n``, negatives dropped."""
+    kept = [(label, p) for label, p in probabilities.items() if p >= min_p and not _is_negative_label(label)]
+    return sorted(kept, key=lambda item: (-item[1], item[0]))[:top_n]
+
+
+def _dedupe(words: list[str]) -> tuple[str, ...]:
+    seen, out = set(), []
+    for word in words:
+        if word and word not in seen:
+            seen.add(word)
+            out.append(word)
+    return tuple(out)
+
+
+def key_label(features: Mapping[str, Any]) -> tuple[str | None, str]:
+    """(key as "A minor", source feature keys) from ``key`` or else ``tonic`` + ``tonic_scale``."""
+    key = features.get("key")
+    if isinstance(key, str) and key.strip():
+        parsed = parse_key(key.strip())
+        if parsed is None:
+            raise ValueError(f"feature 'key' is not a key label like 'A minor': {key!r}")
+        return key.strip(), "key"
+    tonic, scale = features.get("tonic"), features.get("tonic_scale")
+    if tonic is not None and scale is not None:
+        if isinstance(tonic, bool) or not isinstance(tonic, int) or not 0 <= tonic <= 11:
+            raise ValueError(f"feature 'tonic' must be a pitch class 0-11, got {tonic!r}")
+        if scale not in ("major", "minor"):
+            raise ValueError(f"feature 'tonic_scale' must be 'major' or 'minor', got {scale!r}")
+        return f"{PITCH_CLASS_NAMES[tonic]} {scale}", "tonic, tonic_scale"
+    return None, ""
+
+
+def _class_of(value: float, low: float, high: float, below: str, above: str) -> str | None:
+    if value < low:
+        return below
+    if value >= high:
+        return above
+    return None
+
+
+def build_facts(features: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> TrackFacts:
+    """Facts of a track from its merged feature values (rules in the module docstring).
+
+    Parameters
+    ----------
+    features : mapping
+        Feature key -> value as in the track's ``.INFO`` (numbers, strings,
+        dicts label -> probability). Missing keys are simply not described.
+    params : mapping, optional
+        Overrides of :data:`FACT_PARAMS`.
+
+    Returns
+    -------
+    TrackFacts
+
+    Raises
+    ------
+    ValueError
+        If a present feature has the wrong type (a bug upstream, never hidden).
+    """
+    p = {**FACT_PARAMS, **(params or {})}
+    sources: dict[str, str] = {}
+    vocab: dict[str, set[str]] = {"genre": set(), "mood": set(), "instrument": set()}
+
+    genre_probs = _label_probabilities(features, "essentia_genre")
+    vocab["genre"] |= {clean_label(label) for label in genre_probs} - _GENERIC_STYLES
+    genre_top = top_labels(genre_probs, p["genre_min_p"], p["genre_top_n"])
+    genres = _dedupe([clean_label(label) for label, _ in genre_top])
+    parents = _dedupe([g for label, _ in genre_top for g in genre_parents(label)])
+    if genres:
+        sources["genre"] = "essentia_genre"
+
+    mood_probs = _label_probabilities(features, "essentia_mood")
+    vocab["mood"] |= {clean_label(label) for label in mood_probs if not _is_negative_label(label)}
+    moods = _dedupe([clean_label(label) for label, _ in top_labels(mood_probs, p["mood_min_p"], p["mood_top_n"])])
+    if moods:
+        sources["mood"] = "essentia_mood"
+
+    inst_probs = _label_probabilities(features, "essentia_instrument")
+    vocab["instrument"] |= {clean_label(label) for label in inst_probs if not _is_negative_label(label)}
+    instruments = _dedupe([clean_label(label) for label, _ in
+                           top_labels(inst_probs, p["instrument_min_p"], p["instrument_top_n"])])
+    if instruments:
+        sources["instruments"] = "essentia_instrument"
+
+    controlled = {w for group in (TEMPO_WORDS, LOUDNESS_WORDS, BRIGHTNESS_WORDS) for ws in group.values() for w in ws}
+    tag_probs = {label: prob for label, prob in _label_probabilities(features, "musicnn_tags").items()
+                 if clean_label(label) not in controlled}
+    tags = _dedupe([clean_label(label) for label, _ in top_labels(tag_probs, p["tag_min_p"], p["tag_top_n"])])
+    tags = tuple(t for t in tags if t not in genres and t not in moods and t not in instruments)
+    if tags:
+        sources["tags"] = "musicnn_tags"
+
+    bpm = tempo_class = steady = None
+    bpm_value = _number(features, "bpm")
+    defined = features.get("bpm_is_defined")
+    if defined is not None and defined not in (0, 1):
+        raise ValueError(f"feature 'bpm_is_defined' must be 0 or 1, got {defined!r}")
+    if defined == 1 and bpm_value is not None:
+        bpm = int(round(bpm_value))
+        low, high = p["tempo_class_bpm"]
+        tempo_class = "slow" if bpm < low else ("moderate" if bpm < high else "fast")
+        sources["tempo"] = "bpm, bpm_is_defined"
+    elif defined == 0:
+        steady = False
+        sources["tempo"] = "bpm_is_defined"
+
+    key, key_source = key_label(features)
+    if key:
+        sources["key"] = key_source
+
+    loudness = brightness = drums = production = None
+    lufs = _number(features, "lufs")
+    if lufs is not None:
+        t = p["loudness_lufs"]
+        loudness = _class_of(lufs, t["quiet_below"], t["loud_from"], "quiet", "loud")
+        if loudness:
+            sources["loudness"] = "lufs"
+    bright = _number(features, "brightness")
+    if bright is not None:
+        t = p["brightness"]
+        brightness = _class_of(bright, t["mellow_below"], t["bright_from"], "mellow", "bright")
+        if brightness:
+            sources["brightness"] = "brightness"
+    density = _number(features, "drum_density_total")
+    if density is not None:
+        t = p["drum_density_hits_per_s"]
+        drums = "no drums" if density == 0 else _class_of(density, t["sparse_below"], t["busy_from"],
+                                                           "sparse drums", "busy drums")
+        if drums:
+            sources["drums"] = "drum_density_total"
+    quality = _number(features, "production_quality")
+    if quality is not None:
+        t = p["production_quality"]
+        production = _class_of(quality, t["lofi_below"], t["polished_from"], "lo-fi production",
+                               "polished production")
+        if production:
+            sources["production"] = "production_quality"
+
+    return TrackFacts(genres=genres, moods=moods, instruments=instruments, tags=tags, bpm=bpm,
+                      tempo_class=tempo_class, steady_beat=steady, key=key, loudness=loudness,
+                      brightness=brightness, drums=drums, production=production, genre_parents=parents,
+                      label_vocabulary={k: frozenset(v) for k, v in vocab.items()}, sources=sources)
+
+
+# ------------------------------------------------------------------ templates
+
+def join_words(words: tuple[str, ...] | list[str], conjunction: str = "and") -> str:
+    """"a", "a and b", "a, b and c"."""
+    words = list(words)
+    if len(words) <= 1:
+        return "".join(words)
+    return f"{', '.join(words[:-1])} {conjunction} {words[-1]}"
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def _descriptors(facts: TrackFacts) -> list[str]:
+    out = []
+    mix = [w for w in (facts.loudness, facts.brightness) if w]
+    if mix:
+        out.append(f"{_article(mix[0])} {' and '.join(mix)} mix")
+    if facts.drums:
+        out.append(facts.drums)
+    if facts.production:
+        out.append(facts.production)
+    if facts.steady_beat is False:
+        out.append("no steady beat")
+    return out
+
+
+def template_caption(facts: TrackFacts, style: str) -> str:
+    """The deterministic caption of ``style`` ("sentence", "detailed" or "tags"); states only facts.
+
+    Raises
+    ------
+    ValueError
+        For an unknown style, or facts with nothing to describe.
+    """
+    if not facts.has_describable_content():
+        raise ValueError("no tempo, key or tag facts to describe")
+    if style == "tags":
+        words = [*facts.genres, *facts.moods, *facts.instruments, *facts.tags]
+        if facts.bpm is not None:
+            words += [f"{facts.bpm} bpm", f"{facts.tempo_class} tempo"]
+        if facts.key:
+            words.append(facts.key.lower())
+        words += [w for w in (facts.loudness, facts.brightness, facts.drums, facts.production) if w]
+        if facts.steady_beat is False:
+            words.append("no steady beat")
+        return ", ".join(_dedupe(words))
+    if style == "sentence":
+        head = ", ".join(facts.moods)
+        noun = f"{join_words(facts.genres)} track" if facts.genres else "track"
+        phrase = f"{head} {noun}" if head else noun
+        text = f"{_article(phrase).capitalize()} {phrase}"
+        if facts.bpm is not None:
+            text += f" at {facts.bpm} BPM"
+        if facts.key:
+            text += f" in {facts.key}"
+        extras = []
+        if facts.tags and not facts.genres:
+            extras.append(f"tagged {join_words(facts.tags)}")
+        if facts.instruments:
+            extras.append(f"featuring {join_words(facts.instruments)}")
+        described = _descriptors(facts)
+        if described:
+            extras.append(f"with {join_words(described)}")
+        return text + (", " + ", ".join(extras) if extras else "") + "."
+    if style == "detailed":
+        sentences = []
+        if facts.genres:
+            lead = f"This is {_article(facts.genres[0])} {join_words(facts.genres)} track"
+            sentences.append(lead + (f" with {_article(facts.moods[0])} {join_words(facts.moods)} mood."
+                                     if facts.moods else "."))
+        elif facts.moods:
+            sentences.append(f"This track has {_article(facts.moods[0])} {join_words(facts.moods)} mood.")
+        if facts.bpm is not None:
+            sentences.append(f"It moves at {facts.bpm} BPM, a {facts.tempo_class} tempo"
+                             + (f", in {facts.key}." if facts.key else "."))
+        elif facts.steady_beat is False:
+            sentences.append("It has no steady beat" + (f" and is in {facts.key}." if facts.key else "."))
+        elif facts.key:
+            sentences.append(f"It is in {facts.key}.")
+        if facts.instruments:
+            sentences.append(f"The instrumentation features {join_words(facts.instruments)}.")
+        if facts.tags:
+            sentences.append(f"It is tagged {join_words(facts.tags)}.")
+        mix = [w for w in (facts.loudness, facts.brightness) if w]
+        if mix:
+            sentences.append(f"The mix is {' and '.join(mix)}.")
+        if facts.drums:
+            sentences.append("There are no drums." if facts.drums == "no drums"
+                             else f"The drums are {facts.drums.split()[0]}.")
+        if facts.production:
+            sentences.append(f"The track has {facts.production}.")
+        return " ".join(sentences)
+    raise ValueError(f"unknown caption style {style!r} (expected sentence, detailed or tags)")
+
+
+# ------------------------------------------------------------------ verification
+
+def parse_key(text: str) -> tuple[int, str] | None:
+    """(pitch class, "major"/"minor") of a key written like "A minor", "F# major", "Bb min" or "Am"."""
+    match = _KEY_MENTION.fullmatch(text.strip())
+    return _key_from_match(match) if match else None
+
+
+def _key_from_match(match: re.Match) -> tuple[int, str]:
+    if match.group(1):
+        letter, accidental, mode = match.group(1), match.group(2) or "", match.group(3)
+    else:
+        letter, accidental, mode = match.group(4), match.group(5) or "", "minor"
+    shift = 1 if any(s in accidental for s in ("#", "♯", "sharp")) else (-1 if accidental.strip() else 0)
+    mode = "major" if mode.lower().startswith("maj") else "minor"
+    return (_LETTER_PC[letter] + shift) % 12, mode
+
+
+def key_mentions(text: str) -> list[tuple[str, tuple[int, str]]]:
+    """Every key written in ``text``: (as written, (pitch class, mode))."""
+    return [(m.group(0), _key_from_match(m)) for m in _KEY_MENTION.finditer(text)]
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """What a text may mention, and what it must mention.
+
+    Attributes
+    ----------
+    numbers : frozenset of str
+        Numbers as digits (e.g. "128").
+    keys : frozenset of (int, str)
+        Keys as (pitch class, mode).
+    phrases : frozenset of str
+        Lower-case phrases that may appear, including their synonyms.
+    restricted : dict of str to frozenset of str
+        Category -> phrases that need to be in ``phrases`` to appear.
+    required : tuple of (str, tuple of str)
+        (what, alternatives): the text must contain one of the alternatives
+        (lower case).
+    required_key : (int, str) or None
+        A key the text must state (in any spelling, e.g. "A minor" or "Am").
+    """
+
+    numbers: frozenset[str]
+    keys: frozenset[tuple[int, str]]
+    phrases: frozenset[str]
+    restricted: dict[str, frozenset[str]]
+    required: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    required_key: tuple[int, str] | None = None
+
+
+def _phrase_pattern(phrase: str) -> re.Pattern:
+    return re.compile(r"(?<![a-z0-9])" + re.escape(phrase) + r"(?:s|es)?(?![a-z0-9])")
+
+
+def _with_synonyms(phrases) -> set[str]:
+    out = set()
+    for phrase in phrases:
+        out.add(phrase)
+        out.update(SYNONYMS.get(phrase, ()))
+        if phrase.endswith("s"):
+            out.update(SYNONYMS.get(phrase[:-1], ()))
+    return out
+
+
+def _restricted_vocabulary(label_vocabulary: Mapping[str, frozenset[str]]) -> dict[str, frozenset[str]]:
+    groups = {"tempo": TEMPO_WORDS, "loudness": LOUDNESS_WORDS, "brightness": BRIGHTNESS_WORDS,
+              "drums": DRUM_WORDS, "production": PRODUCTION_WORDS, "key mode": MODE_WORDS}
+    restricted = {name: frozenset(w for ws in group.values() for w in ws) for name, group in groups.items()}
+    restricted["tempo value"] = frozenset(TEMPO_VALUE_WORDS)
+    restricted["vocals"] = frozenset(NO_VOCALS_WORDS)
+    restricted["genre"] = frozenset(GENRE_VOCABULARY) | label_vocabulary.get("genre", frozenset())
+    restricted["mood"] = frozenset(MOOD_VOCABULARY) | label_vocabulary.get("mood", frozenset())
+    restricted["instrument"] = frozenset(INSTRUMENT_VOCABULARY) | label_vocabulary.get("instrument", frozenset())
+    return restricted
+
+
+def allowed_from_facts(facts: TrackFacts, require_core: bool = True) -> Allowed:
+    """What a caption of ``facts`` may say; with ``require_core`` it must state tempo, key and top genre."""
+    phrases = set(facts.genres) | set(facts.genre_parents) | set(facts.moods) | set(facts.instruments)
+    phrases |= set(facts.tags)
+    # the head noun of an instrument may stand for it ("guitar" for "acoustic guitar")
+    phrases |= {inst.split()[-1] for inst in facts.instruments if " " in inst and inst.split()[-1] != "machine"}
+    if _NO_VOCALS_TAGS & set(facts.tags):
+        phrases |= set(NO_VOCALS_WORDS)
+    for value, groups in ((facts.tempo_class, TEMPO_WORDS), (facts.loudness, LOUDNESS_WORDS),
+                          (facts.brightness, BRIGHTNESS_WORDS), (facts.drums, DRUM_WORDS),
+                          (facts.production, PRODUCTION_WORDS)):
+        if value:
+            phrases |= set(groups[value])
+    if facts.drums in ("sparse drums", "busy drums"):
+        phrases |= {"drums", "drum"}
+    if facts.steady_beat is False:
+        phrases |= {"no steady beat", "steady beat"}
+    keys = set()
+    if facts.key:
+        parsed = parse_key(facts.key)
+        keys.add(parsed)
+        phrases.add(parsed[1])
+    numbers = set()
+    if facts.bpm is not None:
+        phrases |= set(TEMPO_VALUE_WORDS)
+        numbers.add(str(facts.bpm))
+    for phrase in phrases:
+        numbers |= set(_NUMBER.findall(phrase))
+    required = []
+    if require_core:
+        if facts.bpm is not None:
+            required.append(("the tempo", (f"{facts.bpm} bpm", f"{facts.bpm} beats per minute")))
+        if facts.genres:
+            required.append(("the main genre", tuple(sorted(_with_synonyms([facts.genres[0]])))))
+    return Allowed(numbers=frozenset(numbers), keys=frozenset(keys), phrases=frozenset(_with_synonyms(phrases)),
+                   restricted=_restricted_vocabulary(facts.label_vocabulary), required=tuple(required),
+                   required_key=parse_key(facts.key) if (require_core and facts.key) else None)
+
+
+def allowed_from_text(source: str, label_vocabulary: Mapping[str, frozenset[str]] | None = None) -> Allowed:
+    """What a rewrite of ``source`` may say: only numbers, keys and controlled words ``source`` contains."""
+    lower = source.lower()
+    restricted = _restricted_vocabulary(label_vocabulary or {})
+    phrases = {phrase for words in restricted.values() for phrase in words if _phrase_pattern(phrase).search(lower)}
+    return Allowed(numbers=frozenset(_NUMBER.findall(source)), keys=frozenset(k for _, k in key_mentions(source)),
+                   phrases=frozenset(_with_synonyms(phrases)), restricted=restricted)
+
+
+_META_TEXT = re.compile(
+    r"\b(here'?s|here is|rephras\w*|rewrit\w*|caption|facts?|sentence|paragraph|as an ai|language model|"
+    r"i cannot|i can't|note:|tags?:|genre:|tempo:|key:|mood:)", re.IGNORECASE)
+
+
+def _sentence_count(text: str) -> int:
+    return len([s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s.strip()])
+
+
+def verify_caption(text: str, allowed: Allowed, max_words: int | None = None,
+                   max_sentences: int | None = None) -> list[str]:
+    """Problems of ``text`` against ``allowed``; an empty list means the caption may be stored.
+
+    Checks: not empty; no meta talk ("Here's a rephrased version", "Facts:");
+    every number is one of ``allowed.numbers`` (and no spelled-out tens or
+    hundreds); every key written is one of ``allowed.keys``; every controlled
+    phrase (tempo, loudness, brightness, drum and production words, "major"/
+    "minor", "BPM", genre, mood and instrument vocabulary) is allowed; the
+    required facts appear; word and sentence limits.
+    """
+    problems = []
+    stripped = text.strip()
+    if not stripped:
+        return ["empty"]
+    if _META_TEXT.search(stripped) or "\n" in stripped or stripped.startswith(("-", "*", '"')):
+        problems.append("talks about the task instead of the music, or is not plain prose")
+    for number in _NUMBER.findall(stripped):
+        if number not in allowed.numbers:
+            problems.append(f"states the number {number}, which is not a fact")
+    for word in NUMBER_WORDS:
+        if re.search(rf"\b{word}", stripped, re.IGNORECASE):
+            problems.append(f"spells out a number ({word})")
+    for written, key in key_mentions(stripped):
+        if key not in allowed.keys:
+            problems.append(f"states the key {written!r}, which is not the track's key")
+    lower = stripped.lower()
+    # A controlled phrase inside an allowed one is fine ("bass" in an allowed "drum n bass"); one that only
+    # overlaps or contains an allowed phrase is not ("deep house" when only "house" is a fact).
+    allowed_spans = [m.span() for phrase in allowed.phrases for m in _phrase_pattern(phrase).finditer(lower)]
+    reported: list[tuple[int, int]] = []
+    controlled = sorted(((phrase, category) for category, words in allowed.restricted.items()
+                         for phrase in words - allowed.phrases), key=lambda item: (-len(item[0]), item))
+    for phrase, category in controlled:
+        for match in _phrase_pattern(phrase).finditer(lower):
+            start, end = match.span()
+            if any(a <= start and end <= b for a, b in allowed_spans + reported):
+                continue
+            reported.append((start, end))
+            problems.append(f"mentions {category} '{phrase}', which the features do not give")
+    for what, alternatives in allowed.required:
+        if not any(_phrase_pattern(alt).search(lower) for alt in alternatives):
+            problems.append(f"does not state {what}")
+    if allowed.required_key is not None and allowed.required_key not in [k for _, k in key_mentions(stripped)]:
+        problems.append("does not state the key")
+    if max_words is not None and len(stripped.split()) > max_words:
+        problems.append(f"longer than {max_words} words")
+    if max_sentences is not None and _sentence_count(stripped) > max_sentences:
+        problems.append(f"more than {max_sentences} sentence(s)")
+    return problems
+
+
+# ------------------------------------------------------------------ prompt placeholders
+
+def _probability_list(features: Mapping[str, Any], key: str, min_p: float, top_n: int) -> str | None:
+    top = top_labels(_label_probabilities(features, key), min_p, top_n)
+    return ", ".join(f"{clean_label(label)} ({p:.2f})" for label, p in top) or None
+
+
+def _placeholder_bpm(features, p):
+    facts = build_facts({k: features.get(k) for k in ("bpm", "bpm_is_defined")}, p)
+    if facts.bpm is not None:
+        return f"{facts.bpm} BPM"
+    return "no steady beat" if facts.steady_beat is False else None
+
+
+def _placeholder_key(features, p):
+    return key_label(features)[0]
+
+
+def _placeholder_lufs(features, p):
+    lufs = _number(features, "lufs")
+    return None if lufs is None else f"{lufs:.1f} LUFS"
+
+
+#: Placeholder name -> (renderer(features, params) -> str or None, description).
+PROMPT_PLACEHOLDERS = {
+    "genres": (lambda f, p: _probability_list(f, "essentia_genre", p["genre_min_p"], max(p["genre_top_n"], 5)),
+               "top essentia_genre labels with p, e.g. 'techno (0.62), house (0.21)'"),
+    "moods": (lambda f, p: _probability_list(f, "essentia_mood", p["mood_min_p"], max(p["mood_top_n"], 3)),
+              "top essentia_mood labels with p"),
+    "instruments": (lambda f, p: _probability_list(f, "essentia_instrument", p["instrument_min_p"],
+                                                   max(p["instrument_top_n"], 5)),
+                    "top essentia_instrument labels with p"),
+    "tags": (lambda f, p: _probability_list(f, "musicnn_tags", p["tag_min_p"], p["tag_top_n"]),
+             "top musicnn tags with p"),
+    "bpm": (_placeholder_bpm, "rounded tempo '128 BPM' (only when bpm_is_defined is 1), or 'no steady beat'"),
+    "key": (_placeholder_key, "key label, e.g. 'A minor'"),
+    "lufs": (_placeholder_lufs, "integrated loudness, e.g. '-8.1 LUFS'"),
+}
+#: What a placeholder renders to when its feature is missing.
+UNKNOWN = "unknown"
+
+
+def placeholders_in(template: str) -> list[str]:
+    """Names of the ``{placeholders}`` in ``template``.
+
+    Raises
+    ------
+    ConfigError
+        On an unknown name, a positional ``{}``, attribute/index access, a
+        conversion or a format spec, or unbalanced braces.
+    """
+    names = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as err:
+        raise ConfigError(f"prompt template {template!r} has unbalanced braces ({err}).",
+                          "write literal braces as {{ and }}.") from err
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if name not in PROMPT_PLACEHOLDERS or spec or conversion:
+            raise ConfigError(
+                f"prompt template {template!r} uses the placeholder {{{name}{'!' + conversion if conversion else ''}"
+                f"{':' + spec if spec else ''}}}, which is not one of {sorted(PROMPT_PLACEHOLDERS)}.",
+                "use one of those names without a format spec, or write literal braces as {{ and }}.")
+        names.append(name)
+    return names
+
+
+def render_prompt(template: str, features: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> str:
+    """Fill a prompt template's feature placeholders.
+
+    Each ``{name}`` of :data:`PROMPT_PLACEHOLDERS` is replaced by its
+    rendering of ``features``; a placeholder whose feature is missing (or not
+    trustworthy, like a tempo with ``bpm_is_defined`` 0... which renders "no
+    steady beat") renders as the word ``unknown``, so write templates that
+    read well either way ("Estimated tempo: {bpm}."). ``{{`` and ``}}`` are
+    literal braces.
+
+    Parameters
+    ----------
+    template : str
+        Prompt text with placeholders.
+    features : mapping
+        The track's merged feature values.
+    params : mapping, optional
+        Overrides of :data:`FACT_PARAMS` (label thresholds and counts).
+
+    Raises
+    ------
+    ConfigError
+        On an unknown placeholder (see :func:`placeholders_in`).
+    """
+    p = {**FACT_PARAMS, **(params or {})}
+    values = {}
+    for name in placeholders_in(template):
+        rendered = PROMPT_PLACEHOLDERS[name][0](features, p)
+        values[name] = rendered if rendered else UNKNOWN
+    return template.format(**values)

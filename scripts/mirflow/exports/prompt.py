@@ -1,0 +1,276 @@
+"""Prompt templates and conditioning values built from one ``.INFO``.
+
+Template syntax (a Python format string with optional parts)::
+
+    "[{genres}, ][{moods}, ]{bpm:.0f} BPM[, {key}]"
+
+* ``{name}`` / ``{name:spec}`` is a field: an .INFO key (``bpm``, ``key``, ``track_metadata_artist``,
+  any caption key) or a derived field (below). ``spec`` is a Python format spec (``.0f``).
+* A part in ``[...]`` is optional: it is left out when any of its fields is missing.
+  A field outside brackets is required: when it is missing, the file is rejected.
+  Write ``[[`` and ``]]`` for literal brackets.
+* The rendered prompt is normalised (:func:`mirflow.textnorm.normalize_text`), whitespace is
+  collapsed and separators (``,;`` and spaces) dangling at either end are removed.
+
+Fields:
+
+* every scalar .INFO value; strings (and lists of strings, joined with ", ") are normalised for
+  T5; an empty string counts as missing;
+* a value whose validity flag is 0 is missing (``validity_flags``: ``bpm`` is dropped when
+  ``bpm_is_defined`` is 0, so an untrustworthy tempo never reaches a prompt);
+* derived label lists (``label_fields``): ``genres``, ``moods``, ``instruments``, ``tags`` are the labels of
+  ``essentia_genre`` / ``essentia_mood`` / ``essentia_instrument`` / ``musicnn_tags`` with probability >=
+  ``label_threshold``, most probable first, at most ``max_labels``, joined with ", ". With
+  ``label_style: "leaf"`` a Discogs label ``Electronic---Deep House`` reads ``Deep House``;
+  with ``"full"`` it reads ``Electronic - Deep House``.
+"""
+from __future__ import annotations
+
+import math
+import re
+import string
+from dataclasses import dataclass
+from typing import Any
+
+from ..textnorm import normalize_text
+
+#: Parameters of prompt building (JSON-able). The Stable Audio and AudioCraft exports share them.
+DEFAULT_PARAMS: dict[str, Any] = {
+    "template": "[{genres}, ][{moods}, ][{instruments}, ][{bpm:.0f} BPM, ][{key}]",
+    "number_keys": [],            # .INFO keys returned as numbers for `number` conditioners (all required)
+    "required_keys": [],          # further keys a file must have to be used
+    "validity_flags": {"bpm": "bpm_is_defined"},
+    "label_fields": {"genres": "essentia_genre", "moods": "essentia_mood", "instruments": "essentia_instrument",
+                     "tags": "musicnn_tags"},
+    "label_threshold": 0.1,
+    "max_labels": 3,
+    "label_style": "leaf",        # "leaf" | "full"
+    "label_parent_separator": "---",
+    "drop_non_ascii": False,      # see mirflow.textnorm
+}
+
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class TemplateError(ValueError):
+    """The prompt template is malformed or a field cannot be formatted with its spec."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One part of a template: format text, whether it is optional, and the fields it uses."""
+
+    text: str
+    optional: bool
+    fields: tuple[str, ...]
+
+
+def _segment(text: str, optional: bool) -> Segment:
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as err:
+        raise TemplateError(f"bad braces in template part {text!r}: {err}") from None
+    names = []
+    for _literal, name, _spec, _conv in parsed:
+        if name is None:
+            continue
+        if not _FIELD_NAME.match(name):
+            raise TemplateError(f"template field {{{name}}} must be a plain key name (letters, digits, _)")
+        names.append(name)
+    return Segment(text, optional, tuple(names))
+
+
+def parse_template(template: str) -> list[Segment]:
+    """Split a template into required and optional (``[...]``) segments.
+
+    Raises
+    ------
+    TemplateError
+        On nested or unbalanced brackets, bad braces, or a field that is not a plain name.
+    """
+    segments: list[Segment] = []
+    buf: list[str] = []
+    optional = False
+    i = 0
+    while i < len(template):
+        c = template[i]
+        if c in "[]" and template[i + 1:i + 2] == c:
+            buf.append(c)
+            i += 2
+            continue
+        if c == "[":
+            if optional:
+                raise TemplateError(f"nested '[' at position {i} in template {template!r}")
+            if buf:
+                segments.append(_segment("".join(buf), False))
+            buf, optional = [], True
+        elif c == "]":
+            if not optional:
+                raise TemplateError(f"']' without '[' at position {i} in template {template!r}")
+            if buf:
+                segments.append(_segment("".join(buf), True))
+            buf, optional = [], False
+        else:
+            buf.append(c)
+        i += 1
+    if optional:
+        raise TemplateError(f"unclosed '[' in template {template!r}")
+    if buf:
+        segments.append(_segment("".join(buf), False))
+    return segments
+
+
+def top_labels(labels: Any, threshold: float, max_labels: int, style: str = "leaf",
+               parent_separator: str = "---") -> list[str]:
+    """Labels of a ``{label: probability}`` dict with probability >= ``threshold``, most probable first.
+
+    Ties keep alphabetical order. Non-dict input or non-numeric probabilities give ``[]``.
+    """
+    if not isinstance(labels, dict):
+        return []
+    scored = [(float(p), str(label)) for label, p in labels.items()
+              if isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) and p >= threshold]
+    scored.sort(key=lambda item: (-item[0], item[1]))
+    out = []
+    for _, label in scored[:max_labels]:
+        if parent_separator and parent_separator in label:
+            parts = [p.strip() for p in label.split(parent_separator) if p.strip()]
+            label = parts[-1] if style == "leaf" else " - ".join(parts)
+        out.append(label)
+    return out
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def invalid_by_flag(info: dict[str, Any], key: str, params: dict[str, Any]) -> bool:
+    """True when ``key`` has a validity flag in ``params`` and that flag is 0 in ``info``."""
+    flag = params["validity_flags"].get(key)
+    return flag is not None and info.get(flag) == 0
+
+
+def prompt_fields(info: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The fields a template can use (see the module docstring); missing fields are not in the dict."""
+    p = {**DEFAULT_PARAMS, **(params or {})}
+    fields: dict[str, Any] = {}
+    for key, value in info.items():
+        if key.startswith("_") or invalid_by_flag(info, key, p):
+            continue
+        if _number(value):
+            fields[key] = value
+        elif isinstance(value, str):
+            text = normalize_text(value, p["drop_non_ascii"])
+            if text:
+                fields[key] = text
+        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            items = [normalize_text(v, p["drop_non_ascii"]) for v in value]
+            text = ", ".join(i for i in items if i)
+            if text:
+                fields[key] = text
+    for name, source in p["label_fields"].items():
+        labels = top_labels(info.get(source), p["label_threshold"], p["max_labels"], p["label_style"],
+                            p["label_parent_separator"])
+        labels = [normalize_text(label, p["drop_non_ascii"]) for label in labels]
+        labels = [label for label in labels if label]
+        if labels:
+            fields[name] = ", ".join(labels)
+    return fields
+
+
+def why_missing(info: dict[str, Any], key: str, params: dict[str, Any]) -> str:
+    """A short reason why a field is not available for ``info``."""
+    if invalid_by_flag(info, key, params):
+        return f"{key}: {params['validity_flags'][key]} = 0"
+    absent = (info.get("_provenance") or {}).get("absent") or {}
+    if key in absent:
+        return f"{key}: {absent[key]}"
+    if key in params["label_fields"]:
+        source = params["label_fields"][key]
+        if source in absent:
+            return f"{key}: {source}: {absent[source]}"
+        if source in info:
+            return f"{key}: no {source} label with probability >= {params['label_threshold']}"
+        return f"{key}: {source} not in the .INFO"
+    if key in info:
+        return f"{key}: empty or not a scalar value"
+    return f"{key}: not in the .INFO"
+
+
+def _render(segment: Segment, fields: dict[str, Any]) -> str:
+    try:
+        return segment.text.format_map(fields)
+    except (ValueError, TypeError) as err:
+        shown = {name: fields.get(name) for name in segment.fields}
+        raise TemplateError(f"cannot format template part {segment.text!r} with {shown}: {err}") from None
+
+
+def _tidy(text: str, drop_non_ascii: bool) -> str:
+    text = normalize_text(text, drop_non_ascii)
+    return text.strip(" ,;")
+
+
+def build_prompt(info: dict[str, Any], params: dict[str, Any] | None = None
+                 ) -> tuple[str | None, str | None]:
+    """Render the prompt template for one .INFO.
+
+    Returns
+    -------
+    prompt : str or None
+        The prompt, or None when the file must be skipped.
+    reason : str or None
+        Why it must be skipped (a required field is missing, the prompt is empty), else None.
+
+    Raises
+    ------
+    TemplateError
+        If the template is malformed or a value does not fit its format spec (a configuration error).
+    """
+    p = {**DEFAULT_PARAMS, **(params or {})}
+    fields = prompt_fields(info, p)
+    pieces, missing = [], []
+    for seg in parse_template(p["template"]):
+        lacking = [name for name in seg.fields if name not in fields]
+        if lacking:
+            if not seg.optional:
+                missing += [why_missing(info, name, p) for name in lacking]
+            continue
+        pieces.append(_render(seg, fields))
+    if missing:
+        return None, "missing required field(s): " + "; ".join(missing)
+    prompt = _tidy("".join(pieces), p["drop_non_ascii"])
+    if not prompt:
+        return None, "empty prompt (no field of the template is available)"
+    return prompt, None
+
+
+def conditioning(info: dict[str, Any], params: dict[str, Any] | None = None
+                 ) -> tuple[dict[str, Any] | None, str | None]:
+    """Prompt and numeric conditioning values of one .INFO.
+
+    Returns
+    -------
+    values : dict or None
+        ``{"prompt": str, <number key>: float, ...}``, or None when the file must be skipped.
+    reason : str or None
+        Why it is skipped: a required field, required key or number key is missing/invalid.
+    """
+    p = {**DEFAULT_PARAMS, **(params or {})}
+    problems = []
+    for key in p["required_keys"]:
+        if key not in info or invalid_by_flag(info, key, p):
+            problems.append(why_missing(info, key, p))
+    numbers: dict[str, float] = {}
+    for key in p["number_keys"]:
+        value = info.get(key)
+        if not _number(value) or invalid_by_flag(info, key, p):
+            problems.append(why_missing(info, key, p) if not (key in info and not _number(value))
+                            else f"{key}: not a number ({value!r})")
+        else:
+            numbers[key] = float(value)
+    prompt, reason = build_prompt(info, p)
+    if reason:
+        problems.append(reason)
+    if problems:
+        return None, "; ".join(problems)
+    return {"prompt": prompt, **numbers}, None
