@@ -19,6 +19,10 @@ MODULES = {
     "timbral": "mirflow.features.timbral",
     "descriptors": "mirflow.features.descriptors",
     "crops": "mirflow.crops",
+    "metadata": "mirflow.metadata",
+    "stats": "mirflow.stats",
+    "report": "mirflow.report",
+    "exports": "mirflow.exports.prompt",
 }
 
 

@@ -1,4 +1,5 @@
-"""Training crops of one track: audio, stem crops and one ``<name>_<N>.INFO`` per crop.
+"""Training crops of one track: audio, stem crops, one ``<name>_<N>.INFO`` per crop and its AudioCraft
+MusicInfo sidecar ``<name>_<N>.json``.
 
 Families whose crop policy (catalogue) is ``computed`` are computed on the crop's
 own audio and on the grids sliced to the crop; ``copied`` families are copied from
@@ -116,7 +117,7 @@ def write_audio(path: str, samples: np.ndarray, sample_rate: int) -> None:
 
 def make_crops(track_id: str, name: str, mix: AudioSignal, stems: dict[str, AudioSignal], beats: np.ndarray,
                downbeats: np.ndarray, track_info: dict[str, Any], crop_params: dict,
-               family_settings: dict[str, dict], out_dir: str) -> dict[str, Any]:
+               family_settings: dict[str, dict], out_dir: str, export_params: dict | None = None) -> dict[str, Any]:
     """Write every crop of a track into ``out_dir`` and return the crop manifest.
 
     Raises
@@ -176,6 +177,9 @@ def make_crops(track_id: str, name: str, mix: AudioSignal, stems: dict[str, Audi
             "warnings": warnings, "wall_time_s": round(time.perf_counter() - started, 3),
         }
         write_json_atomic(out / f"{stem_name}.INFO", info)
+        from .exports.audiocraft import write_musicinfo_sidecar
+
+        write_musicinfo_sidecar(audio_path, info, export_params)  # AudioCraft's <audio stem>.json
         # File names relative to the crops folder, so the folder can be moved or shared as a whole.
         manifest["crops"].append({"index": crop.index, "audio": Path(audio_path).name,
                                   "stems": {s: Path(c.path).name for s, c in stem_crops.items()},
@@ -200,5 +204,6 @@ def crops_job(smk) -> None:
         downbeats = (parse_times(Path(smk.input.downbeats).read_text()) if "downbeats" in smk.input.keys()
                      else np.zeros(0))
         manifest = make_crops(track, smk.wildcards.name, mix, stems, beats, downbeats, read_json(smk.input.info),
-                              dict(smk.params.settings), dict(smk.params.families), smk.output[0])
+                              dict(smk.params.settings), dict(smk.params.families), smk.output[0],
+                              dict(smk.params.exports))
         logger.info("wrote %d crop(s) of %s (%s)", len(manifest["crops"]), track, manifest["plan"])

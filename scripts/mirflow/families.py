@@ -112,3 +112,10 @@ def harmony_family(ctx: JobContext, settings: dict) -> FeatureResult:
 
     stems = {name: ctx.audio(name) for name in settings.get("harmonic_stems", ()) if ctx.has(name)}
     return compute_harmony(stems if stems else ctx.audio("audio"), settings)
+
+
+def metadata_family(ctx: JobContext, settings: dict) -> FeatureResult:
+    """Tags and stream facts of the input file (read only; nothing is looked up on the network)."""
+    from .metadata import compute_metadata
+
+    return compute_metadata(ctx.path("audio"), settings)

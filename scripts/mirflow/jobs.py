@@ -67,3 +67,32 @@ def separate_job(smk) -> None:
         })
         logger.info("separated %s on %s in %.1f s (model load %.1f s)", track, device,
                     meta["separation_s"], model_load_s)
+
+
+def corpus_report_job(smk) -> None:
+    """Statistics tables, summaries and the HTML report over every track and crop .INFO."""
+    from pathlib import Path
+
+    from .stats import write_outputs
+
+    params = {**dict(smk.params.stats), **dict(smk.params.report)}
+    with job_logging(smk.log[0], "(corpus)", "corpus_report") as logger:
+        out_dir = Path(smk.output.tracks_csv).parent  # <results>/stats
+        for kind in ("tracks", "crops"):
+            written = write_outputs(str(out_dir.parent), str(out_dir), kind=kind, params=params, report=True)
+            logger.info("%s: %s", kind, written)
+
+
+def training_exports_job(smk) -> None:
+    """``sat_index.json`` + ``sat_config.json`` for Stable Audio Tools (every track's audio -> its .INFO)."""
+    import json
+    import os
+
+    from .exports.stable_audio import write_sat_index
+
+    with job_logging(smk.log[0], "(corpus)", "training_exports") as logger:
+        pairs = {os.path.abspath(audio): os.path.abspath(info) for audio, info in dict(smk.params.pairs).items()}
+        write_sat_index(smk.output.index, pairs)
+        sat_config = {"index": os.path.abspath(smk.output.index), **dict(smk.params.prompt)}
+        write_text_atomic(smk.output.config, json.dumps(sat_config, indent=2, ensure_ascii=False) + "\n")
+        logger.info("indexed %d tracks for Stable Audio Tools", len(pairs))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 STEP_VERSIONS = {
     "separate_stems": 1,
     "merge_info": 1,
-    "crops": 3,   # 2: tail crops kept when >= min_fraction; 3: manifest paths relative to crops/
+    "crops": 4,   # 2: tail crops kept; 3: manifest paths relative to crops/; 4: AudioCraft sidecars
 }
 
 #: Stem names, in the order Demucs produces them.
@@ -104,6 +104,8 @@ FAMILIES: dict[str, Family] = {
                ("timbral-models", "librosa", "numpy", "scipy"), "Audio Commons timbral models"),
         Family("descriptors", 1, "mix", "descriptors", "mirflow.features.descriptors:compute_descriptors",
                ("essentia", "numpy"), "Classic Essentia descriptors: danceability, atonality, saturation"),
+        Family("metadata", 1, "mix", "metadata", "mirflow.families:metadata_family", ("mutagen", "soundfile"),
+               "Tags and stream facts of the input file", kind="context"),
         Family("drums", 1, "mix", "drums", "mirflow.families:drums_family", ("torch", "madmom", "mido"),
                "ADTOF drum transcription: drums_adtof.mid and hit counts/densities", ("adtof_frame_rnn",),
                kind="context", needs=("beats",)),

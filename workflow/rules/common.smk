@@ -44,6 +44,13 @@ try:
     }
 except MirflowError as err:
     raise WorkflowError(f"mirflow: {err}")
+# Corpus-level outputs live beside the track folders in the results folder.
+_RESERVED = {"stats", "logs", "sat_index.json", "sat_config.json"}
+_clashes = sorted(t.id for t in TRACKS.values() if t.id.split("/", 1)[0] in _RESERVED)
+if _clashes:
+    raise WorkflowError(f"mirflow: track ids {_clashes[:5]} would overwrite the corpus outputs "
+                        f"({', '.join(sorted(_RESERVED))}) in {RESULTS}/. Fix: point input_dir one level "
+                        "deeper or rename that folder.")
 
 
 wildcard_constraints:

@@ -11,6 +11,7 @@ rule crops:
         version=STEP_VERSIONS["crops"],
         settings=config["crops"],
         families=crop_family_settings(),
+        exports=config["exports"],
     log:
         f"{RESULTS}/{{parent}}{{name}}/logs/crops.log",
     conda:

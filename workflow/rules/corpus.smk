@@ -1,0 +1,41 @@
+# Corpus-level outputs: statistics and the HTML report over every .INFO (tracks and crops), and the index that
+# lets the Stable Audio Tools metadata module find each track's .INFO.
+
+
+rule corpus_report:
+    input:
+        infos=all_info_files(),
+        crops=all_crop_dirs(),
+    output:
+        tracks_csv=f"{RESULTS}/stats/features_tracks.csv",
+        tracks_json=f"{RESULTS}/stats/stats_tracks.json",
+        tracks_html=report(f"{RESULTS}/stats/report_tracks.html", category="Corpus report"),
+        crops_csv=f"{RESULTS}/stats/features_crops.csv",
+        crops_json=f"{RESULTS}/stats/stats_crops.json",
+        crops_html=report(f"{RESULTS}/stats/report_crops.html", category="Corpus report"),
+    params:
+        stats=config["stats"],
+        report=config["report"],
+    log:
+        f"{RESULTS}/logs/corpus_report.log",
+    conda:
+        "../../envs/mirflow.yaml"
+    script:
+        "../../scripts/rule_corpus_report.py"
+
+
+rule training_exports:
+    input:
+        all_info_files(),
+    output:
+        index=f"{RESULTS}/sat_index.json",
+        config=f"{RESULTS}/sat_config.json",
+    params:
+        pairs=lambda wildcards: {t.audio: f"{RESULTS}/{t.id}/{t.name}.INFO" for t in TRACKS.values()},
+        prompt=config["exports"],
+    log:
+        f"{RESULTS}/logs/training_exports.log",
+    conda:
+        "../../envs/mirflow.yaml"
+    script:
+        "../../scripts/rule_training_exports.py"
