@@ -47,3 +47,13 @@ def test_stem_templates_expand():
     cat = load_catalogue()
     assert cat.entry("lufs_drums").family == "loudness_stems"
     assert set(cat.stem_keys("loudness_stems", "bass")) == {"lufs_bass", "lra_bass"}
+
+
+def test_every_registered_family_has_a_rule_that_writes_its_json():
+    """A family registered without a rule would silently vanish from .INFO files that already exist."""
+    import re
+
+    rules = "\n".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
+    written = set(re.findall(r'family_output\("([a-z_]+)"\)', rules))
+    written |= set(re.findall(r'/features/([a-z_]+)\.json', rules))
+    assert set(FAMILIES) <= written, f"no rule writes features/<family>.json for {set(FAMILIES) - written}"

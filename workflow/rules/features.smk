@@ -170,3 +170,20 @@ rule descriptors:
         "../../envs/mirflow.yaml"
     script:
         "../../scripts/rule_family.py"
+
+
+rule metadata:
+    input:
+        unpack(mix_input),
+    output:
+        family_output("metadata"),
+    params:
+        family="metadata",
+        version=family_version("metadata"),
+        settings=family_settings("metadata"),
+    log:
+        family_log("metadata"),
+    conda:
+        "../../envs/mirflow.yaml"
+    script:
+        "../../scripts/rule_family.py"
