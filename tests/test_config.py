@@ -23,6 +23,8 @@ MODULES = {
     "stats": "mirflow.stats",
     "report": "mirflow.report",
     "exports": "mirflow.exports.prompt",
+    "classifiers": "mirflow.classifiers",
+    "aesthetics": "mirflow.aesthetics",
 }
 
 

@@ -23,7 +23,9 @@ def test_packaged_manifest_is_complete_and_checksummed():
     for spec in manifest.values():
         assert spec.licence and spec.families
         for mf in spec.files:
-            assert mf.expected_digest and (mf.urls or mf.pypi_requirement)
+            assert (mf.expected_digest or mf.classes_sha256 or mf.unpinned) and (mf.urls or mf.pypi_requirement)
+            if mf.unpinned:
+                assert "sha256" in mf.unpinned  # says why no checksum is pinned
 
 
 def test_manifest_sha256_agrees_with_the_reference_copies():
@@ -88,3 +90,31 @@ def test_missing_files_checks_presence_and_size(tmp_path):
     target.parent.mkdir(parents=True)
     target.write_bytes(b"short")
     assert missing_files(spec, tmp_path) == list(spec.files)  # wrong size counts as missing
+
+
+def test_metadata_json_is_pinned_by_its_class_list_not_its_formatting(tmp_path):
+    import json
+
+    classes = ["Blues---Boogie Woogie", "Electronic---House", "Café"]
+    digest = hashlib.sha256(json.dumps(classes, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
+    mf = ModelFile("m.json", ("x",), classes_sha256=digest)
+    compact, pretty = tmp_path / "a.json", tmp_path / "b.json"
+    compact.write_text(json.dumps({"classes": classes, "name": "x"}))
+    pretty.write_text(json.dumps({"name": "x", "classes": classes}, indent=4, ensure_ascii=False))
+    assert verify_model_file(compact, mf) and verify_model_file(pretty, mf)
+    pretty.write_text(json.dumps({"classes": classes[::-1]}))
+    with pytest.raises(ModelFileError, match="other classes"):
+        verify_model_file(pretty, mf)
+
+
+def test_unpinned_file_is_accepted_and_its_digest_returned(tmp_path):
+    path, digest = _file_with(tmp_path)
+    assert verify_model_file(path, ModelFile("w.bin", ("x",), unpinned="no published sha256")) == digest
+
+
+def test_classifier_metadata_pins_match_the_reference_copies():
+    from conftest import shared_path
+
+    manifest = load_manifest()
+    genre = next(f for f in manifest["essentia_genre_discogs400"].files if f.path.endswith(".json"))
+    assert verify_model_file(shared_path("models", "essentia_tf", "genre_discogs400-discogs-effnet-1.json"), genre)

@@ -104,3 +104,28 @@ def test_drums_rule_with_real_adtof_weights_placed_by_hand(workdir):
     assert family["_meta"]["details"]["model_sha256"].startswith("1bc986e5")
     assert isinstance(family["drum_hits_kick"], int)
     assert "drum_hits_kick" in _info(workdir)
+
+
+def test_classifiers_rule_with_real_musicnn_weights(workdir):
+    from conftest import shared_path
+
+    weights = shared_path("models", "essentia_tf", "msd-musicnn-1.pb")
+    target = workdir / "mymodels" / "essentia" / weights.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(weights, target)
+    import yaml
+
+    manifest = yaml.safe_load((workdir / "manifest.yaml").read_text())
+    packaged = yaml.safe_load((REPO / "models" / "manifest.yaml").read_text())
+    manifest["models"]["essentia_msd_musicnn"] = packaged["models"]["essentia_msd_musicnn"]
+    (workdir / "manifest.yaml").write_text(yaml.safe_dump(manifest))
+    snakemake(workdir, "fetch_models", *ARGS)
+    snakemake(workdir, *ARGS)
+    info = _info(workdir)
+    tags = info["musicnn_tags"]
+    assert tags and all(0.1 <= p <= 1 for p in tags.values()) and list(tags.values()) == sorted(tags.values())[::-1]
+    assert info["_provenance"]["absent"]["essentia_genre"] == "model discogs-effnet-bs64-1 not available"
+    import numpy as np
+
+    emb = np.load(workdir / "results" / "no stems" / "embeddings" / "musicnn.npy")
+    assert emb.shape == (200,) and emb.dtype == np.float32

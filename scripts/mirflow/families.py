@@ -21,6 +21,9 @@ def read_beats(ctx: JobContext) -> np.ndarray | None:
 
 def drums_family(ctx: JobContext, settings: dict) -> FeatureResult:
     """ADTOF on the drums stem (else the full mix): ``drums_adtof.mid`` plus hit counts and densities."""
+    from .separation import apply_gpu_env_defaults
+
+    apply_gpu_env_defaults()  # before torch is imported
     from .transcription import adtof
     from .transcription.drums import compute_drums
 
@@ -119,3 +122,32 @@ def metadata_family(ctx: JobContext, settings: dict) -> FeatureResult:
     from .metadata import compute_metadata
 
     return compute_metadata(ctx.path("audio"), settings)
+
+
+def classifiers_family(ctx: JobContext, settings: dict) -> FeatureResult:
+    """Essentia classifiers with every model present (each loaded once); mean embeddings as .npy files."""
+    import os
+
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # TF 2.5 otherwise takes the whole GPU
+    from .classifiers import classify, load_classifiers, model_paths_from_files, write_embedding_npy
+
+    models = load_classifiers(model_paths_from_files(ctx.model_files()), threads=ctx.threads)
+    result, embeddings = classify(models, ctx.audio("audio"), settings)
+    out = Path(ctx.outputs["embeddings"])
+    out.mkdir(parents=True, exist_ok=True)
+    for name, vector in embeddings.items():
+        write_embedding_npy(out / f"{name}.npy", vector)
+    result.meta["embedding_files"] = sorted(f"{name}.npy" for name in embeddings)
+    return result
+
+
+def aesthetics_family(ctx: JobContext, settings: dict) -> FeatureResult:
+    """Audiobox Aesthetics (CE, CU, PC, PQ) of the full mix, model loaded once."""
+    from .separation import apply_gpu_env_defaults
+
+    apply_gpu_env_defaults()  # before torch is imported
+    from .aesthetics import load_aesthetics_model, predict_aesthetics
+
+    (checkpoint,) = ctx.model_files()
+    loaded = load_aesthetics_model(checkpoint, settings.get("device", "auto"))
+    return predict_aesthetics(loaded, ctx.audio("audio"), settings)

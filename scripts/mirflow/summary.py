@@ -33,9 +33,11 @@ def startup_report(input_dir: str, results_dir: str, tracks: list, missing: dict
         lines.append(f"  ... and {len(notes) - 10} more notes")
     if models:
         lines.append(f"  models ({models_dir}/, listed in models/manifest.yaml):")
-        for name, missing_paths, users in models:
+        for row in models:
+            name, missing_paths, users = row[:3]
+            unpinned = row[3] if len(row) > 3 else False
             if not missing_paths:
-                status = "ok"
+                status = "ok (UNPINNED: no published checksum; its sha256 is recorded)" if unpinned else "ok"
             elif auto_fetch:
                 status = f"will be fetched ({len(missing_paths)} file(s))"
             else:

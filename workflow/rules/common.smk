@@ -97,6 +97,20 @@ def model_inputs(name):
     return inputs
 
 
+def family_model_inputs(name):
+    """Model files of a family: its required models and the optional ones that are present."""
+    fam = FAMILIES[name]
+    inputs = {}
+    for model in list(fam.models) + [m for m in fam.optional_models if not model_missing_reason(m)]:
+        for key, path in model_inputs(model).items():
+            inputs[f"{key}_{model}"] = path
+    return inputs
+
+
+def mix_and_models(wildcards, name):
+    return {"audio": track_of(wildcards).audio, **family_model_inputs(name)}
+
+
 def track_stems(track):
     """Stems of a track (stem -> path) and, when it has none, why.
 
@@ -159,6 +173,7 @@ def wanted_model_markers():
     for fam in FAMILIES.values():
         if config["families"].get(fam.name, True):
             names.update(fam.models)
+            names.update(fam.optional_models)
     return [f"{MODELS_DIR}/.verified/{mf.path}.sha256" for n in sorted(names) if n in MANIFEST
             for mf in MANIFEST[n].files]
 
@@ -192,6 +207,8 @@ def family_plan(track):
             missing[name] = f"needs the {' and '.join(fam.needed_stems)} stem, which the track does not have"
         elif any(model_missing_reason(m) for m in fam.models):
             missing[name] = next(model_missing_reason(m) for m in fam.models if model_missing_reason(m))
+        elif fam.any_of_models and all(model_missing_reason(m) for m in fam.any_of_models):
+            missing[name] = f"none of the models {', '.join(fam.any_of_models)} is present (`make models` fetches them)"
         else:
             planned[name] = escape(f"{RESULTS}/{track.id}/features/{name}.json")
     return planned, missing
@@ -244,8 +261,11 @@ def model_table():
         if config["families"].get(fam.name, True):
             for m in fam.models:
                 needed.setdefault(m, []).append(fam.name)
+            for m in fam.optional_models:
+                needed.setdefault(m, []).append(f"{fam.name} (optional)")
     return [(name, [mf.path for mf in missing_files(MANIFEST[name], MODELS_DIR)] if name in MANIFEST else ["?"],
-             users) for name, users in sorted(needed.items())]
+             users, name in MANIFEST and any(mf.unpinned for mf in MANIFEST[name].files))
+            for name, users in sorted(needed.items())]
 
 
 def print_startup_report():

@@ -102,7 +102,8 @@ EXAMPLE_REWRITES = {
 EXAMPLE_LONG_CAPTION = ("This cool jazz recording opens with a brushed snare and a walking double bass, then a "
                         "mellow piano states the theme in F major at about 92 BPM; the mood stays relaxed and "
                         "intimate throughout, with a short piano solo before the final chorus.")
-EXAMPLE_SHORT_CAPTION = "A relaxed cool jazz piece in F major at about 92 BPM, with piano, brushed snare and double bass."
+EXAMPLE_SHORT_CAPTION = ("A relaxed cool jazz piece in F major at about 92 BPM, with piano, brushed snare and "
+                         "double bass.")
 
 
 def load_caption_model(model_path: str, params: Mapping[str, Any], threads: int | None = None) -> ChatModel:
@@ -205,7 +206,8 @@ def caption_from_features(model: ChatModel | None, features: Mapping[str, Any],
 def _caption_style(model: ChatModel | None, facts: TrackFacts, style: str, p: Mapping[str, Any],
                    result: FeatureResult, per_key: dict) -> None:
     key = KEY_PREFIX + style
-    draft = template_caption(facts, style)
+    # labels come from classifier vocabularies: the draft gets the same T5 clean-up as any model output
+    draft = clean_caption(template_caption(facts, style))
     if style == "tags" or model is None:
         result.set(key, draft)
         per_key[key] = {"path": "template" if model is not None else "template (no model)"}

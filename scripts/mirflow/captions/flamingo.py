@@ -306,7 +306,7 @@ def encode_audio_prefix(model: FlamingoModel, prefix_text: str, audio: np.ndarra
                 f"the audio needs {n_pos} context positions ({windows} windows of 30 s), more than context_size "
                 f"{model.chat.context_size}.", "raise context_size or lower max_audio_s.")
         # start from an empty context: a previous track's prefix and answers must not stay in the KV cache
-        pass
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(model.chat.llm.ctx), True)
         model.chat.llm.reset()
         new_n_past = llama_cpp.llama_pos(0)
         status = mtmd.mtmd_helper_eval_chunks(model.mtmd_ctx, model.chat.llm.ctx, chunks, 0, 0,
