@@ -340,7 +340,8 @@ def smollm2_path(request, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def smol(smollm2_path):
-    model = load_caption_model(str(smollm2_path), DEFAULT_PARAMS, threads=2)
+    # one thread: llama.cpp's worker threads spin at barriers, which collapses on a shared, oversubscribed CPU
+    model = load_caption_model(str(smollm2_path), DEFAULT_PARAMS, threads=1)
     yield model
     model.close()
 

@@ -25,6 +25,8 @@ MODULES = {
     "exports": "mirflow.exports.prompt",
     "classifiers": "mirflow.classifiers",
     "aesthetics": "mirflow.aesthetics",
+    "captions_feature": "mirflow.captions.feature_captions",
+    "captions_flamingo": "mirflow.captions.flamingo",
 }
 
 

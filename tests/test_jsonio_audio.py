@@ -1,5 +1,4 @@
 """Strict atomic JSON and the shared audio loader."""
-import json
 import math
 import os
 

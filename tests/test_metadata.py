@@ -29,10 +29,7 @@ def _sha(path: Path) -> str:
 def _catalogue():
     from mirflow.catalogue import load_catalogue
 
-    import mirflow.metadata as M
-
-    part = Path(M.__file__).resolve().parent / "catalogue_parts" / "metadata.yaml"
-    return load_catalogue(str(part))
+    return load_catalogue()
 
 
 def _check_complete(result):

@@ -454,12 +454,9 @@ def test_mdb_drums_rock_mix_beats():
 # --------------------------------------------------------------------------- catalogue
 
 def _rhythm_catalogue():
-    from pathlib import Path
-
     from mirflow.catalogue import load_catalogue
 
-    part = Path(R.__file__).resolve().parents[1] / "catalogue_parts" / "rhythm.yaml"
-    return load_catalogue(str(part)) if part.exists() else load_catalogue()
+    return load_catalogue()
 
 
 def test_every_key_is_catalogued_with_its_family():

@@ -29,7 +29,6 @@ unusable checkpoint raises; nothing is ever substituted for a prediction.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
@@ -85,23 +84,12 @@ class AestheticsModel:
 
 def pick_device(requested: str = "auto") -> str:
     """``"cuda"`` when requested or auto and a CUDA/ROCm GPU is usable, else ``"cpu"``."""
-    import torch
+    from .separation import pick_device as _pick
 
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise AestheticsError(f"aesthetics.device is '{requested}' but torch sees no GPU.",
-                              "set aesthetics.device: auto (or cpu), or install a CUDA/ROCm build of torch.")
-    return requested
+    return _pick(requested, "aesthetics.device")
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
+from .models import sha256_file as _sha256  # noqa: E402 - one checksum routine for every model file
 
 def load_aesthetics_model(checkpoint_path: str, device: str = "auto") -> AestheticsModel:
     """Load the ``all_axes`` checkpoint (``checkpoint.pt``) once.

@@ -48,7 +48,6 @@ to 2e-5; the official, checksum-pinned ``.pb`` files are used for backbones
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -294,19 +293,13 @@ def patches(frames: np.ndarray, patch_frames: int, hop_frames: int) -> np.ndarra
     return out
 
 
-def sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
+from .models import sha256_file as sha256_of  # noqa: E402 - one checksum routine for every model file
 
 def write_embedding_npy(path: str, embedding: np.ndarray) -> None:
     """Save a 1-D embedding as float32 ``.npy``, atomically (temp file + rename, readable by others)."""
     import io
 
-    from .transcription.midi import write_bytes_atomic
+    from .jsonio import write_bytes_atomic
 
     vector = np.asarray(embedding, dtype=np.float32)
     if vector.ndim != 1 or not np.all(np.isfinite(vector)):

@@ -8,7 +8,6 @@ the track's .INFO and listed in ``_provenance.copied_from_track``; the crop's ow
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -110,9 +109,10 @@ def write_audio(path: str, samples: np.ndarray, sample_rate: int) -> None:
     """FLAC 24-bit, written to a temporary name and renamed."""
     import soundfile as sf
 
-    tmp = f"{path}.tmp.flac"
-    sf.write(tmp, samples.T, sample_rate, format="FLAC", subtype="PCM_24")
-    os.replace(tmp, path)
+    from .jsonio import atomic_path
+
+    with atomic_path(path) as tmp:
+        sf.write(tmp, samples.T, sample_rate, format="FLAC", subtype="PCM_24")
 
 
 def make_crops(track_id: str, name: str, mix: AudioSignal, stems: dict[str, AudioSignal], beats: np.ndarray,

@@ -28,7 +28,6 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -721,20 +720,10 @@ def _write_audio_atomic(path: Path, data: np.ndarray, sample_rate: int, audio_fo
     """Write with soundfile to a temporary file beside ``path``, then rename into place."""
     import soundfile as sf
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".demo.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    from .jsonio import atomic_path
+
+    with atomic_path(path) as tmp:
         sf.write(tmp, data, sample_rate, format=audio_format, subtype=subtype)
-        # mkstemp creates 0600; give the file the permissions an ordinary write would
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_song(song: RenderedSong, song_dir: str | os.PathLike) -> Path:

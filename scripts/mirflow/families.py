@@ -70,7 +70,8 @@ def bass_family(ctx: JobContext, settings: dict) -> FeatureResult:
         result = FeatureResult()
         for key in ("bass_note_count", "bass_note_density", "bass_pitch_median", "bass_pitch_range"):
             result.mark_absent(key, "silent stem")
-        from .transcription.midi import midi_file_bytes, write_bytes_atomic
+        from .jsonio import write_bytes_atomic
+        from .transcription.midi import midi_file_bytes
 
         write_bytes_atomic(ctx.outputs["midi"], midi_file_bytes([], channel=0, program=33, track_name="bass"))
         result.meta["input"] = "bass stem (silent: empty MIDI written)"
@@ -151,3 +152,47 @@ def aesthetics_family(ctx: JobContext, settings: dict) -> FeatureResult:
     (checkpoint,) = ctx.model_files()
     loaded = load_aesthetics_model(checkpoint, settings.get("device", "auto"))
     return predict_aesthetics(loaded, ctx.audio("audio"), settings)
+
+
+def track_features(ctx: JobContext) -> dict:
+    """The values of the track's other families, from the partial JSONs given as ``features_<family>`` inputs."""
+    from .jsonio import read_json
+
+    values = {}
+    for name, path in ctx.inputs.items():
+        if name.startswith("features_"):
+            values.update({k: v for k, v in read_json(path).items() if k != "_meta"})
+    return values
+
+
+def captions_feature_family(ctx: JobContext, settings: dict) -> FeatureResult:
+    """Captions from the computed features (SmolLM2 through llama.cpp), verified against them."""
+    from .captions.feature_captions import caption_from_features, load_caption_model
+
+    from .catalogue import load_catalogue
+
+    (model_path,) = ctx.model_files()
+    model = load_caption_model(model_path, settings, ctx.threads)
+    try:
+        result = caption_from_features(model, track_features(ctx), settings)
+    finally:
+        model.close()
+    if not settings.get("revise_flamingo"):
+        for key in load_catalogue().keys_for_family("captions_feature"):
+            if key.startswith("music_flamingo_short_") and key not in result.values:
+                result.mark_absent(key, "not requested (captions_feature.revise_flamingo is off)")
+    return result
+
+
+def captions_flamingo_family(ctx: JobContext, settings: dict) -> FeatureResult:
+    """Music Flamingo captions: the audio is encoded once and every configured prompt reuses it."""
+    from .captions.flamingo import caption_track, load_flamingo
+
+    files = ctx.model_files()
+    mmproj = next(f for f in files if "mmproj" in Path(f).name)
+    text_model = next(f for f in files if f != mmproj)
+    model = load_flamingo(text_model, mmproj, settings, ctx.threads)
+    try:
+        return caption_track(model, ctx.audio("audio"), settings, track_features(ctx))
+    finally:
+        model.close()

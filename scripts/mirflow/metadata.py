@@ -16,7 +16,6 @@ folder names.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from typing import Any
@@ -56,13 +55,11 @@ _MUTAGEN_CODECS = {"FLAC": "flac", "MP3": "mp3", "EasyMP3": "mp3", "OggVorbis": 
                    "AIFF": "pcm", "WAVE": "pcm"}
 
 
-def sha256_of_file(path: str, chunk_bytes: int = 1 << 20) -> str:
-    """SHA-256 of a file's entire content, read in chunks (hex digest)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk_bytes), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def sha256_of_file(path: str) -> str:
+    """SHA-256 of a file's entire content (hex digest)."""
+    from .models import sha256_file
+
+    return sha256_file(path)
 
 
 def parse_year(text: str) -> int | None:

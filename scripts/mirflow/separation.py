@@ -41,15 +41,19 @@ def apply_gpu_env_defaults(environ=os.environ) -> dict[str, str]:
     return applied
 
 
-def pick_device(requested: str = "auto") -> str:
-    """``"cuda"`` when a CUDA or ROCm GPU is usable and requested/auto, else ``"cpu"``."""
+def pick_device(requested: str = "auto", setting: str = "separation.device") -> str:
+    """``"cuda"`` when a CUDA or ROCm GPU is usable and requested/auto, else ``"cpu"``.
+
+    ROCm builds of torch expose AMD GPUs through ``torch.cuda`` too. ``setting``
+    names the config key for the error message.
+    """
     import torch
 
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise SeparationError(f"separation.device is '{requested}' but torch sees no GPU.",
-                              "set separation.device: auto (or cpu), or install a CUDA/ROCm build of torch.")
+        raise MirflowError(f"{setting} is '{requested}' but torch sees no GPU.",
+                           f"set {setting}: auto (or cpu), or install a CUDA/ROCm build of torch.")
     return requested
 
 
@@ -171,14 +175,13 @@ def write_stem(path: str, samples: np.ndarray, sample_rate: int, params: dict) -
     import soundfile as sf
 
     p = {**DEFAULT_PARAMS, **params}
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
+    from .jsonio import atomic_path
+
     clipped = int(np.count_nonzero(np.abs(samples) > 1.0))
-    if p["format"] == "mp3":
-        sf.write(tmp, samples.T, sample_rate, format="MP3", subtype="MPEG_LAYER_III",
-                 compression_level=float(p["mp3_vbr_quality"]), bitrate_mode="VARIABLE")
-    else:
-        sf.write(tmp, samples.T, sample_rate, format="FLAC", subtype="PCM_24")
-    os.replace(tmp, target)
-    return {"path": str(target), "peak": round(float(np.max(np.abs(samples))), 6), "clipped_samples": clipped}
+    with atomic_path(path) as tmp:
+        if p["format"] == "mp3":
+            sf.write(tmp, samples.T, sample_rate, format="MP3", subtype="MPEG_LAYER_III",
+                     compression_level=float(p["mp3_vbr_quality"]), bitrate_mode="VARIABLE")
+        else:
+            sf.write(tmp, samples.T, sample_rate, format="FLAC", subtype="PCM_24")
+    return {"path": str(path), "peak": round(float(np.max(np.abs(samples))), 6), "clipped_samples": clipped}

@@ -36,15 +36,16 @@ def startup_report(input_dir: str, results_dir: str, tracks: list, missing: dict
         for row in models:
             name, missing_paths, users = row[:3]
             unpinned = row[3] if len(row) > 3 else False
+            fetched_in_run = auto_fetch or (row[4] if len(row) > 4 else False)
             if not missing_paths:
                 status = "ok (UNPINNED: no published checksum; its sha256 is recorded)" if unpinned else "ok"
-            elif auto_fetch:
-                status = f"will be fetched ({len(missing_paths)} file(s))"
+            elif fetched_in_run:
+                status = f"will be fetched during the run ({len(missing_paths)} file(s))"
             else:
                 more = f" (+{len(missing_paths) - 1} more)" if len(missing_paths) > 1 else ""
                 status = f"MISSING {models_dir}/{missing_paths[0]}{more}"
             lines.append(f"    {name:24s} {status}; needed by: {', '.join(users)}")
-        if any(m[1] for m in models) and not auto_fetch:
+        if any(m[1] and not (auto_fetch or (len(m) > 4 and m[4])) for m in models):
             lines.append("    get missing models with `make models` (snakemake fetch_models), or place the files "
                          "there by hand (verified by sha256); see models/README.md")
     skipped = Counter((fam, reason) for per_track in missing.values() for fam, reason in per_track.items())

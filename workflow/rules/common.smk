@@ -83,7 +83,7 @@ def model_missing_reason(name):
     if name not in MANIFEST:
         return f"model '{name}' is not in the model manifest"
     missing = missing_files(MANIFEST[name], MODELS_DIR)
-    if missing and not config["models"]["auto_fetch"]:
+    if missing and not (config["models"]["auto_fetch"] or MANIFEST[name].auto_fetch):
         return f"model '{name}' is missing (see the models table above; `make models` fetches it)"
     return None
 
@@ -97,11 +97,19 @@ def model_inputs(name):
     return inputs
 
 
+def family_models(fam):
+    """Models a family requires; Music Flamingo's depend on the configured quantisation."""
+    if fam.name == "captions_flamingo":
+        variant = config["captions_flamingo"]["model_variant"].lower()
+        return (f"music_flamingo_{variant}", "music_flamingo_mmproj")
+    return fam.models
+
+
 def family_model_inputs(name):
     """Model files of a family: its required models and the optional ones that are present."""
     fam = FAMILIES[name]
     inputs = {}
-    for model in list(fam.models) + [m for m in fam.optional_models if not model_missing_reason(m)]:
+    for model in list(family_models(fam)) + [m for m in fam.optional_models if not model_missing_reason(m)]:
         for key, path in model_inputs(model).items():
             inputs[f"{key}_{model}"] = path
     return inputs
@@ -109,6 +117,19 @@ def family_model_inputs(name):
 
 def mix_and_models(wildcards, name):
     return {"audio": track_of(wildcards).audio, **family_model_inputs(name)}
+
+
+def caption_inputs(wildcards, name):
+    """The track's other partial JSONs (the features a caption may use), the model files, and for Music
+    Flamingo the audio; feature captions also read Music Flamingo's captions when they revise them."""
+    track = track_of(wildcards)
+    planned = family_plan(track)[0]
+    features = {f"features_{fam}": path for fam, path in planned.items() if "features" not in FAMILIES[fam].needs}
+    if name == "captions_feature" and config["captions_feature"].get("revise_flamingo") and \
+            "captions_flamingo" in planned:
+        features["features_captions_flamingo"] = planned["captions_flamingo"]
+    audio = {"audio": track.audio} if name == "captions_flamingo" else {}
+    return {**audio, **features, **family_model_inputs(name)}
 
 
 def track_stems(track):
@@ -172,7 +193,7 @@ def wanted_model_markers():
     names = {SEPARATION["model"]} if SEPARATION["enabled"] else set()
     for fam in FAMILIES.values():
         if config["families"].get(fam.name, True):
-            names.update(fam.models)
+            names.update(family_models(fam))
             names.update(fam.optional_models)
     return [f"{MODELS_DIR}/.verified/{mf.path}.sha256" for n in sorted(names) if n in MANIFEST
             for mf in MANIFEST[n].files]
@@ -205,8 +226,8 @@ def family_plan(track):
             missing[name] = track_stems(track)[1]
         elif any(s not in track_stems(track)[0] for s in fam.needed_stems):
             missing[name] = f"needs the {' and '.join(fam.needed_stems)} stem, which the track does not have"
-        elif any(model_missing_reason(m) for m in fam.models):
-            missing[name] = next(model_missing_reason(m) for m in fam.models if model_missing_reason(m))
+        elif any(model_missing_reason(m) for m in family_models(fam)):
+            missing[name] = next(model_missing_reason(m) for m in family_models(fam) if model_missing_reason(m))
         elif fam.any_of_models and all(model_missing_reason(m) for m in fam.any_of_models):
             missing[name] = f"none of the models {', '.join(fam.any_of_models)} is present (`make models` fetches them)"
         else:
@@ -259,12 +280,13 @@ def model_table():
         needed.setdefault(SEPARATION["model"], []).append("stem separation")
     for fam in FAMILIES.values():
         if config["families"].get(fam.name, True):
-            for m in fam.models:
+            for m in family_models(fam):
                 needed.setdefault(m, []).append(fam.name)
             for m in fam.optional_models:
                 needed.setdefault(m, []).append(f"{fam.name} (optional)")
     return [(name, [mf.path for mf in missing_files(MANIFEST[name], MODELS_DIR)] if name in MANIFEST else ["?"],
-             users, name in MANIFEST and any(mf.unpinned for mf in MANIFEST[name].files))
+             users, name in MANIFEST and any(mf.unpinned for mf in MANIFEST[name].files),
+             name in MANIFEST and MANIFEST[name].auto_fetch)
             for name, users in sorted(needed.items())]
 
 

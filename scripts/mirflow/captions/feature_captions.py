@@ -192,6 +192,8 @@ def caption_from_features(model: ChatModel | None, features: Mapping[str, Any],
     result.meta.update({"facts": facts.fact_lines(), "fact_sources": facts.sources, "captions": per_key})
     if model is not None:
         result.meta["model"] = model.describe()
+        result.meta["sampling"] = {k: p[k] for k in ("seed", "temperature", "top_p", "top_k", "min_p",
+                                                     "repeat_penalty", "attempts", "max_tokens")}
     if not facts.has_describable_content():
         for style in p["styles"]:
             result.mark_absent(KEY_PREFIX + style, "no tempo, key, genre, mood, instrument or tag features to describe")

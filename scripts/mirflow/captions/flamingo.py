@@ -13,9 +13,11 @@ input; this module uses it directly (no ``llama-mtmd-cli`` subprocess):
    ``max_audio_s`` is cut to its central ``max_audio_s`` seconds (``_meta``
    says which part);
 3. llama.cpp's Whisper preprocessor turns it into log-mel windows of 30 s
-   (3000 frames; the last window is padded with silence), each encoded into
-   750 embeddings (so ``context_size`` must hold 750 per started 30 s plus the
-   prompt and the answer);
+   (3000 frames at 100 frames/s; the audio is padded with silence, giving
+   floor(duration / 30 s) + 1 windows, e.g. 65 s -> 3, 30.0 s -> 2), each
+   encoded into 750 embeddings. ``context_size`` must hold 750 per window plus
+   the chat prefix, the prompt and ``max_tokens``: the defaults (570 s -> 20
+   windows = 15000 positions, context 16384) leave about 1380 tokens for text;
 4. the chat prefix (template up to the user turn) and the audio embeddings are
    evaluated ONCE into the context; for every prompt the context is cut back
    to that prefix and only the prompt's own tokens are evaluated before
@@ -108,7 +110,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "flash_attention": True,
     "mmproj_gpu": True,
     # audio
-    "max_audio_s": 600.0,
+    # the central part of a longer track is analysed (see the module docstring for the context it needs)
+    "max_audio_s": 570.0,
     "min_audio_s": 1.0,
     # thresholds of the {genres}/{moods}/... placeholders
     "facts": dict(FACT_PARAMS),
@@ -389,8 +392,8 @@ def caption_track(model: FlamingoModel, signal: AudioSignal, params: Mapping[str
         sampling = Sampling.from_params(p, max_tokens=p["prompts"][name]["max_tokens"])
         generation = model.chat.continue_after(prefix.n_pos, suffix, sampling)
         text = clean_caption(generation.text)
-        record = {"prompt": prompts[name], "stop": generation.stop, "generated_tokens": generation.generated_tokens,
-                  "seconds": round(generation.seconds, 3)}
+        record = {"prompt": prompts[name], "max_tokens": sampling.max_tokens, "stop": generation.stop,
+                  "generated_tokens": generation.generated_tokens, "seconds": round(generation.seconds, 3)}
         if generation.stop == "max_tokens" and text:
             trimmed = trim_to_last_sentence(text)
             record["trimmed"] = ("to the last complete sentence" if trimmed

@@ -137,7 +137,9 @@ class ChatModel:
     context_size : int
         Context length in tokens (prompt + answer, and any audio prefix).
     threads : int, optional
-        CPU threads; default ``os.cpu_count()``.
+        CPU threads; default ``os.cpu_count()``. Give at most the cores the job
+        owns: llama.cpp's threads spin at barriers, and on an oversubscribed
+        CPU two threads were measured 3-6x slower than one.
     gpu_layers : int
         Layers offloaded to the GPU (-1 = all; ignored by CPU-only builds).
     batch_size : int

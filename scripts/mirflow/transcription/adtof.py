@@ -43,7 +43,6 @@ port's published transcription of its test clip hit for hit (tests/test_adtof.py
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 
@@ -340,11 +339,9 @@ def resolve_device(device: str = "auto") -> str:
 
 def file_sha256(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from ..models import sha256_file
+
+    return sha256_file(path)
 
 
 @dataclass

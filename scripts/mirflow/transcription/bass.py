@@ -36,7 +36,8 @@ import numpy as np
 from ..audio import AudioSignal
 from ..errors import MirflowError
 from .adtof import file_sha256
-from .midi import MidiNote, midi_file_bytes, tempo_map, write_bytes_atomic
+from ..jsonio import write_bytes_atomic
+from .midi import MidiNote, midi_file_bytes, tempo_map
 
 MODEL_SAMPLE_RATE = 22050
 FFT_HOP = 256

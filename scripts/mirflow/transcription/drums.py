@@ -35,7 +35,8 @@ from scipy.ndimage import maximum_filter1d, uniform_filter1d
 from ..audio import AudioSignal
 from ..result import FeatureResult
 from . import adtof
-from .midi import MidiNote, midi_file_bytes, tempo_map, write_bytes_atomic
+from ..jsonio import write_bytes_atomic
+from .midi import MidiNote, midi_file_bytes, tempo_map
 
 
 @dataclass(frozen=True)
