@@ -23,7 +23,7 @@ DEMO_DEP := demo/.complete
 CONFIG_FILES := --configfile config/config.yaml config/demo.yaml
 endif
 
-.PHONY: run test install demo models dry-run lint summary readme clean-results help
+.PHONY: run test install demo models report dry-run lint summary readme clean-results help
 
 help:
 	@sed -n '2,6p' Makefile
@@ -49,6 +49,10 @@ models: $(STAMP) $(DEMO_DEP)
 
 dry-run: $(STAMP) $(DEMO_DEP)
 	$(BIN)/snakemake -n --cores $(CORES) $(CONFIG_FILES) --config $(CONFIG_ARGS) $(SNAKEMAKE_ARGS)
+
+report: $(STAMP)
+	$(BIN)/python -m mirflow.stats "$(RESULTS)"
+	$(BIN)/python -m mirflow.stats "$(RESULTS)" --crops
 
 summary: $(STAMP)
 	$(BIN)/python -m mirflow.summary "$(RESULTS)" $(INPUT)

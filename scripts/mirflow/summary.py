@@ -103,6 +103,7 @@ def render_summary(results_dir: str, tracks: list | None = None) -> str:
             lines.append(f"      log: {f['log']}")
         if len(failures) > 20:
             lines.append(f"  ... and {len(failures) - 20} more (python -m mirflow.summary {results_dir})")
+        lines.append("the other tracks are complete; `make report` builds the corpus report of what exists")
     else:
         lines.append("failed steps: none")
     return "\n".join(lines) + "\n"
