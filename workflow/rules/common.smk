@@ -2,6 +2,7 @@
 import os
 import re
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -78,6 +79,7 @@ def mix_input(wildcards):
     return {"audio": track_of(wildcards).audio}
 
 
+@lru_cache(maxsize=None)
 def model_missing_reason(name):
     """None when the model's files are present (or will be fetched), else why the model is unavailable."""
     if name not in MANIFEST:
@@ -133,11 +135,18 @@ def caption_inputs(wildcards, name):
 
 
 def track_stems(track):
+    stems, reason = _track_stems(track.id)
+    return dict(stems), reason
+
+
+@lru_cache(maxsize=None)
+def _track_stems(track_id):
     """Stems of a track (stem -> path) and, when it has none, why.
 
     Provided stems are read in place; otherwise the separation rule's outputs are used when separation is
     enabled and its model is available. Every per-stem family gets its stems through this one function.
     """
+    track = TRACKS[track_id]
     if track.stems and not SEPARATION["force"]:
         return dict(track.stems), None
     if not SEPARATION["enabled"]:
@@ -218,6 +227,14 @@ def family_output(name):
 
 def family_plan(track):
     """Which families run for a track (family -> partial JSON) and which do not (family -> reason)."""
+    planned, missing = _family_plan(track.id)
+    return dict(planned), dict(missing)
+
+
+@lru_cache(maxsize=None)
+def _family_plan(track_id):
+    # Cached per parse: input functions of several rules ask for the same track's plan.
+    track = TRACKS[track_id]
     planned, missing = {}, {}
     for name, fam in FAMILIES.items():
         if not config["families"].get(name, True):
