@@ -132,10 +132,8 @@ def memoised_filter_design(design):
 
     def wrapper(*args, **kwargs):
         key = (_hashable(args), _hashable(tuple(sorted(kwargs.items()))))
-        try:
+        if key in cache:
             return cache[key]
-        except KeyError:
-            pass
         result = design(*args, **kwargs)
         if isinstance(result, tuple):
             for array in result:

