@@ -241,3 +241,29 @@ def test_inputs_are_never_modified(workdir):
 def test_workflow_lints_clean(workdir):
     proc = snakemake(workdir, "--lint")
     assert "Congratulations" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_stable_audio_module_on_the_workflows_own_outputs(workdir, monkeypatch):
+    """The custom_metadata_module, loaded by file path as Stable Audio Tools does, on produced outputs."""
+    import importlib.util
+
+    snakemake(workdir)
+    monkeypatch.setenv("MIRFLOW_SAT_CONFIG", str(workdir / "results" / "sat_config.json"))
+    spec = importlib.util.spec_from_file_location(
+        "metadata_module", REPO / "scripts" / "mirflow" / "exports" / "stable_audio.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    track_audio = workdir / "music" / BAND / "full_mix.flac"
+    crop_dir = workdir / "results" / BAND / "crops"
+    crop_audio = crop_dir / json.loads((crop_dir / "crops.json").read_text())["crops"][0]["audio"]
+    for audio, expected_info in ((track_audio, _info(workdir, BAND)),
+                                 (crop_audio, json.loads(crop_audio.with_suffix(".INFO").read_text()))):
+        info = {"path": str(audio), "relpath": audio.name, "timestamps": (0.0, 1.0), "seconds_start": 0,
+                "seconds_total": 2.0, "padding_mask": None, "sample_rate": SR}
+        out = module.get_custom_metadata(info, None)
+        assert "__reject__" not in out, out
+        assert isinstance(out["prompt"], str) and out["prompt"]
+        if "bpm" in expected_info and expected_info.get("bpm_is_defined") == 1:
+            assert f"{expected_info['bpm']:.0f} BPM" in out["prompt"]
+    stem = crop_audio.with_name(crop_audio.stem + "_drums.flac")
+    assert module.get_custom_metadata({"path": str(stem), "relpath": stem.name}, None).get("__reject__")
