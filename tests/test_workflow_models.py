@@ -37,6 +37,23 @@ def workdir(tmp_path_factory):
 ARGS = ("--configfile", "config/config.yaml", "overrides.yaml")
 
 
+def place_model_by_hand(workdir, model: str, *shared_parts: str) -> None:
+    """Copy a real model file from ../shared into the test's models folder (as a user would) and add the
+    packaged manifest entry of that model to the test manifest."""
+    import yaml
+    from conftest import shared_path
+
+    weights = shared_path(*shared_parts)
+    packaged = yaml.safe_load((REPO / "models" / "manifest.yaml").read_text())
+    (entry,) = [f for f in packaged["models"][model]["files"] if f["path"].endswith(weights.name)]
+    target = workdir / "mymodels" / entry["path"]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(weights, target)
+    manifest = yaml.safe_load((workdir / "manifest.yaml").read_text())
+    manifest["models"][model] = packaged["models"][model]
+    (workdir / "manifest.yaml").write_text(yaml.safe_dump(manifest))
+
+
 def _info(wd):
     return json.loads((wd / "results" / "no stems" / "no stems.INFO").read_text())
 
@@ -82,18 +99,7 @@ def test_a_corrupted_model_file_fails_verification_loudly(workdir):
 
 
 def test_drums_rule_with_real_adtof_weights_placed_by_hand(workdir):
-    from conftest import shared_path
-
-    weights = shared_path("models", "adtof", "adtof_frame_rnn_pytorch_weights.pth")
-    target = workdir / "mymodels" / "adtof" / weights.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(weights, target)
-    import yaml
-
-    manifest = yaml.safe_load((workdir / "manifest.yaml").read_text())
-    packaged = yaml.safe_load((REPO / "models" / "manifest.yaml").read_text())
-    manifest["models"]["adtof_frame_rnn"] = packaged["models"]["adtof_frame_rnn"]
-    (workdir / "manifest.yaml").write_text(yaml.safe_dump(manifest))
+    place_model_by_hand(workdir, "adtof_frame_rnn", "models", "adtof", "adtof_frame_rnn_pytorch_weights.pth")
     assert "drums" in {rule for rule, _ in plan(workdir, *ARGS)}
     snakemake(workdir, "fetch_models", *ARGS)  # the separation checkpoint, if an earlier test did not fetch it
     snakemake(workdir, *ARGS)
@@ -107,18 +113,7 @@ def test_drums_rule_with_real_adtof_weights_placed_by_hand(workdir):
 
 
 def test_classifiers_rule_with_real_musicnn_weights(workdir):
-    from conftest import shared_path
-
-    weights = shared_path("models", "essentia_tf", "msd-musicnn-1.pb")
-    target = workdir / "mymodels" / "essentia" / weights.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(weights, target)
-    import yaml
-
-    manifest = yaml.safe_load((workdir / "manifest.yaml").read_text())
-    packaged = yaml.safe_load((REPO / "models" / "manifest.yaml").read_text())
-    manifest["models"]["essentia_msd_musicnn"] = packaged["models"]["essentia_msd_musicnn"]
-    (workdir / "manifest.yaml").write_text(yaml.safe_dump(manifest))
+    place_model_by_hand(workdir, "essentia_msd_musicnn", "models", "essentia_tf", "msd-musicnn-1.pb")
     snakemake(workdir, "fetch_models", *ARGS)
     snakemake(workdir, *ARGS)
     info = _info(workdir)
