@@ -107,6 +107,31 @@ def power_to_lufs(power: np.ndarray | float) -> np.ndarray | float:
         return -0.691 + 10.0 * np.log10(power)
 
 
+def gated_windows(power: np.ndarray, absolute_gate_lufs: float, relative_gate_lu: float) -> np.ndarray | None:
+    """Mask of the windows that pass both gates (BS.1770 / Tech 3342 two-stage gating).
+
+    Parameters
+    ----------
+    power : np.ndarray
+        Weighted mean-square power per window (see :func:`windowed_power`).
+    absolute_gate_lufs : float
+        Windows at or below this loudness are dropped first.
+    relative_gate_lu : float
+        Then windows at or below (power mean of the remaining windows, in LUFS) + this are dropped.
+
+    Returns
+    -------
+    np.ndarray or None
+        Boolean mask, or None when no window passes the absolute gate.
+    """
+    loud = power_to_lufs(power)
+    above_absolute = loud > absolute_gate_lufs
+    if not above_absolute.any():
+        return None
+    relative_gate = power_to_lufs(power[above_absolute].mean()) + relative_gate_lu
+    return above_absolute & (loud > relative_gate)
+
+
 def integrated_loudness_lufs(samples: np.ndarray, sample_rate: int, params: dict | None = None) -> float | None:
     """Gated integrated loudness per ITU-R BS.1770-4.
 
@@ -127,15 +152,10 @@ def integrated_loudness_lufs(samples: np.ndarray, sample_rate: int, params: dict
     """
     p = {**DEFAULT_PARAMS, **(params or {})}
     power = windowed_power(samples, sample_rate, p["block_s"], p["block_hop_s"])
-    if power.size == 0:
+    kept = gated_windows(power, p["absolute_gate_lufs"], p["relative_gate_lu"]) if power.size else None
+    if kept is None:
         return None
-    loud = power_to_lufs(power)
-    gated = power[loud > p["absolute_gate_lufs"]]
-    if gated.size == 0:
-        return None
-    relative_gate = power_to_lufs(gated.mean()) + p["relative_gate_lu"]
-    gated = power[(loud > p["absolute_gate_lufs"]) & (loud > relative_gate)]
-    return float(power_to_lufs(gated.mean()))
+    return float(power_to_lufs(power[kept].mean()))
 
 
 def loudness_range_lu(samples: np.ndarray, sample_rate: int, params: dict | None = None) -> float | None:
@@ -149,15 +169,10 @@ def loudness_range_lu(samples: np.ndarray, sample_rate: int, params: dict | None
     """
     p = {**DEFAULT_PARAMS, **(params or {})}
     power = windowed_power(samples, sample_rate, p["short_term_s"], p["short_term_hop_s"])
-    if power.size == 0:
+    kept = gated_windows(power, p["absolute_gate_lufs"], p["lra_relative_gate_lu"]) if power.size else None
+    if kept is None:
         return None
-    loud = power_to_lufs(power)
-    above_absolute = power[loud > p["absolute_gate_lufs"]]
-    if above_absolute.size == 0:
-        return None
-    relative_gate = power_to_lufs(above_absolute.mean()) + p["lra_relative_gate_lu"]
-    kept = loud[(loud > p["absolute_gate_lufs"]) & (loud > relative_gate)]
-    low, high = np.percentile(kept, [p["lra_low_percentile"], p["lra_high_percentile"]])
+    low, high = np.percentile(power_to_lufs(power[kept]), [p["lra_low_percentile"], p["lra_high_percentile"]])
     return float(high - low)
 
 
