@@ -284,12 +284,10 @@ def predict_aesthetics(loaded: AestheticsModel, signal: AudioSignal, params: dic
                         "target_transform": {AXES[a]: {"mean": m, "std": s}
                                              for a, (m, s) in loaded.target_transform.items()}})
     if signal.is_digital_silence():
-        for key in AXES.values():
-            result.mark_absent(key, "silent")
+        result.mark_all_absent(AXES.values(), "silent")
         return result
     if signal.duration_s < p["min_duration_s"]:
-        for key in AXES.values():
-            result.mark_absent(key, f"too short ({signal.duration_s:.3f} s < {p['min_duration_s']} s)")
+        result.mark_all_absent(AXES.values(), f"too short ({signal.duration_s:.3f} s < {p['min_duration_s']} s)")
         return result
     started = time.perf_counter()
     wave = model_input(signal)

@@ -550,8 +550,7 @@ def _heads_of(backbone: Backbone) -> list[Head]:
 
 
 def _mark_all(result: FeatureResult, keys, reason: str) -> None:
-    for key in keys:
-        result.mark_absent(key, reason)
+    result.mark_all_absent(keys, reason)
 
 
 def _keys_of(backbone: Backbone) -> list[str]:

@@ -56,8 +56,7 @@ def crop_rhythm(signal: AudioSignal, beats: np.ndarray, downbeats: np.ndarray, s
     onsets, strengths = det.madmom_onsets(mono_44k, p)
     result = rhythm.full_mix_features(beats, beat_positions(beats, downbeats), onsets, strengths,
                                       signal.duration_s, p)
-    for key in ("bpm_madmom", "bpm_essentia"):
-        result.mark_absent(key, "not computed per crop (a whole-track tempo estimate; see the track's .INFO)")
+    result.mark_all_absent(("bpm_madmom", "bpm_essentia"), "not computed per crop (a whole-track tempo estimate; see the track's .INFO)")
     return result
 
 
@@ -97,8 +96,7 @@ def compute_crop_families(mix: AudioSignal, stems: dict[str, AudioSignal], skipp
                       "stem not available" if stem not in stems else
                       "silent stem" if stems[stem].is_digital_silence() else None)
             if reason:
-                for key in keys:
-                    result.mark_absent(key, reason)
+                result.mark_all_absent(keys, reason)
                 continue
             compute = per_stem_special.get(name) or (lambda sig, _s, f=fam: resolve(f.compute)(sig, settings[name]))
             result.update(compute(stems[stem], stem), suffix=f"_{stem}")

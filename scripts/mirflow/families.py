@@ -68,8 +68,7 @@ def bass_family(ctx: JobContext, settings: dict) -> FeatureResult:
     signal = ctx.audio("bass")
     if signal.is_digital_silence():
         result = FeatureResult()
-        for key in ("bass_note_count", "bass_note_density", "bass_pitch_median", "bass_pitch_range"):
-            result.mark_absent(key, "silent stem")
+        result.mark_all_absent(("bass_note_count", "bass_note_density", "bass_pitch_median", "bass_pitch_range"), "silent stem")
         from .jsonio import write_bytes_atomic
         from .transcription.midi import midi_file_bytes
 

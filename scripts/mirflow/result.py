@@ -32,6 +32,11 @@ class FeatureResult:
         self.values.pop(key, None)
         self.absent[key] = reason
 
+    def mark_all_absent(self, keys, reason: str) -> None:
+        """Record the same reason for every key in ``keys``."""
+        for key in keys:
+            self.mark_absent(key, reason)
+
     def update(self, other: "FeatureResult", suffix: str = "") -> None:
         """Merge ``other`` into this result, appending ``suffix`` to every key."""
         for key, value in other.values.items():

@@ -170,13 +170,11 @@ def for_each_stem(ctx: JobContext, family_name: str, compute_stem: Callable[[Aud
         if not keys:
             continue
         if not ctx.has(stem):
-            for key in keys:
-                result.mark_absent(key, "stem not available")
+            result.mark_all_absent(keys, "stem not available")
             continue
         signal = ctx.audio(stem)
         if signal.is_digital_silence():
-            for key in keys:
-                result.mark_absent(key, "silent stem")
+            result.mark_all_absent(keys, "silent stem")
             continue
         stem_result = compute_stem(signal, stem)
         result.update(stem_result, suffix=f"_{stem}")

@@ -373,12 +373,10 @@ def caption_track(model: FlamingoModel, signal: AudioSignal, params: Mapping[str
     result = FeatureResult()
     result.meta["model"] = model.describe()
     if signal.is_digital_silence():
-        for key in keys:
-            result.mark_absent(key, "silent")
+        result.mark_all_absent(keys, "silent")
         return result
     if signal.duration_s < p["min_audio_s"]:
-        for key in keys:
-            result.mark_absent(key, f"too short (< {p['min_audio_s']} s)")
+        result.mark_all_absent(keys, f"too short (< {p['min_audio_s']} s)")
         return result
     audio, audio_facts = model_input_audio(signal, model.audio_sample_rate, p["max_audio_s"])
     prefix_text, suffixes = split_chat(model, prompts, p["system_prompt"])

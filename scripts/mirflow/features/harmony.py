@@ -468,13 +468,11 @@ def compute_harmony(signal_or_signals, params: dict | None = None) -> FeatureRes
     result.meta["input_rms_dbfs"] = level if math.isfinite(level) else None
     duration = len(mono) / float(sample_rate)
     if duration < p["min_duration_s"]:
-        for key in KEYS:
-            result.mark_absent(key, f"too short ({duration:.2f} s < {p['min_duration_s']} s)")
+        result.mark_all_absent(KEYS, f"too short ({duration:.2f} s < {p['min_duration_s']} s)")
         return result
     if not level > p["silence_rms_dbfs"]:
         reason = "silent" if described == "full mix" else "silent (harmonic stems are silent)"
-        for key in KEYS:
-            result.mark_absent(key, reason)
+        result.mark_all_absent(KEYS, reason)
         return result
 
     chroma = mean_hpcp(mono, sample_rate, p["chroma"])
@@ -483,8 +481,7 @@ def compute_harmony(signal_or_signals, params: dict | None = None) -> FeatureRes
         for key, value in zip(CHROMA_KEYS, sum_normalised(chroma)):
             result.set(key, float(value))
     else:
-        for key in CHROMA_KEYS:
-            result.mark_absent(key, "no spectral peaks in 100-4000 Hz")
+        result.mark_all_absent(CHROMA_KEYS, "no spectral peaks in 100-4000 Hz")
     if np.sum(hpcp) > 0:
         for key, value in zip(HPCP_KEYS, max_normalised(hpcp)):
             result.set(key, float(value))
@@ -492,23 +489,20 @@ def compute_harmony(signal_or_signals, params: dict | None = None) -> FeatureRes
             for key, value in zip(TIV_KEYS, tonal_interval_vector(hpcp)):
                 result.set(key, float(value))
         except ValueError as err:
-            for key in TIV_KEYS:
-                result.mark_absent(key, str(err))
+            result.mark_all_absent(TIV_KEYS, str(err))
         tonic, scale, strength = essentia_key(max_normalised(hpcp), p["key_profile"])
         result.set("tonic", int(tonic))
         result.set("tonic_scale", scale)
         result.set("tonic_strength", float(strength))
         result.meta["tonic_name"] = f"{PITCH_CLASS_NAMES[tonic]} {scale}"
     else:
-        for key in HPCP_KEYS + TIV_KEYS + ("tonic", "tonic_scale", "tonic_strength"):
-            result.mark_absent(key, "no spectral peaks in 40-5000 Hz")
+        result.mark_all_absent(HPCP_KEYS + TIV_KEYS + ("tonic", "tonic_scale", "tonic_strength"), "no spectral peaks in 40-5000 Hz")
     if p["madmom_key"]:
         label, confidence = madmom_key(mono, sample_rate)
         result.set("key", label)
         result.set("key_confidence", confidence)
     else:
-        for key in ("key", "key_confidence"):
-            result.mark_absent(key, "disabled (params madmom_key = false)")
+        result.mark_all_absent(("key", "key_confidence"), "disabled (params madmom_key = false)")
     return result
 
 
@@ -542,20 +536,17 @@ def compute_harmony_stems(signal: AudioSignal, params: dict | None = None) -> Fe
     })
     mono = signal.mono()
     if signal.is_digital_silence():
-        for key in STEM_KEYS:
-            result.mark_absent(key, "silent stem")
+        result.mark_all_absent(STEM_KEYS, "silent stem")
         return result
     if signal.duration_s < p["min_duration_s"]:
-        for key in STEM_KEYS:
-            result.mark_absent(key, f"too short ({signal.duration_s:.2f} s < {p['min_duration_s']} s)")
+        result.mark_all_absent(STEM_KEYS, f"too short ({signal.duration_s:.2f} s < {p['min_duration_s']} s)")
         return result
     chroma = chroma_frames(mono, signal.sample_rate, hop)
     active = frame_rms_dbfs(mono, hop, chroma.shape[1]) >= p["active_frame_dbfs"]
     result.meta["frames"] = int(chroma.shape[1])
     result.meta["active_frames"] = int(np.count_nonzero(active))
     if not np.any(active):
-        for key in STEM_KEYS:
-            result.mark_absent(key, "silent stem")
+        result.mark_all_absent(STEM_KEYS, "silent stem")
         return result
     try:
         result.set("harmonic_movement", harmonic_movement(chroma, active))

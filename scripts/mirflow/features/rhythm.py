@@ -491,8 +491,7 @@ def _ioi_features(result: FeatureResult, onsets: np.ndarray, p: dict, keys: tupl
             result.mark_absent("ioi_mean", f"fewer than 2 onsets ({n})")
     shape_keys = [k for k in ("ioi_std", "rhythmic_complexity", "rhythmic_evenness") if k in keys]
     if iois.size < 2:
-        for key in shape_keys:
-            result.mark_absent(key, f"fewer than 3 onsets ({n})")
+        result.mark_all_absent(shape_keys, f"fewer than 3 onsets ({n})")
         return
     if "ioi_std" in keys:
         result.set("ioi_std", float(iois.std()))
@@ -724,8 +723,7 @@ def analyse_rhythm(signal: AudioSignal, params: dict | None = None) -> tuple[Fea
     if skip is None and duration < float(p["min_duration_s"]):
         skip = f"too short ({duration:.3f} s < {float(p['min_duration_s']):g} s)"
     if skip is not None:
-        for key in FULL_MIX_KEYS:
-            result.mark_absent(key, skip)
+        result.mark_all_absent(FULL_MIX_KEYS, skip)
         result.meta["empty_grids"] = {g: skip for g in ("beats", "downbeats", "onsets")}
         return result, RhythmGrids.empty()
 
@@ -828,14 +826,12 @@ def analyse_stem_rhythm(stem: AudioSignal, beats: np.ndarray, params: dict | Non
                         "input_sample_rate": stem.sample_rate, "duration_s": stem.duration_s})
     detail = _silence_reason(stem, p, "silent stem")
     if detail is not None:
-        for key in STEM_KEYS:
-            result.mark_absent(key, "silent stem")
+        result.mark_all_absent(STEM_KEYS, "silent stem")
         result.meta["silence"] = detail
         return result
     if stem.duration_s < float(p["min_duration_s"]):
         reason = f"too short ({stem.duration_s:.3f} s < {float(p['min_duration_s']):g} s)"
-        for key in STEM_KEYS:
-            result.mark_absent(key, reason)
+        result.mark_all_absent(STEM_KEYS, reason)
         return result
     samples, note = det.resample_for_madmom(stem.mono(), stem.sample_rate)
     result.meta["madmom_input"] = f"mono downmix, {note}"

@@ -84,12 +84,10 @@ def compute_spectral(signal: AudioSignal, params: dict) -> FeatureResult:
                                  "window": p["window"], "downmix": "mean of channels"})
     mono = signal.mono().astype(np.float64)
     if signal.is_digital_silence():
-        for key in KEYS:
-            result.mark_absent(key, "silent")
+        result.mark_all_absent(KEYS, "silent")
         return result
     if len(mono) < p["frame_length"]:
-        for key in KEYS:
-            result.mark_absent(key, f"too short (< {p['frame_length']} samples)")
+        result.mark_all_absent(KEYS, f"too short (< {p['frame_length']} samples)")
         return result
     flat, skew, kurt, flux = [], [], [], []
     previous = None

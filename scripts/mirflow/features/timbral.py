@@ -176,12 +176,10 @@ def compute_timbral(signal: AudioSignal, params: dict | None = None) -> FeatureR
         "errors": {},
     })
     if signal.is_digital_silence():
-        for key in p["models"]:
-            result.mark_absent(key, "silent")
+        result.mark_all_absent(p["models"], "silent")
         return result
     if signal.duration_s < p["min_duration_s"]:
-        for key in p["models"]:
-            result.mark_absent(key, f"too short ({signal.duration_s:.2f} s < {p['min_duration_s']} s)")
+        result.mark_all_absent(p["models"], f"too short ({signal.duration_s:.2f} s < {p['min_duration_s']} s)")
         return result
 
     audio = library_input(signal.samples)

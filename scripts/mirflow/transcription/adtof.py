@@ -328,13 +328,9 @@ def resolve_device(device: str = "auto") -> str:
     MirflowError
         If a CUDA device is requested but torch sees none.
     """
-    torch = _torch()
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise MirflowError(f"device '{device}' was requested but torch sees no GPU.",
-                           "set the device to 'auto' or 'cpu', or install a CUDA/ROCm build of torch.")
-    return str(device)
+    from ..separation import pick_device
+
+    return pick_device(str(device), "drums.device")
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -329,8 +329,7 @@ def drum_features(transcription: DrumTranscription) -> FeatureResult:
     result = FeatureResult()
     duration = float(transcription.duration_s)
     if not duration > 0:
-        for key in KEYS:
-            result.mark_absent(key, "empty signal")
+        result.mark_all_absent(KEYS, "empty signal")
         return result
     total = 0
     for name in CLASS_NAMES:
