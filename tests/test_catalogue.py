@@ -18,11 +18,25 @@ def test_every_registered_family_has_catalogued_keys():
 
 
 def test_catalogue_families_are_registered_and_declare_a_crop_policy():
-    from mirflow.catalogue import CROP_FAMILY
+    from mirflow.catalogue import CROP_FAMILY, RESOLVED_FAMILY
 
     cat = load_catalogue()
-    assert set(cat.families()) - {CROP_FAMILY} <= set(FAMILIES)
-    assert set(cat.crop_policy) == set(FAMILIES), "every registered family declares its crop policy"
+    assert set(cat.families()) - {CROP_FAMILY, RESOLVED_FAMILY} <= set(FAMILIES)
+    assert set(cat.crop_policy) == set(FAMILIES) | {RESOLVED_FAMILY}, "every family declares its crop policy"
+
+
+def test_resolved_keys_and_their_sources_are_catalogued_numbers():
+    from mirflow.catalogue import RESOLVED_FAMILY
+    from mirflow.resolved import DEFAULT_PARAMS, SOURCES
+
+    cat = load_catalogue()
+    assert set(cat.keys_for_family(RESOLVED_FAMILY)) == set(SOURCES) == set(DEFAULT_PARAMS)
+    for key, sources in SOURCES.items():
+        assert cat.entry(key).type == "number"
+        assert set(DEFAULT_PARAMS[key]) == set(sources), f"{key}: the default order lists every source"
+        for source in sources:
+            assert cat.entry(source).family != RESOLVED_FAMILY and cat.entry(source).type == "number"
+            assert source in cat.entry(key).producer, f"the producer of {key} names its source {source}"
 
 
 def test_readme_feature_table_matches_catalogue():

@@ -17,125 +17,13 @@ import pytest
 
 from conftest import as_signal, shared_path
 from mirflow import classifiers as cls
+from tf_graph_fixture import standin_effnet, standin_head
 
 pytest.importorskip("essentia.standard")
 
 TF = ("models", "essentia_tf")
 ONNX = ("models", "essentia_onnx")
 REAL = ("audio", "real")
-
-
-# ---------------------------------------------------------------- GraphDef writer (test fixture)
-
-def _graphdef_classes():
-    """Message classes for the few GraphDef fields used here (field numbers of TensorFlow's .proto files)."""
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-    F = descriptor_pb2.FieldDescriptorProto
-    fdp = descriptor_pb2.FileDescriptorProto(name="mirflow_test_graph.proto", package="mtg", syntax="proto2")
-
-    def message(name, *fields):
-        m = fdp.message_type.add(name=name)
-        for fname, number, ftype, repeated, type_name in fields:
-            f = m.field.add(name=fname, number=number, type=ftype,
-                            label=F.LABEL_REPEATED if repeated else F.LABEL_OPTIONAL)
-            if type_name:
-                f.type_name = f".mtg.{type_name}"
-
-    message("Dim", ("size", 1, F.TYPE_INT64, False, None))
-    message("Shape", ("dim", 2, F.TYPE_MESSAGE, True, "Dim"), ("unknown_rank", 3, F.TYPE_BOOL, False, None))
-    message("Tensor", ("dtype", 1, F.TYPE_INT32, False, None), ("tensor_shape", 2, F.TYPE_MESSAGE, False, "Shape"),
-            ("tensor_content", 4, F.TYPE_BYTES, False, None))
-    message("ListValue", ("type", 6, F.TYPE_INT32, True, None))
-    message("AttrValue", ("list", 1, F.TYPE_MESSAGE, False, "ListValue"), ("b", 5, F.TYPE_BOOL, False, None),
-            ("type", 6, F.TYPE_INT32, False, None), ("shape", 7, F.TYPE_MESSAGE, False, "Shape"),
-            ("tensor", 8, F.TYPE_MESSAGE, False, "Tensor"))
-    message("AttrEntry", ("key", 1, F.TYPE_STRING, False, None), ("value", 2, F.TYPE_MESSAGE, False, "AttrValue"))
-    message("NodeDef", ("name", 1, F.TYPE_STRING, False, None), ("op", 2, F.TYPE_STRING, False, None),
-            ("input", 3, F.TYPE_STRING, True, None), ("attr", 5, F.TYPE_MESSAGE, True, "AttrEntry"))
-    message("GraphDef", ("node", 1, F.TYPE_MESSAGE, True, "NodeDef"))
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"mtg.{name}"))
-            for name in ("GraphDef", "AttrValue", "Tensor", "Shape", "Dim", "ListValue")}
-
-
-class Graph:
-    """Builds a frozen TensorFlow graph (float32 ops only) that Essentia's TensorFlow runtime can import."""
-
-    FLOAT, INT32 = 1, 3
-
-    def __init__(self):
-        self.c = _graphdef_classes()
-        self.graph = self.c["GraphDef"]()
-
-    def node(self, name, op, inputs=(), **attrs):
-        n = self.graph.node.add(name=name, op=op)
-        n.input.extend(inputs)
-        for key, value in attrs.items():
-            n.attr.add(key=key, value=value)
-        return name
-
-    def t(self, dtype=FLOAT):
-        return self.c["AttrValue"](type=dtype)
-
-    def placeholder(self, name):
-        return self.node(name, "Placeholder", dtype=self.t(), shape=self.c["AttrValue"](
-            shape=self.c["Shape"](unknown_rank=True)))
-
-    def const(self, name, array, dtype=FLOAT):
-        arr = np.ascontiguousarray(array, dtype=np.float32 if dtype == self.FLOAT else np.int32)
-        shape = self.c["Shape"](dim=[self.c["Dim"](size=s) for s in arr.shape])
-        tensor = self.c["Tensor"](dtype=dtype, tensor_shape=shape, tensor_content=arr.tobytes())
-        return self.node(name, "Const", value=self.c["AttrValue"](tensor=tensor), dtype=self.t(dtype))
-
-    def matmul(self, name, a, b):
-        return self.node(name, "MatMul", [a, b], T=self.t())
-
-    def unary(self, name, op, a):
-        return self.node(name, op, [a], T=self.t())
-
-    def mean_over_axis1(self, name, a):
-        axes = self.const(f"{name}_axes", np.array([1]), self.INT32)
-        return self.node(name, "Mean", [a, axes], T=self.t(), Tidx=self.t(self.INT32),
-                         keep_dims=self.c["AttrValue"](b=False))
-
-    def outputs(self, name, *inputs):
-        """A node whose outputs name:0, name:1... are ``inputs`` (like a SavedModel's PartitionedCall)."""
-        return self.node(name, "IdentityN", list(inputs),
-                         T=self.c["AttrValue"](list=self.c["ListValue"](type=[self.FLOAT] * len(inputs))))
-
-    def save(self, path):
-        path.write_bytes(self.graph.SerializeToString())
-        return str(path)
-
-
-def standin_effnet(path, w_emb):
-    """Stand-in for discogs-effnet-bs64-1: mel patch [N,128,96] -> time mean -> @ w_emb [96,1280].
-
-    Node names are the real ones: input ``serving_default_melspectrogram``, outputs
-    ``PartitionedCall:0`` (style activations, here a sigmoid of another projection) and
-    ``PartitionedCall:1`` (embeddings).
-    """
-    g = Graph()
-    x = g.mean_over_axis1("time_mean", g.placeholder("serving_default_melspectrogram"))
-    emb = g.matmul("embedding", x, g.const("w_emb", w_emb))
-    act = g.unary("act", "Sigmoid", g.matmul("logits", x, g.const("w_act", w_emb[:, :400])))
-    g.outputs("PartitionedCall", act, emb)
-    return g.save(path)
-
-
-def standin_head(path, w, input_node, output_node, activation):
-    """Stand-in classification head: embeddings [N,D] @ w -> activation, with the given node names."""
-    g = Graph()
-    logits = g.matmul("logits", g.placeholder(input_node), g.const("w", w))
-    if ":" in output_node:
-        name, _, index = output_node.partition(":")
-        assert index == "0"
-        g.outputs(name, g.unary("act", activation, logits))
-    else:
-        g.unary(output_node, activation, logits)
-    return g.save(path)
 
 
 def sigmoid(x):
@@ -324,6 +212,35 @@ def test_short_input_is_tiled_to_one_patch_and_meta_says_so(effnet_graph):
     np.testing.assert_allclose(embeddings["discogs_effnet"], frames[:128].mean(axis=0) @ w, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("classes", [["atonal", "tonal"], ["tonal", "atonal"]])
+def test_tonal_atonal_head_reads_p_atonal_by_name_in_either_class_order(effnet_graph, tmp_path, classes):
+    """Published tonal/atonal metadata lists the classes in both orders; the column is found by name."""
+    backbone_path, w = effnet_graph
+    w_tonal = np.random.default_rng(5).standard_normal((1280, 2)).astype(np.float32) / 3
+    head = standin_head(tmp_path / "tonal_atonal-discogs-effnet-1.pb", w_tonal, "model/Placeholder",
+                        "model/Softmax", "Softmax")
+    (tmp_path / "tonal_atonal-discogs-effnet-1.json").write_text(json.dumps({"classes": classes}))
+    models = cls.load_classifiers({"discogs-effnet-bs64-1": backbone_path, "tonal_atonal-discogs-effnet-1": head})
+    signal = _music(7.0)
+    result, _ = cls.classify(models, signal)
+    mel, _ = reference_mel_patches(signal, 128, 62)
+    n = result.meta["backbones"]["discogs-effnet-bs64-1"]["patches"]
+    expected = softmax((mel[:n].mean(axis=1) @ w) @ w_tonal)[:, classes.index("atonal")].mean()
+    assert result.values["effnet_atonality"] == pytest.approx(expected, abs=2e-4)
+    assert "p(atonal)" in result.meta["methods"]["effnet_atonality"]
+    assert result.absent["musicnn_atonality"] == "model msd-musicnn-1 not available"
+
+
+def test_tonal_atonal_head_needs_metadata_naming_the_atonal_class(tmp_path):
+    head = standin_head(tmp_path / "tonal_atonal-discogs-effnet-1.pb", np.zeros((1280, 2), np.float32),
+                        "model/Placeholder", "model/Softmax", "Softmax")
+    with pytest.raises(cls.ClassifierError, match="needs its metadata file tonal_atonal-discogs-effnet-1.json"):
+        cls.load_classifiers({"tonal_atonal-discogs-effnet-1": head})
+    (tmp_path / "tonal_atonal-discogs-effnet-1.json").write_text(json.dumps({"classes": ["tonal", "other"]}))
+    with pytest.raises(cls.ClassifierError, match="without the class 'atonal'"):
+        cls.load_classifiers({"tonal_atonal-discogs-effnet-1": head})
+
+
 def test_metadata_that_contradicts_the_model_or_is_missing_is_an_error(tmp_path):
     w = np.zeros((1280, 2), np.float32)
     dance = standin_head(tmp_path / "danceability-discogs-effnet-1.pb", w, "model/Placeholder", "model/Softmax",
@@ -412,7 +329,8 @@ def test_musicnn_tags_and_danceability_are_plausible_on_real_recordings():
         sr = track.sample_rate
         result, embeddings = cls.classify(models, as_signal(track.samples[:, int(start * sr):int(stop * sr)], sr))
         assert embeddings["musicnn"].shape == (200,)
-        assert set(result.absent.values()) == {"model discogs-effnet-bs64-1 not available"}
+        assert set(result.absent.values()) == {"model discogs-effnet-bs64-1 not available",
+                                               "model tonal_atonal-msd-musicnn-1 not available"}
         return result.values
 
     fishin, brahms, nutcracker, vibeace = (excerpt(n) for n in ("fishin", "brahms", "nutcracker", "vibeace"))

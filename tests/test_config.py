@@ -24,6 +24,7 @@ MODULES = {
     "report": "mirflow.report",
     "exports": "mirflow.exports.prompt",
     "classifiers": "mirflow.classifiers",
+    "resolved": "mirflow.resolved",
     "aesthetics": "mirflow.aesthetics",
     "captions_feature": "mirflow.captions.feature_captions",
     "captions_flamingo": "mirflow.captions.flamingo",

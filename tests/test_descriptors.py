@@ -102,9 +102,9 @@ def test_danceability_higher_for_steady_drums_than_noise():
     drums = compute_descriptors(as_signal(_drum_loop(12.0, 120.0, rng), SR), {})
     noise = compute_descriptors(as_signal((0.3 * rng.standard_normal(12 * SR)).astype(np.float32), SR), {})
     # Measured: drum loop ~5.7, white noise ~1.8 (Essentia's scale is open-ended above ~3).
-    assert drums.values["danceability"] > noise.values["danceability"] + 1.0
-    assert 1.0 < noise.values["danceability"] < 3.0
-    assert drums.meta["danceability_method"]["library"].startswith("essentia Danceability")
+    assert drums.values["danceability_dfa"] > noise.values["danceability_dfa"] + 1.0
+    assert 1.0 < noise.values["danceability_dfa"] < 3.0
+    assert drums.meta["danceability_dfa_method"]["library"].startswith("essentia Danceability")
 
 
 def _cadence(tonic_midi: int, seconds_per_chord: float = 1.0) -> np.ndarray:
@@ -124,10 +124,10 @@ def test_atonality_lower_for_tonal_cadence_than_noise():
     rng = np.random.default_rng(3)
     tonal = compute_descriptors(as_signal(_cadence(60), SR), {})
     noise = compute_descriptors(as_signal((0.2 * rng.standard_normal(8 * SR)).astype(np.float32), SR), {})
-    assert tonal.values["atonality"] < 0.3
-    assert noise.values["atonality"] > tonal.values["atonality"] + 0.2
-    assert tonal.meta["atonality_key"] == "C major"
-    assert tonal.meta["atonality_method"]["profileType"] == "bgate"
+    assert tonal.values["atonality_key_profile"] < 0.3
+    assert noise.values["atonality_key_profile"] > tonal.values["atonality_key_profile"] + 0.2
+    assert tonal.meta["atonality_key_profile_key"] == "C major"
+    assert tonal.meta["atonality_key_profile_method"]["profileType"] == "bgate"
 
 
 def test_ebur128_maxima_match_the_tech_3341_sine_case():
@@ -152,15 +152,15 @@ def test_dynamic_complexity_zero_for_steady_tone_and_positive_for_bursts():
 def test_silence_and_short_input():
     silent = compute_descriptors(as_signal(np.zeros((2, 12 * SR), np.float32), SR), {})
     assert silent.values == {"saturation_count": 0, "saturation_ratio": 0.0}
-    for key in ("danceability", "atonality", "dynamic_complexity", "loudness_momentary_max",
+    for key in ("danceability_dfa", "atonality_key_profile", "dynamic_complexity", "loudness_momentary_max",
                 "loudness_shortterm_max"):
         assert silent.absent[key] == "silent"
     assert set(silent.values) | set(silent.absent) == set(KEYS)
 
     short = compute_descriptors(as_signal(sine(440, 2.0, SR, peak_dbfs=-6.0), SR), {})
-    assert short.absent["danceability"].startswith("too short")
+    assert short.absent["danceability_dfa"].startswith("too short")
     assert short.absent["loudness_shortterm_max"].startswith("too short")
-    assert "loudness_momentary_max" in short.values and "atonality" in short.values
+    assert "loudness_momentary_max" in short.values and "atonality_key_profile" in short.values
     assert set(short.values) | set(short.absent) == set(KEYS)
     tiny = compute_descriptors(as_signal(sine(440, 0.5, SR, peak_dbfs=-6.0), SR), {})
-    assert tiny.absent["atonality"] == "too short (0.50 s < 1.0 s)"
+    assert tiny.absent["atonality_key_profile"] == "too short (0.50 s < 1.0 s)"

@@ -111,6 +111,21 @@ def test_first_run_writes_info_with_mix_and_stem_keys(workdir):
     assert "NaN" not in text and "Infinity" not in text
 
 
+def test_resolved_keys_fall_back_to_the_classic_algorithms_without_models(workdir):
+    info = _info(workdir, BAND)
+    prov = info["_provenance"]
+    assert info["atonality"] == info["atonality_key_profile"]
+    assert prov["resolved"]["atonality"]["source"] == "atonality_key_profile"
+    assert prov["resolved"]["atonality"]["skipped"]["effnet_atonality"] == (
+        f"family classifiers not computed: {prov['missing_families']['classifiers']}")
+    assert "none of the models essentia_discogs_effnet_bs64, essentia_msd_musicnn is present" in \
+        prov["missing_families"]["classifiers"]
+    # 3.5 s of audio: too short for the DFA (8.8 s), and no model head: absent, every source's reason listed.
+    assert "danceability" not in info and "danceability_dfa" not in info
+    assert prov["absent"]["danceability"].startswith("no source has a value: effnet_danceability: family classifiers")
+    assert "danceability_dfa: too short (3.50 s < 8.8 s)" in prov["absent"]["danceability"]
+
+
 def test_crops_have_their_own_values_boundaries_and_copied_keys_marked(workdir):
     from mirflow.features.rhythm import parse_times
 
@@ -135,6 +150,9 @@ def test_crops_have_their_own_values_boundaries_and_copied_keys_marked(workdir):
         assert info["bass_note_count"] == track_info["bass_note_count"]
         assert "lufs" in info and "lufs" not in prov["copied_from_track"]
         assert prov["absent"]["lufs_vocals"] == "stem not cropped (crops.skip_stems)"
+        # Resolved from the crop's own keys: the classic atonality is computed on the crop.
+        assert info["atonality"] == info["atonality_key_profile"] and "atonality" not in prov["copied_from_track"]
+        assert prov["resolved"]["atonality"]["source"] == "atonality_key_profile"
 
 
 def test_second_run_has_nothing_to_do(workdir):
@@ -152,6 +170,13 @@ def test_changing_one_family_config_reruns_only_that_family_and_merges(workdir):
     assert {rule for rule, _ in jobs} == {"spectral", "spectral_stems", "captions_feature"} | AFTER_INFO
     assert len([1 for rule, _ in jobs if rule == "spectral"]) == 2
     assert len([1 for rule, _ in jobs if rule == "merge_info"]) == 2
+
+
+def test_changing_the_resolved_sources_reruns_only_merges_and_what_reads_them(workdir):
+    extra = workdir / "resolved_classic.yaml"
+    extra.write_text("resolved:\n  danceability: [danceability_dfa]\n  atonality: [atonality_key_profile]\n")
+    jobs = plan(workdir, "--configfile", "config/config.yaml", str(extra))
+    assert {rule for rule, _ in jobs} == AFTER_INFO
 
 
 def test_bumping_a_family_version_reruns_only_that_family(workdir, tmp_path):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,7 +121,78 @@ def test_classifiers_rule_with_real_musicnn_weights(workdir):
     tags = info["musicnn_tags"]
     assert tags and all(0.1 <= p <= 1 for p in tags.values()) and list(tags.values()) == sorted(tags.values())[::-1]
     assert info["_provenance"]["absent"]["essentia_genre"] == "model discogs-effnet-bs64-1 not available"
+    # The MusiCNN backbone alone gives no atonality head: atonality comes from the classic source, and the
+    # resolution says why the model sources were skipped.
+    skipped = info["_provenance"]["resolved"]["atonality"]["skipped"]
+    assert skipped["musicnn_atonality"] == "model tonal_atonal-msd-musicnn-1 not available"
+    assert info["_provenance"]["resolved"]["atonality"]["source"] == "atonality_key_profile"
     import numpy as np
 
     emb = np.load(workdir / "results" / "no stems" / "embeddings" / "musicnn.npy")
     assert emb.shape == (200,) and emb.dtype == np.float32
+
+
+def test_classifiers_rule_with_standin_effnet_chain(workdir):
+    """The whole Discogs-EffNet rule path: manifest-verified files, one job, heads, embedding file, and the
+    resolved danceability/atonality taken from the EffNet heads. The graphs are stand-ins with the real node
+    names (the real backbone cannot be fetched here); with one patch their outputs are known in closed form."""
+    import hashlib
+
+    import yaml
+    from tf_graph_fixture import standin_effnet, standin_head
+
+    pytest.importorskip("essentia.standard")
+    rng = np.random.default_rng(3)
+    folder = workdir / "mymodels" / "essentia"
+    folder.mkdir(parents=True, exist_ok=True)
+    w_dance = rng.standard_normal((1280, 2)).astype(np.float32)
+    w_tonal = rng.standard_normal((1280, 2)).astype(np.float32)
+    labels = [f"Genre{i // 20}---Style {i}" for i in range(400)]
+    genre_json = folder / "genre_discogs400-discogs-effnet-1.json"
+    genre_json.write_text(json.dumps({"classes": labels}))
+    tonal_json = folder / "tonal_atonal-discogs-effnet-1.json"
+    tonal_json.write_text(json.dumps({"classes": ["tonal", "atonal"]}))
+    files = {
+        "essentia_discogs_effnet_bs64": [standin_effnet(
+            folder / "discogs-effnet-bs64-1.pb", rng.standard_normal((96, 1280)).astype(np.float32) / 20)],
+        "essentia_genre_discogs400": [standin_head(
+            folder / "genre_discogs400-discogs-effnet-1.pb", rng.standard_normal((1280, 400)).astype(np.float32),
+            "serving_default_model_Placeholder", "PartitionedCall:0", "Sigmoid"), str(genre_json)],
+        "essentia_danceability_effnet": [standin_head(
+            folder / "danceability-discogs-effnet-1.pb", w_dance, "model/Placeholder", "model/Softmax", "Softmax")],
+        "essentia_tonal_atonal_effnet": [standin_head(
+            folder / "tonal_atonal-discogs-effnet-1.pb", w_tonal, "model/Placeholder", "model/Softmax", "Softmax"),
+            str(tonal_json)],
+    }
+    manifest = yaml.safe_load((workdir / "manifest.yaml").read_text())
+    for model, paths in files.items():
+        manifest["models"][model] = {
+            "description": "stand-in graph with the real node names", "licence": "test", "families": ["classifiers"],
+            "files": [{"path": f"essentia/{Path(p).name}", "urls": [Path(p).as_uri()],
+                       "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest()} for p in paths]}
+    (workdir / "manifest.yaml").write_text(yaml.safe_dump(manifest))
+    assert "classifiers" in {rule for rule, _ in plan(workdir, *ARGS)}
+    snakemake(workdir, "fetch_models", *ARGS)
+    snakemake(workdir, *ARGS)
+
+    info = _info(workdir)
+    family = json.loads((workdir / "results" / "no stems" / "features" / "classifiers.json").read_text())
+    assert family["_meta"]["details"]["backbones"]["discogs-effnet-bs64-1"]["patches"] == 1
+    assert family["_meta"]["details"]["models"]["tonal_atonal-discogs-effnet-1"]["classes"] == "metadata json"
+    emb = np.load(workdir / "results" / "no stems" / "embeddings" / "discogs_effnet.npy")
+    assert emb.shape == (1280,) and emb.dtype == np.float32
+
+    def softmax(z):
+        e = np.exp(z - z.max())
+        return e / e.sum()
+
+    # One patch: the head's mean over patches is the head of the saved (mean) embedding.
+    assert info["effnet_danceability"] == pytest.approx(softmax(emb @ w_dance)[0], abs=2e-4)
+    assert info["effnet_atonality"] == pytest.approx(softmax(emb @ w_tonal)[1], abs=2e-4)  # "atonal" is 2nd
+    assert set(info["essentia_genre"]) <= set(labels) and len(info["essentia_genre"]) <= 10
+    assert info["_provenance"]["absent"]["essentia_instrument"] == (
+        "model mtg_jamendo_instrument-discogs-effnet-1 not available")
+    resolved = info["_provenance"]["resolved"]
+    assert info["danceability"] == info["effnet_danceability"]
+    assert resolved["danceability"]["source"] == "effnet_danceability"
+    assert info["atonality"] == info["effnet_atonality"] and resolved["atonality"]["source"] == "effnet_atonality"

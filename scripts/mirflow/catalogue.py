@@ -26,6 +26,8 @@ TYPES = ("number", "integer", "string", "object", "array")
 CROP_POLICIES = ("computed", "copied", "omitted")
 #: Keys that exist only in crop .INFO files (position, boundaries, grids inside the crop).
 CROP_FAMILY = "crop"
+#: Keys the merge resolves from other keys (mirflow.resolved); no rule writes them.
+RESOLVED_FAMILY = "resolved"
 README_BEGIN = "<!-- BEGIN FEATURE TABLE (generated from scripts/mirflow/catalogue.yaml; do not edit) -->"
 README_END = "<!-- END FEATURE TABLE -->"
 
@@ -184,7 +186,9 @@ def markdown_table(catalogue: Catalogue | None = None) -> str:
     for fam in sorted({e.family for e in cat.entries}, key=lambda f: [e.family for e in cat.entries].index(f)):
         policy = {"computed": "computed on the crop", "copied": "copied from the track (marked as copied)",
                   "omitted": "not in crops"}.get(cat.crop_policy.get(fam, ""), "")
-        where = "crop .INFO files only" if fam == CROP_FAMILY else f"`features/{fam}.json`; in crops: {policy}"
+        where = ("crop .INFO files only" if fam == CROP_FAMILY else
+                 "resolved by the merge from the keys named below, see `_provenance.resolved`; in crops: resolved "
+                 "from the crop's keys" if fam == RESOLVED_FAMILY else f"`features/{fam}.json`; in crops: {policy}")
         lines += [f"#### `{fam}` ({where})", "",
                   "| key | type | unit | expected range | description | producer |",
                   "|---|---|---|---|---|---|"]

@@ -12,7 +12,7 @@ track plus small classification *heads* fed with its embeddings:
 * **MusiCNN** (``msd-musicnn-1``, trained on the Million Song Dataset) whose own
   sigmoid output (``model/Sigmoid``) gives the 50 MSD tags and whose
   ``model/dense/BiasAdd`` gives 200-d embeddings, with the binary heads
-  ``danceability`` / ``mood_{aggressive,happy,party,relaxed,sad}-msd-musicnn-1``.
+  ``danceability`` / ``mood_{aggressive,happy,party,relaxed,sad}`` / ``tonal_atonal-msd-musicnn-1``.
   The separately published tag head ``msd-msd-musicnn-1`` is that same last
   layer (its output equals ``model/Sigmoid`` to 1.2e-7, measured on a real
   track), so the tags are read from the backbone in the same pass as the
@@ -202,6 +202,12 @@ HEADS = {h.name: h for h in (
       for task in ("danceability", "mood_aggressive", "mood_happy", "mood_relaxed", "mood_sad")),
     *(_binary(f"{task}-msd-musicnn-1", MUSICNN.name, f"musicnn_{task}", *_BINARY[task])
       for task in ("danceability", "mood_aggressive", "mood_happy", "mood_party", "mood_relaxed", "mood_sad")),
+    # Published metadata of tonal/atonal heads disagrees on the class order (VGGish: atonal, tonal; the
+    # legacy MusiCNN-MTT head: tonal, atonal), so these heads need their JSON and p(atonal) is found by name.
+    Head("tonal_atonal-discogs-effnet-1", EFFNET.name, "effnet_atonality", "model/Placeholder", "model/Softmax",
+         None, "atonal"),
+    Head("tonal_atonal-msd-musicnn-1", MUSICNN.name, "musicnn_atonality", "model/Placeholder", "model/Softmax",
+         None, "atonal"),
 )}
 
 #: The tag key read from the MusiCNN backbone itself.
@@ -212,7 +218,7 @@ KEYS = (
     "essentia_genre", "essentia_mood", "essentia_instrument", MUSICNN_TAGS_KEY,
     "effnet_danceability", "effnet_mood_aggressive", "effnet_mood_happy", "effnet_mood_relaxed",
     "effnet_mood_sad", "musicnn_danceability", "musicnn_mood_aggressive", "musicnn_mood_happy",
-    "musicnn_mood_party", "musicnn_mood_relaxed", "musicnn_mood_sad",
+    "musicnn_mood_party", "musicnn_mood_relaxed", "musicnn_mood_sad", "effnet_atonality", "musicnn_atonality",
 )
 
 
@@ -382,6 +388,10 @@ def _classes_for(head: Head, meta: dict | None, path: str) -> tuple[tuple[str, .
         raise ClassifierError(
             f"{path}: its metadata lists classes {list(json_classes)}, expected {list(head.classes)} for "
             f"{head.name}.", "the file is not the published Essentia model; fetch it again (make models).")
+    if json_classes and head.positive and head.positive not in json_classes:
+        raise ClassifierError(f"{path}: its metadata lists classes {list(json_classes)}, without the class "
+                              f"'{head.positive}' that {head.name} is read for.",
+                              "the file is not the published Essentia model; fetch it again (make models).")
     if json_classes:
         return json_classes, "metadata json"
     if head.classes:

@@ -20,6 +20,7 @@ from .catalogue import load_catalogue
 from .crops import apply_fades, plan_crops, slice_grid
 from .jsonio import write_json_atomic
 from .registry import FAMILIES, STEM_NAMES
+from .resolved import resolve_keys
 from .result import FeatureResult
 from .runner import resolve
 
@@ -115,7 +116,8 @@ def write_audio(path: str, samples: np.ndarray, sample_rate: int) -> None:
 
 def make_crops(track_id: str, name: str, mix: AudioSignal, stems: dict[str, AudioSignal], beats: np.ndarray,
                downbeats: np.ndarray, track_info: dict[str, Any], crop_params: dict,
-               family_settings: dict[str, dict], out_dir: str, export_params: dict | None = None) -> dict[str, Any]:
+               family_settings: dict[str, dict], out_dir: str, export_params: dict | None = None,
+               resolved_sources: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """Write every crop of a track into ``out_dir`` and return the crop manifest.
 
     Raises
@@ -166,13 +168,17 @@ def make_crops(track_id: str, name: str, mix: AudioSignal, stems: dict[str, Audi
         for key, reason in track_absent.items():
             if key in catalogue and catalogue.crop_policy.get(catalogue.entry(key).family) == "copied":
                 absent.setdefault(key, f"absent in the track: {reason}")
+        resolved, resolved_absent, resolved_provenance = resolve_keys(info, absent, resolved_sources)
+        info.update(resolved)
+        absent.update(resolved_absent)
         warnings = [w for k, v in info.items() if (w := catalogue.check_value(k, v))]
         info = dict(sorted(info.items()))
         info["_provenance"] = {
             "track_id": track_id, "crop_index": crop.index, "mirflow_version": __version__,
             "crop_plan": {k: v for k, v in plan.meta.items()}, "families_computed": versions,
             "copied_from_track": sorted(copied_keys), "absent": dict(sorted(absent.items())),
-            "warnings": warnings, "wall_time_s": round(time.perf_counter() - started, 3),
+            "resolved": resolved_provenance, "warnings": warnings,
+            "wall_time_s": round(time.perf_counter() - started, 3),
         }
         write_json_atomic(out / f"{stem_name}.INFO", info)
         from .exports.audiocraft import write_musicinfo_sidecar
@@ -203,5 +209,6 @@ def crops_job(smk) -> None:
                      else np.zeros(0))
         manifest = make_crops(track, smk.wildcards.name, mix, stems, beats, downbeats, read_json(smk.input.info),
                               dict(smk.params.settings), dict(smk.params.families), smk.output[0],
-                              dict(smk.params.exports))
+                              dict(smk.params.exports),
+                              {k: list(v) for k, v in smk.params.resolved.items()})
         logger.info("wrote %d crop(s) of %s (%s)", len(manifest["crops"]), track, manifest["plan"])

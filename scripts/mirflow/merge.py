@@ -4,16 +4,19 @@ The .INFO is a flat JSON object of every feature key plus one ``_provenance``
 object: per family its version, parameters, libraries, inputs and timing;
 which families are missing and why; why each absent key is absent; and
 warnings for values outside the catalogue's expected ranges (values are never
-clamped).
+clamped). ``danceability`` and ``atonality`` are resolved here from their
+sources (model heads or classic algorithms, see :mod:`mirflow.resolved`) and
+``_provenance.resolved`` says which source gave each value.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from . import __version__
-from .catalogue import Catalogue, load_catalogue
+from .catalogue import RESOLVED_FAMILY, Catalogue, load_catalogue
 from .errors import MirflowError
 from .jsonio import read_json, write_json_atomic
+from .resolved import resolve_keys
 from .runner import job_logging
 
 
@@ -22,7 +25,8 @@ class MergeError(MirflowError):
 
 
 def merge_partials(track_id: str, partials: dict[str, dict[str, Any]], missing: dict[str, str],
-                   catalogue: Catalogue | None = None) -> dict[str, Any]:
+                   catalogue: Catalogue | None = None,
+                   resolved_sources: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """Build the .INFO object.
 
     Parameters
@@ -36,6 +40,9 @@ def merge_partials(track_id: str, partials: dict[str, dict[str, Any]], missing: 
         (disabled, no stems, model missing).
     catalogue : Catalogue, optional
         Defaults to the packaged catalogue.
+    resolved_sources : dict, optional
+        Resolved key -> ordered source keys (config ``resolved``); defaults to
+        :data:`mirflow.resolved.DEFAULT_PARAMS`.
 
     Raises
     ------
@@ -77,6 +84,14 @@ def merge_partials(track_id: str, partials: dict[str, dict[str, Any]], missing: 
     for fam, reason in missing.items():
         for key in cat.keys_for_family(fam):
             absent.setdefault(key, f"family {fam} not computed: {reason}")
+    resolved, resolved_absent, resolved_provenance = resolve_keys(values, absent, resolved_sources)
+    for key, value in resolved.items():
+        if cat.entry(key).family != RESOLVED_FAMILY:
+            raise MergeError(f"resolved key '{key}' must belong to family '{RESOLVED_FAMILY}' in the catalogue.")
+        if warning := cat.check_value(key, value):
+            warnings.append(warning)
+    values.update(resolved)
+    absent.update(resolved_absent)
     provenance = {
         "track_id": track_id,
         "mirflow_version": __version__,
@@ -84,6 +99,7 @@ def merge_partials(track_id: str, partials: dict[str, dict[str, Any]], missing: 
         "families": families,
         "missing_families": dict(sorted(missing.items())),
         "absent": dict(sorted(absent.items())),
+        "resolved": resolved_provenance,
         "warnings": warnings,
     }
     return {**dict(sorted(values.items())), "_provenance": provenance}
@@ -94,7 +110,8 @@ def run_merge_job(smk) -> None:
     track = smk.wildcards.track
     with job_logging(smk.log[0] if smk.log else None, track, "merge") as logger:
         partials = {name: read_json(path) for name, path in smk.input.items() if name != "catalogue"}
-        info = merge_partials(track, partials, dict(smk.params.missing))
+        info = merge_partials(track, partials, dict(smk.params.missing),
+                              resolved_sources={k: list(v) for k, v in smk.params.resolved.items()})
         write_json_atomic(smk.output[0], info)
         prov = info["_provenance"]
         logger.info("wrote %s: %d keys, %d absent, %d warnings, missing families: %s", smk.output[0],

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 #: inputs: Snakemake then reruns that step everywhere (the version is part of the rule's params).
 STEP_VERSIONS = {
     "separate_stems": 1,
-    "merge_info": 1,
-    "crops": 4,   # 2: tail crops kept; 3: manifest paths relative to crops/; 4: AudioCraft sidecars
+    "merge_info": 2,  # 2: resolved danceability/atonality (mirflow.resolved)
+    "crops": 5,   # 2: tail crops kept; 3: manifest paths relative to crops/; 4: AudioCraft sidecars; 5: resolved keys
 }
 
 #: Stem names, in the order Demucs produces them.
@@ -95,6 +95,7 @@ _ESSENTIA_MODELS = (
     "essentia_mood_happy_effnet", "essentia_mood_relaxed_effnet", "essentia_mood_sad_effnet", "essentia_msd_musicnn",
     "essentia_danceability_musicnn", "essentia_mood_aggressive_musicnn", "essentia_mood_happy_musicnn",
     "essentia_mood_party_musicnn", "essentia_mood_relaxed_musicnn", "essentia_mood_sad_musicnn",
+    "essentia_tonal_atonal_effnet", "essentia_tonal_atonal_musicnn",
 )
 
 FAMILIES: dict[str, Family] = {
@@ -117,11 +118,15 @@ FAMILIES: dict[str, Family] = {
                ("librosa", "numpy"), "Harmonic movement and variance of the bass, other and vocals stems"),
         Family("timbral", 1, "mix", "timbral", "mirflow.features.timbral:compute_timbral",
                ("timbral-models", "librosa", "numpy", "scipy"), "Audio Commons timbral models"),
-        Family("descriptors", 1, "mix", "descriptors", "mirflow.features.descriptors:compute_descriptors",
-               ("essentia", "numpy"), "Classic Essentia descriptors: danceability, atonality, saturation"),
+        # Version 2: danceability/atonality renamed danceability_dfa/atonality_key_profile (sources of the
+        # resolved keys, mirflow.resolved).
+        Family("descriptors", 2, "mix", "descriptors", "mirflow.features.descriptors:compute_descriptors",
+               ("essentia", "numpy"), "Classic Essentia descriptors: DFA danceability, key-profile atonality, "
+               "saturation, dynamic complexity"),
         Family("metadata", 1, "mix", "metadata", "mirflow.families:metadata_family", ("mutagen", "soundfile"),
                "Tags and stream facts of the input file", kind="context"),
-        Family("classifiers", 1, "mix", "classifiers", "mirflow.families:classifiers_family",
+        # Version 2: tonal/atonal heads (effnet_atonality, musicnn_atonality).
+        Family("classifiers", 2, "mix", "classifiers", "mirflow.families:classifiers_family",
                ("essentia-tensorflow", "onnxruntime", "numpy"),
                "Essentia genre/mood/instrument (Discogs-EffNet) and MSD tags (MusiCNN), embeddings", kind="context",
                optional_models=_ESSENTIA_MODELS, any_of_models=("essentia_discogs_effnet_bs64", "essentia_msd_musicnn")),

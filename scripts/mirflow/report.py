@@ -155,7 +155,7 @@ def svg_bar_chart(labels: Sequence[str], counts: Sequence[int], width: int = 420
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(label or "bar chart")}">']
     if n == 0:
-        parts.append(f'<text x="4" y="16" class="muted">no values</text>')
+        parts.append('<text x="4" y="16" class="muted">no values</text>')
     for i, (lab, c) in enumerate(zip(labels, counts)):
         y = 3 + i * (bar_height + 4)
         w = plot_w * c / top if top else 0

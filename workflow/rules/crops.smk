@@ -12,6 +12,7 @@ rule crops:
         settings=config["crops"],
         families=crop_family_settings(),
         exports=config["exports"],
+        resolved=config["resolved"],
     log:
         f"{RESULTS}/{{parent}}{{name}}/logs/crops.log",
     conda:

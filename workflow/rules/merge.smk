@@ -10,6 +10,7 @@ rule merge_info:
     params:
         version=STEP_VERSIONS["merge_info"],
         missing=missing_families,
+        resolved=config["resolved"],
     log:
         f"{RESULTS}/{{track}}/logs/merge_{{name}}.log",
     conda:

@@ -1,16 +1,17 @@
 """Classic Essentia descriptors of the full mix: danceability, atonality,
 saturation (clipping), dynamic complexity and EBU R128 momentary/short-term maxima.
 
-* ``danceability``: Essentia ``Danceability`` (detrended fluctuation analysis,
-  Streich & Herrera 2005; minTau 310 ms, maxTau 8800 ms, tauMultiplier 1.1) on
-  the mono downmix. Essentia's native scale: "normal values range from 0 to
-  ~3, the higher, the more danceable"; strictly periodic signals go far above
-  (a steady drum loop scores ~5, a pure sine hundreds). Not the old tool's
-  VGGish classifier probability (its model cannot be downloaded here) and not
-  rescaled.
-* ``atonality``: 1 - key strength of Essentia ``KeyExtractor`` with its
-  defaults (profile 'bgate', HPCP 12 bins, frame/hop 4096 at the signal's
-  rate) on the mono downmix: the old tool's documented fallback.
+* ``danceability_dfa``: Essentia ``Danceability`` (detrended fluctuation
+  analysis, Streich & Herrera 2005; minTau 310 ms, maxTau 8800 ms,
+  tauMultiplier 1.1) on the mono downmix. Essentia's native scale: "normal
+  values range from 0 to ~3, the higher, the more danceable"; strictly periodic
+  signals go far above (a steady drum loop scores ~5, a pure sine hundreds).
+  Written unscaled; the merge derives ``danceability`` from it (divided by 3)
+  only when no model head gives one (:mod:`mirflow.resolved`).
+* ``atonality_key_profile``: 1 - key strength of Essentia ``KeyExtractor`` with
+  its defaults (profile 'bgate', HPCP 12 bins, frame/hop 4096 at the signal's
+  rate) on the mono downmix: the old tool's documented fallback, and the
+  source of ``atonality`` when no tonal/atonal model head is installed.
 * ``saturation_ratio`` / ``saturation_count``: the old tool's clipping
   detector (old-system.md section 1.4): non-overlapping 256-sample frames; a
   frame is clipped when its peak |x| over all channels reaches 0.95 of full
@@ -37,7 +38,7 @@ import numpy as np
 from ..audio import AudioSignal
 from ..result import FeatureResult
 
-KEYS = ("danceability", "atonality", "saturation_ratio", "saturation_count", "dynamic_complexity",
+KEYS = ("danceability_dfa", "atonality_key_profile", "saturation_ratio", "saturation_count", "dynamic_complexity",
         "loudness_momentary_max", "loudness_shortterm_max")
 
 DEFAULT_PARAMS = {
@@ -230,11 +231,11 @@ def compute_descriptors(signal: AudioSignal, params: dict | None = None) -> Feat
     dance = p["danceability"]
     result = FeatureResult()
     result.meta.update({
-        "danceability_method": {"library": "essentia Danceability (DFA)", "minTau_ms": dance["min_tau_ms"],
-                                "maxTau_ms": dance["max_tau_ms"], "tauMultiplier": dance["tau_multiplier"],
-                                "input": "mono downmix", "scale": "Essentia native, normally 0 to ~3"},
-        "atonality_method": {"library": "essentia KeyExtractor", "profileType": p["key_profile"],
-                             "definition": "1 - key strength", "input": "mono downmix"},
+        "danceability_dfa_method": {"library": "essentia Danceability (DFA)", "minTau_ms": dance["min_tau_ms"],
+                                    "maxTau_ms": dance["max_tau_ms"], "tauMultiplier": dance["tau_multiplier"],
+                                    "input": "mono downmix", "scale": "Essentia native, normally 0 to ~3"},
+        "atonality_key_profile_method": {"library": "essentia KeyExtractor", "profileType": p["key_profile"],
+                                         "definition": "1 - key strength", "input": "mono downmix"},
         "saturation_method": {"frame_length": sat["frame_length"], "threshold": sat["threshold"],
                               "merge_gap_s": sat["merge_gap_s"], "min_event_s": sat["min_event_s"],
                               "peak": "max |x| over channels"},
@@ -256,23 +257,23 @@ def compute_descriptors(signal: AudioSignal, params: dict | None = None) -> Feat
     level = rms_dbfs(mono)
     result.meta["rms_dbfs"] = level if math.isfinite(level) else None
     if not level > p["silence_rms_dbfs"]:
-        for key in ("danceability", "atonality", "dynamic_complexity", "loudness_momentary_max",
+        for key in ("danceability_dfa", "atonality_key_profile", "dynamic_complexity", "loudness_momentary_max",
                     "loudness_shortterm_max"):
             result.mark_absent(key, "silent")
         return result
 
     if duration < p["danceability_min_duration_s"]:
-        result.mark_absent("danceability", f"too short ({duration:.2f} s < {p['danceability_min_duration_s']} s)")
+        result.mark_absent("danceability_dfa", f"too short ({duration:.2f} s < {p['danceability_min_duration_s']} s)")
     else:
-        result.set("danceability", danceability(mono, sample_rate, dance["min_tau_ms"], dance["max_tau_ms"],
+        result.set("danceability_dfa", danceability(mono, sample_rate, dance["min_tau_ms"], dance["max_tau_ms"],
                                                  dance["tau_multiplier"]))
 
     if duration < p["atonality_min_duration_s"]:
-        result.mark_absent("atonality", f"too short ({duration:.2f} s < {p['atonality_min_duration_s']} s)")
+        result.mark_absent("atonality_key_profile", f"too short ({duration:.2f} s < {p['atonality_min_duration_s']} s)")
     else:
         key, scale, strength = key_strength(mono, sample_rate, p["key_profile"])
-        result.set("atonality", 1.0 - strength)
-        result.meta["atonality_key"] = f"{key} {scale}"
+        result.set("atonality_key_profile", 1.0 - strength)
+        result.meta["atonality_key_profile_key"] = f"{key} {scale}"
 
     if duration < p["dynamic_complexity_min_duration_s"]:
         result.mark_absent("dynamic_complexity",

@@ -167,7 +167,7 @@ def compute_timbral(signal: AudioSignal, params: dict | None = None) -> FeatureR
         "compat": "mirflow.compat.timbral (scoped: np.lib.pad, keyword-only librosa calls)",
         "input": "samples as soundfile.read returns them (float64, frames x channels); the library sums "
                  "channels to mono and loudness-normalises to -24 LUFS",
-        "calls": {key: (f"timbral_reverb(x, fs, dev_output=True)[1] * 100" if key == "reverberation"
+        "calls": {key: ("timbral_reverb(x, fs, dev_output=True)[1] * 100" if key == "reverberation"
                         else f"timbral_{MODELS[key]}(x, fs)") for key in p["models"]},
         "clipped": False,
         "speedups": bool(p["speedups"]),
