@@ -114,7 +114,23 @@ def test_drums_rule_with_real_adtof_weights_placed_by_hand(workdir):
 
 
 def test_classifiers_rule_with_real_musicnn_weights(workdir):
+    import hashlib
+
+    import yaml
+    from conftest import shared_path
+
     place_model_by_hand(workdir, "essentia_msd_musicnn", "models", "essentia_tf", "msd-musicnn-1.pb")
+    # The real danceability head, as the ONNX export available here (a user may place either format;
+    # the family picks the runtime by extension). Its manifest entry names the .onnx file.
+    onnx = shared_path("models", "essentia_onnx", "danceability-msd-musicnn-1.onnx")
+    target = workdir / "mymodels" / "essentia" / onnx.name
+    shutil.copy(onnx, target)
+    manifest = yaml.safe_load((workdir / "manifest.yaml").read_text())
+    manifest["models"]["essentia_danceability_musicnn"] = {
+        "description": "danceability head, ONNX", "licence": "CC BY-NC-SA 4.0", "families": ["classifiers"],
+        "files": [{"path": f"essentia/{onnx.name}", "urls": [onnx.as_uri()],
+                   "sha256": hashlib.sha256(onnx.read_bytes()).hexdigest()}]}
+    (workdir / "manifest.yaml").write_text(yaml.safe_dump(manifest))
     snakemake(workdir, "fetch_models", *ARGS)
     snakemake(workdir, *ARGS)
     info = _info(workdir)
@@ -126,7 +142,11 @@ def test_classifiers_rule_with_real_musicnn_weights(workdir):
     skipped = info["_provenance"]["resolved"]["atonality"]["skipped"]
     assert skipped["musicnn_atonality"] == "model tonal_atonal-msd-musicnn-1 not available"
     assert info["_provenance"]["resolved"]["atonality"]["source"] == "atonality_key_profile"
-    import numpy as np
+    # danceability from the real MusiCNN head (2.5 s of audio is too short for the classic DFA anyway).
+    assert 0.0 <= info["musicnn_danceability"] <= 1.0 and info["danceability"] == info["musicnn_danceability"]
+    assert info["_provenance"]["resolved"]["danceability"]["source"] == "musicnn_danceability"
+    assert info["_provenance"]["resolved"]["danceability"]["skipped"]["effnet_danceability"] == (
+        "model discogs-effnet-bs64-1 not available")
 
     emb = np.load(workdir / "results" / "no stems" / "embeddings" / "musicnn.npy")
     assert emb.shape == (200,) and emb.dtype == np.float32
