@@ -33,6 +33,7 @@ def startup_report(input_dir: str, results_dir: str, tracks: list, missing: dict
         lines.append(f"  ... and {len(notes) - 10} more notes")
     if models:
         lines.append(f"  models ({models_dir}/, listed in models/manifest.yaml):")
+        width = max(len(row[0]) for row in models)
         for row in models:
             name, missing_paths, users = row[:3]
             unpinned = row[3] if len(row) > 3 else False
@@ -44,15 +45,16 @@ def startup_report(input_dir: str, results_dir: str, tracks: list, missing: dict
             else:
                 more = f" (+{len(missing_paths) - 1} more)" if len(missing_paths) > 1 else ""
                 status = f"MISSING {models_dir}/{missing_paths[0]}{more}"
-            lines.append(f"    {name:24s} {status}; needed by: {', '.join(users)}")
+            lines.append(f"    {name:{width}s} {status}; needed by: {', '.join(users)}")
         if any(m[1] and not (auto_fetch or (len(m) > 4 and m[4])) for m in models):
             lines.append("    get missing models with `make models` (snakemake fetch_models), or place the files "
                          "there by hand (verified by sha256); see models/README.md")
     skipped = Counter((fam, reason) for per_track in missing.values() for fam, reason in per_track.items())
     if skipped:
         lines.append("  families skipped (recorded in each .INFO's _provenance.missing_families):")
+        width = max(len(fam) for fam, _ in skipped)
         for (fam, reason), count in sorted(skipped.items()):
-            lines.append(f"    {fam:22s} {count:6d} track(s): {reason}")
+            lines.append(f"    {fam:{width}s} {count:6d} track(s): {reason}")
     if not tracks:
         lines.append("  no audio files found (extensions: wav flac mp3 ogg opus m4a aiff)")
     return "\n".join(lines)
