@@ -165,6 +165,24 @@ def test_summary_units_from_catalogue_conflicts_and_absent_keys(tmp_path):
     assert s["absent_everywhere"]["lufs"] == {"silent": 2}
 
 
+def test_resolved_keys_count_their_sources_and_the_report_flags_a_mix(tmp_path):
+    from mirflow.report import render_report
+
+    for i, (source, value) in enumerate([("effnet_danceability", 0.8), ("effnet_danceability", 0.3),
+                                         ("danceability_dfa", 0.45)]):
+        path = write_info(tmp_path, f"t{i}", {"danceability": value, "bpm": 100.0 + i})
+        info = json.loads(path.read_text())
+        info["_provenance"]["resolved"] = {"danceability": {"source": source}}
+        path.write_text(json.dumps(info))
+    write_info(tmp_path, "t3", {"bpm": 90.0}, absent={"danceability": "no source has a value: ..."})
+    records, _ = load_records(tmp_path)
+    s = summarise(records)
+    assert s["numeric"]["danceability"]["sources"] == {"effnet_danceability": 2, "danceability_dfa": 1}
+    assert "sources" not in s["numeric"]["bpm"]
+    html = render_report(s, records, build_table(records), [])
+    assert "mixed sources: effnet_danceability 2, danceability_dfa 1" in html
+
+
 def test_track_and_crop_files_are_told_apart(tmp_path):
     write_info(tmp_path, "album/song", {"x": 1.0})
     crops = tmp_path / "album" / "song" / "crops"

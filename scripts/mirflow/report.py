@@ -548,6 +548,12 @@ def _features_section(summary: dict, table, catalogue: Catalogue, bins: int, max
             warn = (f"<div class='s warn'>{s['outlier_count']} outlier(s) beyond 1.5 IQR</div>"
                     if s["outlier_count"] else "<div class='s'>no outliers beyond 1.5 IQR</div>")
             desc = s.get("description") or "not in the feature catalogue"
+            sources = s.get("sources") or {}
+            if len(sources) > 1:
+                warn += ("<div class='s warn'>mixed sources: "
+                         + ", ".join(f"{esc(src)} {n}" for src, n in sources.items()) + "</div>")
+            elif sources:
+                warn += f"<div class='s'>source: {esc(next(iter(sources)))}</div>"
             cards.append(f'<div class="feat" title="{esc(desc)}"><h4>{esc(key)} '
                          f'<span class="u">{esc(unit)}</span></h4>'
                          f"<div class='s'>n = {s['count']}{missing}; median {fmt_number(s['median'])}, "

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .catalogue import Catalogue, load_catalogue
+from .catalogue import RESOLVED_FAMILY, Catalogue, load_catalogue
 from .jsonio import read_json, write_json_atomic, write_text_atomic
 
 #: Parameters of the statistics (JSON-able).
@@ -392,6 +392,19 @@ def missing_reasons(records: list[InfoRecord], key: str) -> dict[str, int]:
     return dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def resolved_sources(records: list[InfoRecord], key: str) -> dict[str, int]:
+    """Which source gave a resolved key (``_provenance.resolved``), counted over the files that have the key.
+
+    More than one source means the corpus mixes model and classic values under one key (see mirflow.resolved).
+    """
+    sources: Counter = Counter()
+    for rec in records:
+        if key in rec.values:
+            entry = (rec.provenance.get("resolved") or {}).get(key) or {}
+            sources[entry.get("source") or "not recorded"] += 1
+    return dict(sorted(sources.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def _entry_facts(catalogue: Catalogue, key: str) -> dict[str, Any]:
     if key in catalogue:
         e = catalogue.entry(key)
@@ -419,7 +432,8 @@ def summarise(records: list[InfoRecord], catalogue: Catalogue | None = None,
     -------
     dict
         ``files`` (count); ``numeric``: key -> :func:`describe_numeric` plus ``unit``, ``family``,
-        ``description`` (from the catalogue) and ``missing_reasons``; ``categorical``: key ->
+        ``description`` (from the catalogue) and ``missing_reasons`` (resolved keys also ``sources``:
+        source key -> file count); ``categorical``: key ->
         :func:`categorical_summary` plus catalogue facts and ``missing``; ``correlation``: ``keys``,
         ``matrix`` (r rounded to 4 decimals, None where undefined), ``n`` (common files per pair),
         ``strongest`` (pairs by |r|), ``strong_count`` (pairs with |r| >= ``strong_correlation``);
@@ -434,6 +448,8 @@ def summarise(records: list[InfoRecord], catalogue: Catalogue | None = None,
     for j, key in enumerate(num_keys):
         stats = describe_numeric(matrix[:, j], table.files, p["outlier_iqr_factor"], p["max_listed_outliers"])
         numeric[key] = {**_entry_facts(cat, key), **stats, "missing_reasons": missing_reasons(records, key)}
+        if numeric[key]["family"] == RESOLVED_FAMILY:
+            numeric[key]["sources"] = resolved_sources(records, key)
     categorical = {}
     for key in table.keys:
         if key in numeric or key in conflicts:
