@@ -116,6 +116,7 @@ def _assert_libraries_untouched():
     assert hardness_module.np is np and roughness_module.np is np
     assert hardness_module.librosa is librosa and util_module.librosa is librosa
     assert util_module.scipy is scipy and util_module.butter is ORIGINAL_BUTTER
+    assert util_module.sample_and_hold_envelope_calculation.__module__ == "timbral_models.timbral_util"
     import timbral_models.Timbral_Reverb as reverb_module
     for module in (util_module, reverb_module):
         assert "max" not in vars(module) and "min" not in vars(module)
@@ -178,6 +179,63 @@ def test_array_aware_reductions_equal_the_builtins():
     assert fast_max(1, 5, 3) == 5 and fast_min([2, 1], key=lambda v: -v) == 2
     with pytest.raises(ValueError):
         fast_max(np.array([]))
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1, -2])
+def test_line_by_line_median_filter_equals_scipys_nd_filter(axis):
+    import scipy.ndimage
+
+    rng = np.random.default_rng(4)
+    x = np.abs(rng.standard_normal((67, 203))).astype(np.float32)
+    x[5, 10:40] = 0.0  # ties and flat runs
+    size = [1, 1]
+    size[axis] = 31
+    want = scipy.ndimage.median_filter(x, size=size, mode="reflect")
+    got = compat.median_filter_along_axis(x, 31, axis)
+    assert got.dtype == x.dtype and np.array_equal(got, want)
+
+
+def test_fast_hpss_is_bit_identical_to_librosa_and_falls_back_for_other_arguments():
+    import librosa.decompose
+
+    stft = librosa.stft(_test_signal(SR, 1, seconds=3.0)[0].astype(np.float32))
+    want_h, want_p = librosa.decompose.hpss(stft)
+    got_h, got_p = compat.hpss_default_fast(stft)
+    assert got_h.dtype == want_h.dtype and np.array_equal(got_h, want_h) and np.array_equal(got_p, want_p)
+    magnitude = np.abs(stft)
+    for got, want in zip(compat.hpss_default_fast(magnitude), librosa.decompose.hpss(magnitude)):
+        assert np.array_equal(got, want)
+    for got, want in zip(compat.hpss_default_fast(stft, margin=2.0, kernel_size=17),
+                         librosa.decompose.hpss(stft, margin=2.0, kernel_size=17)):
+        assert np.array_equal(got, want)
+    with compat.timbral_compat(speedups=True):
+        import timbral_models.timbral_util as util_module
+        assert util_module.librosa.decompose.hpss is compat.hpss_default_fast
+    with compat.timbral_compat(speedups=False):
+        assert util_module.librosa.decompose.hpss is librosa.decompose.hpss
+
+
+def test_compiled_envelope_is_bit_identical_to_the_library_loop():
+    import timbral_models.timbral_util as util_module
+
+    original = util_module.sample_and_hold_envelope_calculation
+    rng = np.random.default_rng(6)
+    t = np.arange(3 * SR) / SR
+    bursts = np.sin(2 * np.pi * 220 * t) * np.exp(-(t % 0.37) * 25) + 0.01 * rng.standard_normal(t.size)
+    with compat.timbral_compat(speedups=True):
+        assert util_module.sample_and_hold_envelope_calculation is compat.sample_and_hold_envelope_fast
+        for x, kwargs in ((bursts, {}), (bursts, {"decay_time": 0.1}), (rng.standard_normal(5000), {}),
+                          (np.zeros(100), {}), (np.array([0.5]), {"hold_time": 0.0})):
+            got = compat.sample_and_hold_envelope_fast(x, SR, **kwargs)
+            want = original(x, SR, **kwargs)
+            assert got.dtype == want.dtype and np.array_equal(got, want)
+        # float32 and NaN input go to the library's own loop.
+        x32 = bursts[:4000].astype(np.float32)
+        assert np.array_equal(compat.sample_and_hold_envelope_fast(x32, SR), original(x32, SR))
+        with_nan = bursts[:4000].copy()
+        with_nan[100] = np.nan
+        np.testing.assert_array_equal(compat.sample_and_hold_envelope_fast(with_nan, SR), original(with_nan, SR))
+    assert util_module.sample_and_hold_envelope_calculation is original
 
 
 def test_orderings_brightness_and_reverberation():
