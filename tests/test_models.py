@@ -118,3 +118,20 @@ def test_classifier_metadata_pins_match_the_reference_copies():
     manifest = load_manifest()
     genre = next(f for f in manifest["essentia_genre_discogs400"].files if f.path.endswith(".json"))
     assert verify_model_file(shared_path("models", "essentia_tf", "genre_discogs400-discogs-effnet-1.json"), genre)
+
+
+def test_models_readme_names_every_manifest_model():
+    """The models table is written by hand; a model added to the manifest must be documented there too."""
+    import re
+
+    from conftest import REPO
+
+    text = (REPO / "models" / "README.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`([a-z0-9_]+)`", text))
+    for braced in re.findall(r"`([a-z0-9_]*)\{([a-z,]+)\}([a-z0-9_]*)`", text):
+        named |= {f"{braced[0]}{part}{braced[2]}" for part in braced[1].split(",")}
+    import yaml
+
+    manifest = yaml.safe_load((REPO / "models" / "manifest.yaml").read_text())
+    missing = sorted(set(manifest["models"]) - named)
+    assert not missing, f"models/README.md does not mention {missing}"
