@@ -14,8 +14,14 @@ PY
 export PIP_CONSTRAINT="$PWD/envs/constraints.txt" PIP_DISABLE_PIP_VERSION_CHECK=1
 pip() { "$VENV/bin/python" -m pip "$@"; }
 
-echo "[install] torch (CPU wheel where the index offers one; see envs/constraints.txt)"
-pip install -q torch==2.13.0
+if [ -n "${MIRFLOW_TORCH_INDEX:-}" ]; then
+  # e.g. https://download.pytorch.org/whl/rocm6.4 for AMD GPUs; the pin still applies (2.13.0+rocm... matches).
+  echo "[install] torch 2.13.0 from $MIRFLOW_TORCH_INDEX"
+  pip install -q torch==2.13.0 --index-url "$MIRFLOW_TORCH_INDEX"
+else
+  echo "[install] torch 2.13.0 from the default index (see envs/constraints.txt)"
+  pip install -q torch==2.13.0
+fi
 echo "[install] runtime set (envs/requirements.txt)"
 pip install -q -r envs/requirements.txt
 echo "[install] packages installed without their declared dependencies (envs/requirements-nodeps.txt)"
