@@ -8,7 +8,8 @@ Usage (from the repository root)::
 The input (default: the first demo song, tiled) is cut or tiled to
 ``--seconds`` of stereo audio. Each model runs in this process, once without
 and once with the speed-ups of :mod:`mirflow.compat.timbral` (memoised filter
-designs, numpy reductions, line-by-line HPSS median filters, compiled envelope;
+designs, memoised specific loudness, numpy reductions, line-by-line HPSS median
+filters, compiled envelope;
 ``--no-baseline`` skips the plain run); the table
 gives seconds and the
 realtime factor (audio duration / compute time) per model and in total, and

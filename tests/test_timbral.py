@@ -117,6 +117,7 @@ def _assert_libraries_untouched():
     assert hardness_module.librosa is librosa and util_module.librosa is librosa
     assert util_module.scipy is scipy and util_module.butter is ORIGINAL_BUTTER
     assert util_module.sample_and_hold_envelope_calculation.__module__ == "timbral_models.timbral_util"
+    assert util_module.specific_loudness.__module__ == "timbral_models.timbral_util"
     import timbral_models.Timbral_Reverb as reverb_module
     for module in (util_module, reverb_module):
         assert "max" not in vars(module) and "min" not in vars(module)
@@ -169,6 +170,9 @@ def test_array_aware_reductions_equal_the_builtins():
     rng = np.random.default_rng(2)
     cases = [rng.standard_normal(1000), rng.standard_normal(7).astype(np.float32), np.arange(-5, 9),
              np.array([0.0, -0.0, -1.0]), np.array([-0.0, 0.0, 1.0]), np.array([1.0, np.nan, 3.0]),
+             # the same edge cases long enough for the numpy path (ARRAY_REDUCTION_MIN_SIZE)
+             np.concatenate([[0.0, -0.0], -np.ones(60)]), np.concatenate([[-0.0, 0.0], np.ones(60)]),
+             np.concatenate([rng.standard_normal(60), [np.nan]]), rng.standard_normal(60).astype(np.float32),
              [3, 1.5, -2], (4, 9)]
     for values in cases:
         for fast, builtin in ((fast_max, max), (fast_min, min)):
@@ -236,6 +240,34 @@ def test_compiled_envelope_is_bit_identical_to_the_library_loop():
         with_nan[100] = np.nan
         np.testing.assert_array_equal(compat.sample_and_hold_envelope_fast(with_nan, SR), original(with_nan, SR))
     assert util_module.sample_and_hold_envelope_calculation is original
+
+
+def test_memoised_specific_loudness_equals_the_library_and_hands_out_copies(monkeypatch):
+    import timbral_models.timbral_util as util_module
+
+    original = util_module.specific_loudness
+    calls = []
+
+    def counting(x, Pref, fs, Mod):
+        calls.append(1)
+        return original(x, Pref, fs, Mod)
+
+    rng = np.random.default_rng(8)
+    windows = [0.1 * rng.standard_normal(4096), np.sin(2 * np.pi * 1000 * np.arange(4096) / 44100)]
+    monkeypatch.setattr(compat, "_loudness_cache", compat.OrderedDict())
+    with compat.timbral_compat(speedups=True):
+        assert util_module.specific_loudness is compat.specific_loudness_memoised
+        monkeypatch.setattr(compat, "_original_specific_loudness", counting)
+        for w in windows:
+            want_entire, want_single = original(w, 100.0, 44100, 0)
+            first = util_module.specific_loudness(w, Pref=100.0, fs=44100, Mod=0)
+            first[1][:] = -1.0  # a caller modifying its array must not change what the next caller gets
+            second = util_module.specific_loudness(w.copy(), Pref=100.0, fs=44100, Mod=0)
+            assert second[0] == want_entire and np.array_equal(second[1], want_single)
+        assert len(calls) == 2  # one computation per distinct window
+        util_module.specific_loudness(windows[0], Pref=100.0, fs=44100.0, Mod=0)  # a float rate is another key
+        assert len(calls) == 3
+    assert util_module.specific_loudness is original
 
 
 def test_orderings_brightness_and_reverberation():

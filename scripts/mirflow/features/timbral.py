@@ -60,9 +60,9 @@ DEFAULT_PARAMS = {
     "reverb_timeout_s": 300.0,
     # Timeout for any other isolated model, seconds.
     "isolated_timeout_s": 300.0,
-    # Memoise repeated filter designs, reduce arrays with numpy, filter the HPSS spectrogram
-    # line by line and compile the envelope loop inside timbral_models (bit-identical results,
-    # 1.8x faster on 3 min of audio; see mirflow.compat.timbral).
+    # Memoise repeated filter designs and per-window specific loudness, reduce arrays with numpy,
+    # filter the HPSS spectrogram line by line and compile the envelope loop inside timbral_models
+    # (bit-identical results, 2.2x faster on 3 min of audio; see mirflow.compat.timbral).
     "speedups": True,
     # Shorter input is absent with reason "too short" (the library needs 0.4 s for its
     # loudness normalisation and silently returns placeholder RT60s below ~0.2 s).
