@@ -243,8 +243,9 @@ def sample_and_hold_envelope_fast(audio_samples, fs, decay_time=0.2, hold_time=0
     return _compiled_envelope_kernel()(abs_samples, float(decay), float(hold_time * fs))
 
 
-#: Most windows kept by :func:`specific_loudness_memoised` (about 2 KB each; 20,000 = 15 min of 44.1 kHz audio).
-LOUDNESS_CACHE_MAX = 20000
+#: Most windows kept by :func:`specific_loudness_memoised` (about 2 KB each: at most ~100 MB, enough for
+#: 77 min of 44.1 kHz audio; longer input is still correct, only slower).
+LOUDNESS_CACHE_MAX = 50000
 _loudness_cache: OrderedDict = OrderedDict()
 #: The library's specific_loudness, captured when the speed-ups are installed.
 _original_specific_loudness = None
