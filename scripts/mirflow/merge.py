@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import __version__
-from .catalogue import RESOLVED_FAMILY, Catalogue, load_catalogue
+from .catalogue import Catalogue, load_catalogue
 from .errors import MirflowError
 from .jsonio import read_json, write_json_atomic
 from .resolved import resolve_keys
@@ -85,11 +85,7 @@ def merge_partials(track_id: str, partials: dict[str, dict[str, Any]], missing: 
         for key in cat.keys_for_family(fam):
             absent.setdefault(key, f"family {fam} not computed: {reason}")
     resolved, resolved_absent, resolved_provenance = resolve_keys(values, absent, resolved_sources)
-    for key, value in resolved.items():
-        if cat.entry(key).family != RESOLVED_FAMILY:
-            raise MergeError(f"resolved key '{key}' must belong to family '{RESOLVED_FAMILY}' in the catalogue.")
-        if warning := cat.check_value(key, value):
-            warnings.append(warning)
+    warnings += [w for key, value in resolved.items() if (w := cat.check_value(key, value))]
     values.update(resolved)
     absent.update(resolved_absent)
     provenance = {

@@ -405,19 +405,21 @@ def build_facts(features: Mapping[str, Any], params: Mapping[str, Any] | None = 
     if key:
         sources["key"] = key_source
 
-    loudness = brightness = drums = production = None
-    lufs = _number(features, "lufs")
-    if lufs is not None:
-        t = p["loudness_lufs"]
-        loudness = _class_of(lufs, t["quiet_below"], t["loud_from"], "quiet", "loud")
-        if loudness:
-            sources["loudness"] = "lufs"
-    bright = _number(features, "brightness")
-    if bright is not None:
-        t = p["brightness"]
-        brightness = _class_of(bright, t["mellow_below"], t["bright_from"], "mellow", "bright")
-        if brightness:
-            sources["brightness"] = "brightness"
+    def threshold_class(fact: str, key: str, thresholds: str, low: str, high: str, below: str,
+                        above: str) -> str | None:
+        value = _number(features, key)
+        if value is None:
+            return None
+        t = p[thresholds]
+        label = _class_of(value, t[low], t[high], below, above)
+        if label:
+            sources[fact] = key
+        return label
+
+    drums = None
+    loudness = threshold_class("loudness", "lufs", "loudness_lufs", "quiet_below", "loud_from", "quiet", "loud")
+    brightness = threshold_class("brightness", "brightness", "brightness", "mellow_below", "bright_from",
+                                 "mellow", "bright")
     density = _number(features, "drum_density_total")
     if density is not None:
         t = p["drum_density_hits_per_s"]
@@ -425,13 +427,8 @@ def build_facts(features: Mapping[str, Any], params: Mapping[str, Any] | None = 
                                                            "sparse drums", "busy drums")
         if drums:
             sources["drums"] = "drum_density_total"
-    quality = _number(features, "production_quality")
-    if quality is not None:
-        t = p["production_quality"]
-        production = _class_of(quality, t["lofi_below"], t["polished_from"], "lo-fi production",
-                               "polished production")
-        if production:
-            sources["production"] = "production_quality"
+    production = threshold_class("production", "production_quality", "production_quality", "lofi_below",
+                                 "polished_from", "lo-fi production", "polished production")
 
     return TrackFacts(genres=genres, moods=moods, instruments=instruments, tags=tags, bpm=bpm,
                       tempo_class=tempo_class, steady_beat=steady, key=key, loudness=loudness,

@@ -111,6 +111,18 @@ def _stamp(path: str) -> tuple[int, int]:
     return (st.st_mtime_ns, st.st_size)
 
 
+def _load_cached(path: str, cache: dict, build):
+    """``build(parsed JSON of path)``, recomputed only when the file's mtime or size changes."""
+    stamp = _stamp(path)
+    cached = cache.get(path)
+    if cached and cached[0] == stamp:
+        return cached[1]
+    with open(path, encoding="utf-8") as handle:
+        value = build(json.load(handle))
+    cache[path] = (stamp, value)
+    return value
+
+
 def load_config(path: str | None = None) -> dict[str, Any]:
     """The export configuration: defaults, overridden by the JSON file ``path`` (or ``$MIRFLOW_SAT_CONFIG``).
 
@@ -124,37 +136,31 @@ def load_config(path: str | None = None) -> dict[str, Any]:
     path = path or os.environ.get(CONFIG_ENV) or None
     if not path:
         return {**DEFAULT_PARAMS, "index": None}
-    stamp = _stamp(path)
-    cached = _config_cache.get(path)
-    if cached and cached[0] == stamp:
-        return cached[1]
-    with open(path, encoding="utf-8") as handle:
-        raw = json.load(handle)
-    unknown = set(raw) - set(DEFAULT_PARAMS) - {"index"}
-    if unknown:
-        raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}; known: {sorted(DEFAULT_PARAMS) + ['index']}")
-    config = {**DEFAULT_PARAMS, "index": None, **raw}
-    if config["index"]:
-        config["index"] = str((Path(path).resolve().parent / config["index"]).resolve())
-    parse_template(config["template"])
-    _config_cache[path] = (stamp, config)
-    return config
+
+    def build(raw: dict) -> dict[str, Any]:
+        unknown = set(raw) - set(DEFAULT_PARAMS) - {"index"}
+        if unknown:
+            raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}; known: "
+                             f"{sorted(DEFAULT_PARAMS) + ['index']}")
+        config = {**DEFAULT_PARAMS, "index": None, **raw}
+        if config["index"]:
+            config["index"] = str((Path(path).resolve().parent / config["index"]).resolve())
+        parse_template(config["template"])
+        return config
+
+    return _load_cached(path, _config_cache, build)
 
 
 def load_index(path: str) -> dict[str, str]:
     """The index: resolved audio path -> absolute .INFO path (cached while the file is unchanged)."""
-    stamp = _stamp(path)
-    cached = _index_cache.get(path)
-    if cached and cached[0] == stamp:
-        return cached[1]
-    with open(path, encoding="utf-8") as handle:
-        raw = json.load(handle)
-    if raw.get("format") != INDEX_FORMAT:
-        raise ValueError(f"{path} is not a mirflow SAT index (format {raw.get('format')!r})")
-    base = Path(path).resolve().parent
-    entries = {audio: str(base / info) for audio, info in raw["entries"].items()}
-    _index_cache[path] = (stamp, entries)
-    return entries
+
+    def build(raw: dict) -> dict[str, str]:
+        if raw.get("format") != INDEX_FORMAT:
+            raise ValueError(f"{path} is not a mirflow SAT index (format {raw.get('format')!r})")
+        base = Path(path).resolve().parent
+        return {audio: str(base / info) for audio, info in raw["entries"].items()}
+
+    return _load_cached(path, _index_cache, build)
 
 
 def index_entries(pairs: dict[str, str], index_path: str | os.PathLike) -> dict[str, Any]:

@@ -37,6 +37,7 @@ import numpy as np
 
 from ..audio import AudioSignal
 from ..result import FeatureResult
+from . import merge_params
 
 KEYS = ("danceability_dfa", "atonality_key_profile", "saturation_ratio", "saturation_count", "dynamic_complexity",
         "loudness_momentary_max", "loudness_shortterm_max")
@@ -198,16 +199,6 @@ def ebur128_maxima(samples: np.ndarray, sample_rate: int) -> tuple[float, float]
 
 # ---------------------------------------------------------------- entry point
 
-def _merged(params: dict | None) -> dict:
-    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_PARAMS.items()}
-    for key, value in (params or {}).items():
-        if isinstance(merged.get(key), dict) and isinstance(value, dict):
-            merged[key].update(value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def compute_descriptors(signal: AudioSignal, params: dict | None = None) -> FeatureResult:
     """Classic Essentia descriptors of one signal (family ``descriptors``).
 
@@ -226,7 +217,7 @@ def compute_descriptors(signal: AudioSignal, params: dict | None = None) -> Feat
         RMS is at or below ``silence_rms_dbfs``, or "too short" below their
         minimum duration. ``meta`` names the method and parameters of each.
     """
-    p = _merged(params)
+    p = merge_params(DEFAULT_PARAMS, params)
     sat = p["saturation"]
     dance = p["danceability"]
     result = FeatureResult()

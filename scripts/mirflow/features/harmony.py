@@ -52,6 +52,7 @@ import numpy as np
 from ..audio import AudioSignal
 from ..errors import MirflowError
 from ..result import FeatureResult
+from . import merge_params
 
 PITCH_CLASS_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 #: Note spellings Essentia and madmom use -> pitch class (C = 0).
@@ -390,16 +391,6 @@ KEYS = CHROMA_KEYS + HPCP_KEYS + TIV_KEYS + ("tonic", "tonic_scale", "tonic_stre
 STEM_KEYS = ("harmonic_movement", "harmonic_variance")
 
 
-def _merged(defaults: dict, params: dict | None) -> dict:
-    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in defaults.items()}
-    for key, value in (params or {}).items():
-        if isinstance(merged.get(key), dict) and isinstance(value, Mapping):
-            merged[key].update(value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def select_input(signal_or_signals, harmonic_stems) -> tuple[np.ndarray, int, str]:
     """Pick the analysed signal: summed harmonic stems if any are given, else the mix.
 
@@ -446,7 +437,7 @@ def compute_harmony(signal_or_signals, params: dict | None = None) -> FeatureRes
         Keys :data:`KEYS`; ``meta`` records the input used and every
         parameter of each method.
     """
-    p = _merged(DEFAULT_PARAMS, params)
+    p = merge_params(DEFAULT_PARAMS, params)
     mono, sample_rate, described = select_input(signal_or_signals, p["harmonic_stems"])
     result = FeatureResult()
     result.meta.update({
@@ -525,7 +516,7 @@ def compute_harmony_stems(signal: AudioSignal, params: dict | None = None) -> Fe
         Both absent with reason "silent stem" when no frame reaches
         ``active_frame_dbfs``, "too short" below ``min_duration_s``.
     """
-    p = _merged(STEM_DEFAULT_PARAMS, params)
+    p = merge_params(STEM_DEFAULT_PARAMS, params)
     hop = int(p["hop_length"])
     result = FeatureResult()
     result.meta.update({
