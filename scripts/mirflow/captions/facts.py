@@ -165,7 +165,7 @@ NUMBER_WORDS = ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eight
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?")
 _KEY_MENTION = re.compile(
     r"(?<![A-Za-z])([A-G])\s?(#|♯|b|♭|-sharp| sharp|-flat| flat)?\s?(major|minor|maj|min)\b"
-    r"|(?<![A-Za-z])([A-G])(#|b)?m(?![A-Za-z])")
+    r"|(?<![A-Za-z])([A-G])(#|b)?m(?![A-Za-z0-9])")  # "Am" is a key, "Am7" a chord
 # A note name or chord symbol: "F#", "Eb", "B-flat", "Cmaj7", "G7", "Bdim" (keys are matched by _KEY_MENTION first).
 _NOTE_MENTION = re.compile(
     r"(?<![-A-Za-z0-9#♯♭'])([A-G])(#|♯|b|♭|-sharp| sharp|-flat| flat)?"
