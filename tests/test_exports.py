@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,7 @@ def _sat_info(path: Path) -> dict:
 def layout(tmp_path, monkeypatch):
     """Inputs read in place (input/), results elsewhere (results/): a track, a crop and a crop stem."""
     inputs, results = tmp_path / "input", tmp_path / "results"
+    inputs.mkdir()
     track_audio = _audio(inputs / "Song" / "full_mix.flac")
     track_info = _info_file(results / "Song" / "Song.INFO", TRACK_INFO)
     weak_audio = _audio(inputs / "weak.flac")
@@ -62,7 +64,8 @@ def layout(tmp_path, monkeypatch):
     stem_audio = _audio(results / "Song" / "crops" / "Song_1_drums.flac")
     sat.write_sat_index(results / "sat_index.json", {str(track_audio): str(track_info),
                                                      str(weak_audio): str(results / "weak" / "weak.INFO"),
-                                                     str(quiet_audio): str(results / "quiet" / "quiet.INFO")})
+                                                     str(quiet_audio): str(results / "quiet" / "quiet.INFO")},
+                       inputs)
     config = results / "sat_config.json"
     config.write_text(json.dumps({"index": "sat_index.json", "template": TEMPLATE,
                                   "number_keys": ["bpm", "lufs"]}), encoding="utf-8")
@@ -99,13 +102,38 @@ def test_sat_module_prompts_numbers_and_rejects(layout):
 
 def test_sat_index_is_relative_and_follows_symlinks(layout, tmp_path):
     index = json.loads((layout["results"] / "sat_index.json").read_text(encoding="utf-8"))
-    assert index["format"] == "mirflow-sat-index"
-    assert index["entries"][os.path.realpath(layout["track"])] == "Song/Song.INFO"
+    assert index["format"] == "mirflow-sat-index" and index["version"] == 2
+    assert index["entries"] == {"Song/full_mix.flac": "Song/Song.INFO", "quiet.flac": "quiet/quiet.INFO",
+                                "weak.flac": "weak/weak.INFO"}
     link = tmp_path / "linked_music"
     link.symlink_to(layout["track"].parent.parent)
     values, reason, info_path = sat.explain(str(link / "Song" / "full_mix.flac"), sat.load_config())
     assert reason is None and values["bpm"] == 124.3
     assert Path(info_path) == layout["results"] / "Song" / "Song.INFO"
+
+
+def test_sat_finds_every_info_after_moving_the_music_and_the_results(layout, tmp_path, monkeypatch, capsys):
+    moved = tmp_path / "training_machine"
+    moved.mkdir()
+    music = Path(shutil.move(str(layout["track"].parent.parent), moved / "music"))
+    results = Path(shutil.move(str(layout["results"]), moved / "out"))
+    monkeypatch.setenv(sat.CONFIG_ENV, str(results / "sat_config.json"))
+    sat.main(["--config", str(results / "sat_config.json"), str(music)])
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "1 used, 2 rejected"
+    lines = {line[8:].split(": ", 1)[0]: line for line in out[:-1]}
+    assert lines[str(music / "Song" / "full_mix.flac")].startswith("OK      ")
+    # Rejected for their features, not because the .INFO was lost in the move.
+    assert lines[str(music / "quiet.flac")].endswith(": lufs: silent")
+    assert lines[str(music / "weak.flac")].endswith(": bpm: bpm_is_defined = 0; missing required field(s): bpm: "
+                                                    "bpm_is_defined = 0")
+    get_custom_metadata = _load_like_sat()
+    # SAT's relpath is relative to the dataset path: the music folder, a folder above it or one inside it.
+    assert get_custom_metadata({**_sat_info(music / "Song" / "full_mix.flac"), "relpath": "Song/full_mix.flac"},
+                               None)["bpm"] == 124.3
+    assert get_custom_metadata({**_sat_info(music / "Song" / "full_mix.flac"), "relpath": "full_mix.flac"},
+                               None)["bpm"] == 124.3
+    assert get_custom_metadata(_sat_info(results / "Song" / "crops" / "Song_1.flac"), None)["bpm"] == 123.6
 
 
 def test_sat_results_follow_changed_info_files(layout):

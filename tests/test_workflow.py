@@ -292,3 +292,24 @@ def test_stable_audio_module_on_the_workflows_own_outputs(workdir, monkeypatch):
             assert f"{expected_info['bpm']:.0f} BPM" in out["prompt"]
     stem = crop_audio.with_name(crop_audio.stem + "_drums.flac")
     assert module.get_custom_metadata({"path": str(stem), "relpath": stem.name}, None).get("__reject__")
+
+
+def test_sat_exports_survive_moving_the_music_and_the_results(workdir, tmp_path):
+    """Both folders really moved (as onto a training machine); the module's own checker finds every track."""
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    shutil.move(str(workdir / "music"), moved / "music")
+    shutil.move(str(workdir / "results"), moved / "out")
+    try:
+        proc = subprocess.run([sys.executable, "-m", "mirflow.exports.stable_audio", "--config",
+                               str(moved / "out" / "sat_config.json"), str(moved / "music")],
+                              capture_output=True, text=True, timeout=120, check=True)
+    finally:
+        shutil.move(str(moved / "music"), workdir / "music")
+        shutil.move(str(moved / "out"), workdir / "results")
+    lines = {line[8:].split(": ", 1)[0]: line for line in proc.stdout.splitlines()[:-1]}
+    for audio in (f"{BAND}/full_mix.flac", f"{LOOSE}.ogg"):
+        line = lines[str(moved / "music" / audio)]
+        assert "no .INFO found" not in line, line
+    # The provided stems are audio files of the music folder without a .INFO of their own: rejected.
+    assert "no .INFO found" in lines[str(moved / "music" / BAND / "drums.flac")]

@@ -92,7 +92,8 @@ def training_exports_job(smk) -> None:
 
     with job_logging(smk.log[0], "(corpus)", "training_exports") as logger:
         pairs = {os.path.abspath(audio): os.path.abspath(info) for audio, info in dict(smk.params.pairs).items()}
-        write_sat_index(smk.output.index, pairs)
-        sat_config = {"index": os.path.abspath(smk.output.index), **dict(smk.params.prompt)}
+        write_sat_index(smk.output.index, pairs, smk.params.input_dir)
+        # Relative to sat_config.json: both files move with the results folder.
+        sat_config = {"index": os.path.basename(smk.output.index), **dict(smk.params.prompt)}
         write_text_atomic(smk.output.config, json.dumps(sat_config, indent=2, ensure_ascii=False) + "\n")
         logger.info("indexed %d tracks for Stable Audio Tools", len(pairs))

@@ -32,6 +32,7 @@ rule training_exports:
         config=f"{RESULTS}/sat_config.json",
     params:
         pairs=lambda wildcards: {t.audio: f"{RESULTS}/{t.id}/{t.name}.INFO" for t in TRACKS.values()},
+        input_dir=config["input_dir"],
         prompt=config["exports"],
     log:
         f"{RESULTS}/logs/training_exports.log",
