@@ -103,7 +103,7 @@ def test_first_run_writes_info_with_mix_and_stem_keys(workdir):
     assert info["lufs_bass"] < info["lufs"]  # stems keep absolute levels
     assert set(prov["families"]) == WITH_STEMS
     assert "drums" in prov["missing_families"]  # no ADTOF weights in this test's models folder
-    assert prov["families"]["loudness"]["audio"]["audio"]["sample_rate"] == SR
+    assert prov["inputs"][prov["families"]["loudness"]["inputs"]["audio"]]["sample_rate"] == SR
     loose = _info(workdir, LOOSE)
     assert "lufs" in loose and "lufs_drums" not in loose
     assert loose["_provenance"]["missing_families"]["loudness_stems"].startswith("no stems")
@@ -116,14 +116,35 @@ def test_resolved_keys_fall_back_to_the_classic_algorithms_without_models(workdi
     prov = info["_provenance"]
     assert info["atonality"] == info["atonality_key_profile"]
     assert prov["resolved"]["atonality"]["source"] == "atonality_key_profile"
-    assert prov["resolved"]["atonality"]["skipped"]["effnet_atonality"] == (
-        f"family classifiers not computed: {prov['missing_families']['classifiers']}")
+    assert prov["resolved"]["atonality"]["skipped"]["effnet_atonality"] == "family classifiers not computed"
     assert "none of the models essentia_discogs_effnet_bs64, essentia_msd_musicnn is present" in \
         prov["missing_families"]["classifiers"]
     # 3.5 s of audio: too short for the DFA (8.8 s), and no model head: absent, every source's reason listed.
     assert "danceability" not in info and "danceability_dfa" not in info
     assert prov["absent"]["danceability"].startswith("no source has a value: effnet_danceability: family classifiers")
     assert "danceability_dfa: too short (3.50 s < 8.8 s)" in prov["absent"]["danceability"]
+
+
+def test_info_provenance_stores_each_reason_once_and_every_absent_key_keeps_its_reason(workdir):
+    from mirflow.catalogue import load_catalogue
+    from mirflow.provenance import absent_reasons
+
+    path = workdir / "results" / BAND / f"{BAND}.INFO"
+    info = json.loads(path.read_text(encoding="utf-8"))
+    prov = info["_provenance"]
+    text = path.read_text(encoding="utf-8")
+    assert "models table above" not in text
+    for fam, why in prov["missing_families"].items():
+        assert text.count(why) == 1, (fam, why)   # once, not once per key
+    reasons = absent_reasons(prov)
+    cat = load_catalogue()
+    for fam in set(prov["families"]) | set(prov["missing_families"]):
+        for key in cat.keys_for_family(fam):
+            assert key in info or reasons.get(key), key
+    mix = prov["families"]["loudness"]["inputs"]["audio"]
+    assert mix.endswith(f"{BAND}/full_mix.flac") and prov["families"]["spectral"]["inputs"]["audio"] == mix
+    # Measured on the demo (20 s tracks, captions computed): ~65 KB before, see README "Measured".
+    assert path.stat().st_size < 25_000, path.stat().st_size
 
 
 def test_crops_have_their_own_values_boundaries_and_copied_keys_marked(workdir):

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .catalogue import Catalogue, load_catalogue
+from .provenance import absent_reasons
 
 #: Parameters of the report (JSON-able).
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -259,7 +260,7 @@ def completeness(records: list, failures: list[dict[str, str]], catalogue: Catal
             if key in catalogue:
                 computed.setdefault(catalogue.entry(key).family, "copied from the track")
         missing = prov.get("missing_families") or {}
-        absent = prov.get("absent") or {}
+        absent = absent_reasons(prov)
         failed = failed_by_track.get(rec.track_id, {})
         cells = {}
         for fam in set(computed) | set(missing) | set(failed):

@@ -36,6 +36,7 @@ import numpy as np
 
 from .catalogue import RESOLVED_FAMILY, Catalogue, load_catalogue
 from .jsonio import read_json, write_json_atomic, write_text_atomic
+from .provenance import absent_reason
 
 #: Parameters of the statistics (JSON-able).
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -387,8 +388,7 @@ def missing_reasons(records: list[InfoRecord], key: str) -> dict[str, int]:
     for rec in records:
         if key in rec.values:
             continue
-        absent = rec.provenance.get("absent") or {}
-        reasons[absent.get(key, "no reason recorded")] += 1
+        reasons[absent_reason(rec.provenance, key) or "no reason recorded"] += 1
     return dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
@@ -483,7 +483,7 @@ def summarise(records: list[InfoRecord], catalogue: Catalogue | None = None,
     for key in cat.keys():
         if key in table.columns:
             continue
-        reasons = Counter((rec.provenance.get("absent") or {}).get(key) for rec in records)
+        reasons = Counter(absent_reason(rec.provenance, key) for rec in records)
         reasons.pop(None, None)
         if reasons:
             absent_everywhere[key] = dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))

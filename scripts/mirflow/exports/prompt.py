@@ -32,6 +32,7 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
+from ..provenance import absent_reason
 from ..textnorm import normalize_text
 
 #: Parameters of prompt building (JSON-able). The Stable Audio and AudioCraft exports share them.
@@ -182,13 +183,13 @@ def why_missing(info: dict[str, Any], key: str, params: dict[str, Any]) -> str:
     """A short reason why a field is not available for ``info``."""
     if invalid_by_flag(info, key, params):
         return f"{key}: {params['validity_flags'][key]} = 0"
-    absent = (info.get("_provenance") or {}).get("absent") or {}
-    if key in absent:
-        return f"{key}: {absent[key]}"
+    prov = info.get("_provenance")
+    if (why := absent_reason(prov, key)) is not None:
+        return f"{key}: {why}"
     if key in params["label_fields"]:
         source = params["label_fields"][key]
-        if source in absent:
-            return f"{key}: {source}: {absent[source]}"
+        if (why := absent_reason(prov, source)) is not None:
+            return f"{key}: {source}: {why}"
         if source in info:
             return f"{key}: no {source} label with probability >= {params['label_threshold']}"
         return f"{key}: {source} not in the .INFO"
