@@ -67,7 +67,7 @@ def layout(tmp_path, monkeypatch):
                                                      str(quiet_audio): str(results / "quiet" / "quiet.INFO")},
                        inputs)
     config = results / "sat_config.json"
-    config.write_text(json.dumps({"index": "sat_index.json", "template": TEMPLATE,
+    config.write_text(json.dumps({"index": "sat_index.json", "template": TEMPLATE, "dropout": 0,
                                   "number_keys": ["bpm", "lufs"]}), encoding="utf-8")
     monkeypatch.setenv(sat.CONFIG_ENV, str(config))
     return {"track": track_audio, "weak": weak_audio, "quiet": quiet_audio, "crop": crop_audio,
@@ -158,9 +158,13 @@ def test_sat_config_rejects_unknown_keys_and_bad_templates(tmp_path):
 def test_sat_defaults_without_config(tmp_path, monkeypatch):
     monkeypatch.delenv(sat.CONFIG_ENV, raising=False)
     audio = _audio(tmp_path / "crops" / "x_1.flac")
-    _info_file(tmp_path / "crops" / "x_1.INFO", TRACK_INFO)
-    assert _load_like_sat()(_sat_info(audio), None) == {
-        "prompt": "Deep House, Techno, dark, energetic, synthesizer, drummachine, 124 BPM, A minor"}
+    _info_file(tmp_path / "crops" / "x_1.INFO", {**TRACK_INFO, "caption_feature_sentence": "A dark deep house track"})
+    full = "A dark deep house track. Deep House, Techno, dark, energetic, synthesizer, drummachine, 124 BPM, A minor"
+    assert sat.explain(str(audio))[0] == {"prompt": full}
+    # In training each sample draws which parts appear (default dropout 0.3), reproducibly.
+    draws = [_load_like_sat()({**_sat_info(audio), "seconds_start": t}, None)["prompt"] for t in range(40)]
+    assert draws == [_load_like_sat()({**_sat_info(audio), "seconds_start": t}, None)["prompt"] for t in range(40)]
+    assert full in draws and len(set(draws)) > 10
 
 
 def test_sat_check_command(layout, capsys):
@@ -236,3 +240,70 @@ def test_audiocraft_sidecars_beside_crops(layout):
     assert tuple(data) == MUSICINFO_FIELDS  # every field present: MusicDataset requires them by default
     assert data["name"] == "Song_1" and data["bpm"] == 123.6 and data["key"] == "C major"
     assert not (layout["track"].parent / "full_mix.json").exists()  # nothing written into the input folder
+
+
+# --------------------------------------------------------------------------- prompt dropout
+
+DROPOUT_INFO = {**TRACK_INFO, "caption_feature_sentence": "A dark deep house track at 124 BPM in A minor.",
+                "caption_feature_detailed": "Deep house with synthesizer. It is dark and energetic.",
+                "musicnn_tags": {"electronic": 0.8, "dance": 0.4}}
+DROPOUT_PARTS = {"caption": ("A dark deep house track at 124 BPM in A minor.",
+                             "Deep house with synthesizer. It is dark and energetic."),
+                 "genres": ("Deep House, Techno",), "moods": ("dark, energetic",),
+                 "instruments": ("synthesizer, drummachine",), "tags": ("electronic, dance",),
+                 "bpm": ("124 BPM",), "key": ("A minor",)}
+
+
+def _parts_of(prompt: str) -> dict[str, str]:
+    """Which part of DROPOUT_PARTS each piece of a default-template prompt is (caption first, then ", " list)."""
+    found = {}
+    for caption in DROPOUT_PARTS["caption"]:
+        if prompt.startswith(caption):
+            found["caption"] = caption
+            prompt = prompt[len(caption):].strip()
+    for name, (text,) in [(k, v) for k, v in DROPOUT_PARTS.items() if k != "caption"]:
+        if prompt.startswith(text):
+            found[name] = text
+            prompt = prompt[len(text):].lstrip(", ")
+    assert prompt == "", f"unexplained rest {prompt!r}"  # nothing but the .INFO's own facts, in template order
+    return found
+
+
+def test_prompt_dropout_draws_each_fact_with_its_probability_and_never_invents_one():
+    from mirflow.exports.prompt import DEFAULT_PARAMS, sample_rng
+
+    n = 4000
+    seen = {name: 0 for name in DROPOUT_PARTS}
+    captions = {text: 0 for text in DROPOUT_PARTS["caption"]}
+    for i in range(n):
+        prompt, reason = build_prompt(DROPOUT_INFO, {"dropout": 0.3}, sample_rng(7, f"track_{i}.flac", 0.0))
+        assert reason is None and prompt
+        for name, text in _parts_of(prompt).items():
+            seen[name] += 1
+            if name == "caption":
+                captions[text] += 1
+    # Each part is kept with probability 0.7 (plus the rare all-dropped draw, 0.3^7, that keeps one): 4 sigma.
+    sigma = (0.7 * 0.3 / n) ** 0.5
+    for name, count in seen.items():
+        assert abs(count / n - 0.7) < 4 * sigma + 0.001, (name, count)
+    assert abs(captions[DROPOUT_PARTS["caption"][0]] / seen["caption"] - 0.5) < 0.05  # both captions, evenly
+    assert DEFAULT_PARAMS["dropout"] == 0.3
+    assert _parts_of(build_prompt(DROPOUT_INFO)[0]) == {k: v[0] for k, v in DROPOUT_PARTS.items()}  # no rng: all
+
+
+def test_prompt_dropout_is_reproducible_and_absent_facts_never_appear():
+    from mirflow.exports.prompt import sample_rng
+
+    sparse = {"bpm": 124.3, "bpm_is_defined": 0, "essentia_mood": {"dark": 0.9}, "_provenance": {}}
+    draws = [build_prompt(sparse, {"dropout": 0.5}, sample_rng(1, "a.flac", t))[0] for t in range(200)]
+    assert set(draws) == {"dark"}  # the only fact: never dropped to an empty prompt; the undefined tempo never
+    a = [build_prompt(DROPOUT_INFO, {}, sample_rng(3, "a.flac", t))[0] for t in range(50)]
+    assert a == [build_prompt(DROPOUT_INFO, {}, sample_rng(3, "a.flac", t))[0] for t in range(50)]
+    assert a != [build_prompt(DROPOUT_INFO, {}, sample_rng(4, "a.flac", t))[0] for t in range(50)]
+    # Per-field probabilities: the key always, the caption never.
+    for t in range(100):
+        prompt = build_prompt(DROPOUT_INFO, {"dropout": {"caption": 1.0, "key": 0.0, "default": 0.5}},
+                              sample_rng(0, "b.flac", t))[0]
+        assert prompt.endswith("A minor") and "caption" not in _parts_of(prompt)
+    with pytest.raises(TemplateError, match="probability"):
+        build_prompt(DROPOUT_INFO, {"dropout": 1.5}, sample_rng(0, "b.flac", 0))

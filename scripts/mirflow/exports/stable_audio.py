@@ -61,7 +61,10 @@ Check what SAT will get before training::
 
     python -m mirflow.exports.stable_audio --config sat_config.json /data/music
 
-prints the prompt and numbers (or the reason for rejection) of every audio file.
+prints the prompt and numbers (or the reason for rejection) of every audio file; ``--draws 5`` also
+prints five prompts as training draws them. In training each sample's prompt leaves optional parts out
+at random (``dropout``, seeded by ``seed``, the audio's ``relpath`` and the crop's ``seconds_start``;
+see :mod:`mirflow.exports.prompt`).
 
 The prompt is computed when SAT calls this module; ``pre_encode.py`` freezes it into the JSON
 beside each latent, so re-run pre-encoding after changing the template.
@@ -229,10 +232,14 @@ def find_info(audio_path: str, config: dict[str, Any], relpath: str | None = Non
     return None
 
 
-def explain(audio_path: str, config: dict[str, Any] | None = None, relpath: str | None = None
-            ) -> tuple[dict | None, str | None, str | None]:
-    """What SAT gets for one audio file: (values or None, reason when rejected, .INFO path used)."""
-    from .prompt import conditioning
+def explain(audio_path: str, config: dict[str, Any] | None = None, relpath: str | None = None,
+            start: float | None = None, dropout: bool = False) -> tuple[dict | None, str | None, str | None]:
+    """What SAT gets for one audio file: (values or None, reason when rejected, .INFO path used).
+
+    With ``dropout`` the prompt is the sample's draw (seeded by the config's ``seed``, ``relpath`` or the
+    path, and ``start`` in seconds), as in training; without, it has every available part.
+    """
+    from .prompt import conditioning, sample_rng
 
     config = config or load_config()
     info_path = find_info(audio_path, config, relpath)
@@ -242,27 +249,28 @@ def explain(audio_path: str, config: dict[str, Any] | None = None, relpath: str 
         stamp = _stamp(info_path)
     except OSError as err:
         return None, f"cannot read {info_path}: {err}", info_path
-    params = {k: v for k, v in config.items() if k != "index"}
-    params_key = json.dumps(params, sort_keys=True)
     cached = _result_cache.get(info_path)
-    if cached and cached[0] == (stamp, params_key):
-        values, reason = cached[1]["values"], cached[1]["reason"]
-        return values, reason, info_path
-    try:
-        with open(info_path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError) as err:
-        return None, f"unreadable .INFO {info_path}: {err}", info_path
-    if not isinstance(data, dict):
-        return None, f".INFO {info_path} is not a JSON object", info_path
-    values, reason = conditioning(data, params)
-    _result_cache[info_path] = ((stamp, params_key), {"values": values, "reason": reason})
+    if cached and cached[0] == stamp:
+        data = cached[1]
+    else:
+        try:
+            with open(info_path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError) as err:
+            return None, f"unreadable .INFO {info_path}: {err}", info_path
+        if not isinstance(data, dict):
+            return None, f".INFO {info_path} is not a JSON object", info_path
+        _result_cache[info_path] = (stamp, data)
+    params = {k: v for k, v in config.items() if k != "index"}
+    rng = sample_rng(params["seed"], relpath or audio_path, start) if dropout else None
+    values, reason = conditioning(data, params, rng)
     return values, reason, info_path
 
 
 def custom_metadata(info: dict) -> dict:
     """The dict SAT merges into ``info`` (see :func:`get_custom_metadata`)."""
-    values, reason, info_path = explain(info["path"], load_config(), info.get("relpath"))
+    values, reason, info_path = explain(info["path"], load_config(), info.get("relpath"),
+                                        info.get("seconds_start"), dropout=True)
     if values is None:
         if reason not in _reported_reasons:
             _reported_reasons.add(reason)
@@ -291,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Show the prompt and numbers SAT will get for each audio file.")
     parser.add_argument("paths", nargs="+", help="audio files or folders (as in the SAT dataset config)")
     parser.add_argument("--config", help=f"JSON configuration (default: ${CONFIG_ENV}, else built-in defaults)")
+    parser.add_argument("--draws", type=int, default=0, metavar="N",
+                        help="also print N prompts as training draws them (dropout), for crop starts 0, 1, ... s")
     args = parser.parse_args(argv)
     config = load_config(args.config)
     used = rejected = 0
@@ -302,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             used += 1
             print(f"OK      {path}: {json.dumps(values, ensure_ascii=False)}")
+            for start in range(args.draws):
+                drawn, _, _ = explain(path, config, relpath, float(start), dropout=True)
+                print(f"  draw  {json.dumps(drawn['prompt'], ensure_ascii=False)}")
     print(f"{used} used, {rejected} rejected")
     return 0
 
