@@ -73,6 +73,30 @@ def test_each_input_and_each_reason_is_stored_once():
     for fam, why in missing.items():
         for key in cat.keys_for_family(fam):
             assert reasons[key] == f"family {fam} not computed: {why}"
+    assert prov["families"]["loudness"]["params"] == {} and "mirflow_version" not in prov["families"]["loudness"]
     partials["multiband_rms"]["_meta"]["inputs"]["audio"] = {**mix, "quick_sha256": "cd"}
     with pytest.raises(MergeError, match="different contents"):
         merge_partials("t", partials, missing)
+
+
+def test_a_stem_twin_with_the_same_params_stores_them_once_and_the_info_layout_is_compact(tmp_path):
+    from mirflow.jsonio import read_json, write_json_atomic
+    from mirflow.merge import INFO_INLINE_FROM
+
+    params = {"block_s": 0.4, "gate": [-70, -10]}
+    partials = {"loudness": _partial("loudness", {"lufs": -14.0, "lra": 3.0}),
+                "loudness_stems": _partial("loudness_stems", {}, {k: "silent stem" for k in (
+                    "lufs_drums", "lra_drums", "lufs_bass", "lra_bass", "lufs_other", "lra_other", "lufs_vocals",
+                    "lra_vocals")})}
+    for p in partials.values():
+        p["_meta"]["params"] = params
+    info = merge_partials("t", partials, {})
+    fams = info["_provenance"]["families"]
+    assert fams["loudness"]["params"] == params
+    assert fams["loudness_stems"]["params_same_as"] == "loudness" and "params" not in fams["loudness_stems"]
+    path = tmp_path / "t.INFO"
+    write_json_atomic(path, info, inline_from=INFO_INLINE_FROM)
+    assert read_json(path) == info
+    text = path.read_text(encoding="utf-8")
+    assert '      "params": {"block_s": 0.4, "gate": [-70, -10]},\n' in text  # a family's params on one line
+    assert text.startswith('{\n  "lra": 3.0,\n  "lufs": -14.0,\n  "_provenance": {\n')

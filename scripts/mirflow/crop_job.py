@@ -19,6 +19,7 @@ from .audio import AudioSignal
 from .catalogue import load_catalogue
 from .crops import apply_fades, plan_crops, slice_grid
 from .jsonio import write_json_atomic
+from .merge import INFO_INLINE_FROM
 from .provenance import absent_reasons
 from .registry import FAMILIES, STEM_NAMES
 from .resolved import resolve_keys
@@ -192,7 +193,7 @@ def make_crops(track_id: str, name: str, mix: AudioSignal, stems: dict[str, Audi
             "resolved": resolved_provenance, "warnings": warnings,
             "wall_time_s": round(time.perf_counter() - started, 3),
         }
-        write_json_atomic(out / f"{stem_name}.INFO", info)
+        write_json_atomic(out / f"{stem_name}.INFO", info, inline_from=INFO_INLINE_FROM)
         from .exports.audiocraft import write_musicinfo_sidecar
 
         write_musicinfo_sidecar(audio_path, info, export_params)  # AudioCraft's <audio stem>.json

@@ -2,7 +2,8 @@
 
 The .INFO is a flat JSON object of every feature key plus one ``_provenance``
 object: every input file once (size, quick hash, audio facts); per family its
-version, parameters, libraries, inputs (by path) and timing (the family's full
+version, parameters (a ``_stems`` twin configured like its full-mix family says
+``params_same_as``), libraries, inputs (by path) and timing (the family's full
 ``_meta``, with its ``details``, stays in ``features/<family>.json``); which
 families are missing and why, with their keys (each reason stored once, see
 :mod:`mirflow.provenance`); why each other absent key is absent; and
@@ -22,6 +23,10 @@ from .jsonio import read_json, write_json_atomic
 from .provenance import absent_reasons, shared_inputs, split_missing_family_keys
 from .resolved import resolve_keys
 from .runner import job_logging
+
+
+#: .INFO layout: objects 4 levels deep (e.g. one family's params) on one line; see jsonio.dumps_strict.
+INFO_INLINE_FROM = 4
 
 
 class MergeError(MirflowError):
@@ -102,6 +107,13 @@ def merge_partials(track_id: str, partials: dict[str, dict[str, Any]], missing: 
         families, inputs = shared_inputs(families)
     except ValueError as err:
         raise MergeError(str(err)) from err
+    for fam, meta in families.items():
+        if meta.get("mirflow_version") == __version__:
+            del meta["mirflow_version"]  # the .INFO's own mirflow_version says it
+        twin = fam[:-len("_stems")] if fam.endswith("_stems") else None
+        if twin in families and "params" in meta and meta["params"] == families[twin].get("params"):
+            meta["params_same_as"] = twin  # a stem twin configured like its full-mix family: params stored once
+            del meta["params"]
     provenance = {
         "track_id": track_id,
         "mirflow_version": __version__,
@@ -124,7 +136,7 @@ def run_merge_job(smk) -> None:
         partials = {name: read_json(path) for name, path in smk.input.items() if name != "catalogue"}
         info = merge_partials(track, partials, dict(smk.params.missing),
                               resolved_sources={k: list(v) for k, v in smk.params.resolved.items()})
-        write_json_atomic(smk.output[0], info)
+        write_json_atomic(smk.output[0], info, inline_from=INFO_INLINE_FROM)
         prov = info["_provenance"]
         logger.info("wrote %s: %d keys, %d absent, %d warnings, missing families: %s", smk.output[0],
                     len(info) - 1, len(absent_reasons(prov)), len(prov["warnings"]),
