@@ -307,3 +307,23 @@ def test_prompt_dropout_is_reproducible_and_absent_facts_never_appear():
         assert prompt.endswith("A minor") and "caption" not in _parts_of(prompt)
     with pytest.raises(TemplateError, match="probability"):
         build_prompt(DROPOUT_INFO, {"dropout": 1.5}, sample_rng(0, "b.flac", 0))
+
+
+def test_audiocraft_manifest_lists_exactly_the_files_with_a_sidecar(layout, tmp_path):
+    import gzip
+
+    from mirflow.exports.audiocraft import main as audiocraft_main
+
+    results = layout["results"]
+    out = results / "audiocraft" / "data.jsonl.gz"
+    assert audiocraft_main([str(results), "--manifest", str(out)]) == 0
+    with gzip.open(out, "rt", encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle]
+    # The crop mix (it has Song_1.json); not its stem Song_1_drums.flac, not the input tracks (no sidecar).
+    assert rows == [{"path": str(layout["crop"].resolve()), "duration": 0.1, "sample_rate": 44100,
+                     "amplitude": None, "weight": None, "info_path": None}]
+    # AudioCraft's AudioMeta fields, in its order (audiocraft/data/audio_dataset.py).
+    assert list(rows[0]) == ["path", "duration", "sample_rate", "amplitude", "weight", "info_path"]
+    first = out.read_bytes()
+    audiocraft_main([str(results), "--manifest", str(out)])
+    assert out.read_bytes() == first  # reproducible: no timestamp in the gzip header

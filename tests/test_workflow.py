@@ -33,8 +33,8 @@ NEED_MISSING_MODELS = {"drums", "aesthetics", "classifiers", "captions_flamingo"
 WITH_STEMS = set(FAMILIES) - NEED_MISSING_MODELS
 MIX_ONLY = {n for n in WITH_STEMS if not FAMILIES[n].needs_stems}
 # Steps that rerun after any track's .INFO changes: its crops and the corpus-level outputs.
-AFTER_INFO = {"merge_info", "crops", "corpus_report", "training_exports"}
-CORPUS_OUTPUTS = ("results/stats/", "results/sat_")
+AFTER_INFO = {"merge_info", "crops", "corpus_report", "training_exports", "audiocraft_manifest"}
+CORPUS_OUTPUTS = ("results/stats/", "results/sat_", "results/audiocraft/")
 
 
 def _tone_mix(seconds=3.5, seed=0):
@@ -334,3 +334,23 @@ def test_sat_exports_survive_moving_the_music_and_the_results(workdir, tmp_path)
         assert "no .INFO found" not in line, line
     # The provided stems are audio files of the music folder without a .INFO of their own: rejected.
     assert "no .INFO found" in lines[str(moved / "music" / BAND / "drums.flac")]
+
+
+def test_audiocraft_manifest_holds_the_crop_mixes_with_sidecars_and_no_stems(workdir):
+    import gzip
+
+    with gzip.open(workdir / "results" / "audiocraft" / "data.jsonl.gz", "rt", encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle]
+    expected = []
+    for track in (BAND, LOOSE):
+        crops = workdir / "results" / track / "crops"
+        for crop in json.loads((crops / "crops.json").read_text())["crops"]:
+            audio = crops / crop["audio"]
+            assert audio.with_suffix(".json").is_file()  # its MusicInfo sidecar
+            expected.append(str(audio.resolve()))
+            assert bool(crop["stems"]) == (track == BAND)  # the band's crop stems exist and must not be listed
+    assert [r["path"] for r in rows] == sorted(expected) and expected
+    for row in rows:
+        info = sf.info(row["path"])
+        assert row["sample_rate"] == info.samplerate == SR
+        assert row["duration"] == pytest.approx(info.frames / info.samplerate)

@@ -83,6 +83,18 @@ def corpus_report_job(smk) -> None:
             logger.info("%s: %s", kind, written)
 
 
+def audiocraft_manifest_job(smk) -> None:
+    """AudioCraft's manifest of every crop mix with a MusicInfo sidecar (``<results>/audiocraft/data.jsonl.gz``)."""
+    from pathlib import Path
+
+    from .exports.audiocraft import manifest_entries, write_manifest
+
+    with job_logging(smk.log[0], "(corpus)", "audiocraft_manifest") as logger:
+        rows = manifest_entries(Path(smk.output[0]).parent.parent)
+        write_manifest(smk.output[0], rows)
+        logger.info("AudioCraft manifest: %d crop(s), %.1f s of audio", len(rows), sum(r["duration"] for r in rows))
+
+
 def training_exports_job(smk) -> None:
     """``sat_index.json`` + ``sat_config.json`` for Stable Audio Tools (every track's audio -> its .INFO)."""
     import json

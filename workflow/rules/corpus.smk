@@ -1,5 +1,5 @@
-# Corpus-level outputs: statistics and the HTML report over every .INFO (tracks and crops), and the index that
-# lets the Stable Audio Tools metadata module find each track's .INFO.
+# Corpus-level outputs: statistics and the HTML report over every .INFO (tracks and crops), the index that
+# lets the Stable Audio Tools metadata module find each track's .INFO, and AudioCraft's manifest of the crops.
 
 
 rule corpus_report:
@@ -40,3 +40,16 @@ rule training_exports:
         "../../envs/mirflow.yaml"
     script:
         "../../scripts/rule_training_exports.py"
+
+
+rule audiocraft_manifest:
+    input:
+        all_crop_dirs(),
+    output:
+        f"{RESULTS}/audiocraft/data.jsonl.gz",
+    log:
+        f"{RESULTS}/logs/audiocraft_manifest.log",
+    conda:
+        "../../envs/mirflow.yaml"
+    script:
+        "../../scripts/rule_audiocraft_manifest.py"
