@@ -327,3 +327,21 @@ def test_audiocraft_manifest_lists_exactly_the_files_with_a_sidecar(layout, tmp_
     first = out.read_bytes()
     audiocraft_main([str(results), "--manifest", str(out)])
     assert out.read_bytes() == first  # reproducible: no timestamp in the gzip header
+
+
+def test_one_label_ranking_for_classifiers_caption_facts_and_prompts():
+    """Equal probabilities (e.g. after rounding) rank alphabetically wherever labels are ranked."""
+    import numpy as np
+
+    from mirflow.captions.facts import top_labels as fact_labels
+    from mirflow.classifiers import top_labels as head_labels
+    from mirflow.labels import rank_labels
+
+    names = ["Rock---Punk", "Electronic---Techno", "Electronic---House", "Jazz---Swing"]
+    probs = [0.3, 0.5, 0.5, 0.05]
+    stored = head_labels(np.array(probs), names, 0.1, 10, 4)
+    assert list(stored) == ["Electronic---House", "Electronic---Techno", "Rock---Punk"]  # not model output order
+    assert [label for label, _ in fact_labels(stored, 0.1, 3)] == list(stored)
+    assert top_labels(stored, 0.1, 3, style="full") == ["Electronic - House", "Electronic - Techno", "Rock - Punk"]
+    assert rank_labels({"non_happy": 0.9, "happy": 0.2, "x": float("nan"), "y": True}, 0.1, 5,
+                       drop_negative=True) == [("happy", 0.2)]

@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..labels import is_negative_label, rank_labels
 
 #: Thresholds and counts of the fact rules (module docstring). JSON-able.
 FACT_PARAMS: dict[str, Any] = {
@@ -302,14 +303,9 @@ def genre_parents(label: str) -> list[str]:
     return [p.strip().lower() for p in re.split(r"[/,&]", parent) if p.strip()]
 
 
-def _is_negative_label(label: str) -> bool:
-    return bool(re.match(r"^(non|not|no)[ _-]", label.strip().lower()))
-
-
 def top_labels(probabilities: Mapping[str, float], min_p: float, top_n: int) -> list[tuple[str, float]]:
-    """Labels with p >= ``min_p``, best first (ties by label), at most ``top_n``, negatives dropped."""
-    kept = [(label, p) for label, p in probabilities.items() if p >= min_p and not _is_negative_label(label)]
-    return sorted(kept, key=lambda item: (-item[1], item[0]))[:top_n]
+    """Labels with p >= ``min_p``, at most ``top_n``, negatives dropped, ranked by :func:`mirflow.labels.rank_labels`."""
+    return rank_labels(probabilities, min_p, top_n, drop_negative=True)
 
 
 def _dedupe(words: list[str]) -> tuple[str, ...]:
@@ -380,13 +376,13 @@ def build_facts(features: Mapping[str, Any], params: Mapping[str, Any] | None = 
         sources["genre"] = "essentia_genre"
 
     mood_probs = _label_probabilities(features, "essentia_mood")
-    vocab["mood"] |= {clean_label(label) for label in mood_probs if not _is_negative_label(label)}
+    vocab["mood"] |= {clean_label(label) for label in mood_probs if not is_negative_label(label)}
     moods = _dedupe([clean_label(label) for label, _ in top_labels(mood_probs, p["mood_min_p"], p["mood_top_n"])])
     if moods:
         sources["mood"] = "essentia_mood"
 
     inst_probs = _label_probabilities(features, "essentia_instrument")
-    vocab["instrument"] |= {clean_label(label) for label in inst_probs if not _is_negative_label(label)}
+    vocab["instrument"] |= {clean_label(label) for label in inst_probs if not is_negative_label(label)}
     instruments = _dedupe([clean_label(label) for label, _ in
                            top_labels(inst_probs, p["instrument_min_p"], p["instrument_top_n"])])
     if instruments:

@@ -44,6 +44,7 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
+from ..labels import rank_labels
 from ..provenance import absent_reason
 from ..textnorm import normalize_text
 
@@ -138,17 +139,15 @@ def parse_template(template: str) -> list[Segment]:
 
 def top_labels(labels: Any, threshold: float, max_labels: int, style: str = "leaf",
                parent_separator: str = "---") -> list[str]:
-    """Labels of a ``{label: probability}`` dict with probability >= ``threshold``, most probable first.
+    """Labels of a ``{label: probability}`` dict with probability >= ``threshold``, ranked by
+    :func:`mirflow.labels.rank_labels` (most probable first, ties alphabetical), then named by ``style``.
 
-    Ties keep alphabetical order. Non-dict input or non-numeric probabilities give ``[]``.
+    Non-dict input gives ``[]``; non-numeric probabilities are ignored.
     """
     if not isinstance(labels, dict):
         return []
-    scored = [(float(p), str(label)) for label, p in labels.items()
-              if isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) and p >= threshold]
-    scored.sort(key=lambda item: (-item[0], item[1]))
     out = []
-    for _, label in scored[:max_labels]:
+    for label, _ in rank_labels(labels, threshold, max_labels):
         if parent_separator and parent_separator in label:
             parts = [p.strip() for p in label.split(parent_separator) if p.strip()]
             label = parts[-1] if style == "leaf" else " - ".join(parts)
