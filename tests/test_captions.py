@@ -391,3 +391,12 @@ def test_a_rewrite_may_name_only_the_notes_of_its_source_key_or_notes():
     allowed = allowed_from_text("A calm piece in Eb major with a pedal note on G.")
     assert verify_caption("A calm Eb major piece over a G pedal.", allowed) == []
     assert any("'F#'" in p for p in verify_caption("A calm Eb major piece over an F# pedal.", allowed))
+
+
+def test_caption_prompts_use_the_export_template_language():
+    # Optional parts as in the SAT/AudioCraft templates: left out when their placeholder has no value.
+    assert render_prompt("Tempo: {bpm}.[ Key: {key}.][ Moods: {moods}.] [[x]]", {"bpm": 120.0, "bpm_is_defined": 1}) \
+        == "Tempo: 120 BPM. [x]"
+    assert render_prompt("[Key: {key}. ]Genres: {genres}.", {"key": "A minor"}) == "Key: A minor. Genres: unknown."
+    with pytest.raises(ConfigError, match="nested"):
+        render_prompt("[a [{key}]]", TRACK)

@@ -59,6 +59,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..labels import is_negative_label, rank_labels
+from ..templates import TemplateError, parse_template
 
 #: Thresholds and counts of the fact rules (module docstring). JSON-able.
 FACT_PARAMS: dict[str, Any] = {
@@ -813,41 +814,42 @@ UNKNOWN = "unknown"
 
 
 def placeholders_in(template: str) -> list[str]:
-    """Names of the ``{placeholders}`` in ``template``.
+    """Names of the ``{placeholders}`` in ``template`` (the template language of :mod:`mirflow.templates`).
 
     Raises
     ------
     ConfigError
         On an unknown name, a positional ``{}``, attribute/index access, a
-        conversion or a format spec, or unbalanced braces.
+        conversion or a format spec, unbalanced braces or brackets.
     """
-    names = []
     try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as err:
-        raise ConfigError(f"prompt template {template!r} has unbalanced braces ({err}).",
-                          "write literal braces as {{ and }}.") from err
-    for _, name, spec, conversion in parsed:
-        if name is None:
-            continue
-        if name not in PROMPT_PLACEHOLDERS or spec or conversion:
-            raise ConfigError(
-                f"prompt template {template!r} uses the placeholder {{{name}{'!' + conversion if conversion else ''}"
-                f"{':' + spec if spec else ''}}}, which is not one of {sorted(PROMPT_PLACEHOLDERS)}.",
-                "use one of those names without a format spec, or write literal braces as {{ and }}.")
-        names.append(name)
+        segments = parse_template(template)
+    except TemplateError as err:
+        raise ConfigError(f"prompt template {template!r}: {err}.",
+                          "write literal braces as {{ and }} and literal brackets as [[ and ]].") from err
+    names = []
+    for segment in segments:
+        for _, name, spec, conversion in string.Formatter().parse(segment.text):
+            if name is None:
+                continue
+            if name not in PROMPT_PLACEHOLDERS or spec or conversion:
+                raise ConfigError(
+                    f"prompt template {template!r} uses the placeholder {{{name}{'!' + conversion if conversion else ''}"
+                    f"{':' + spec if spec else ''}}}, which is not one of {sorted(PROMPT_PLACEHOLDERS)}.",
+                    "use one of those names without a format spec, or write literal braces as {{ and }}.")
+            names.append(name)
     return names
 
 
 def render_prompt(template: str, features: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> str:
     """Fill a prompt template's feature placeholders.
 
-    Each ``{name}`` of :data:`PROMPT_PLACEHOLDERS` is replaced by its
-    rendering of ``features``; a placeholder whose feature is missing (or not
-    trustworthy, like a tempo with ``bpm_is_defined`` 0... which renders "no
-    steady beat") renders as the word ``unknown``, so write templates that
-    read well either way ("Estimated tempo: {bpm}."). ``{{`` and ``}}`` are
-    literal braces.
+    The template language is the one of the training exports (:mod:`mirflow.templates`): a part in
+    ``[...]`` is left out when one of its placeholders has no value ("[ Key: {key}.]"); a placeholder
+    outside brackets whose feature is missing (or not trustworthy, like a tempo with
+    ``bpm_is_defined`` 0... which renders "no steady beat") renders as the word ``unknown``, so write
+    templates that read well either way ("Estimated tempo: {bpm}."). ``{{``/``}}`` and ``[[``/``]]``
+    are literal braces and brackets.
 
     Parameters
     ----------
@@ -861,11 +863,17 @@ def render_prompt(template: str, features: Mapping[str, Any], params: Mapping[st
     Raises
     ------
     ConfigError
-        On an unknown placeholder (see :func:`placeholders_in`).
+        On an unknown placeholder or a malformed template (see :func:`placeholders_in`).
     """
     p = {**FACT_PARAMS, **(params or {})}
-    values = {}
-    for name in placeholders_in(template):
-        rendered = PROMPT_PLACEHOLDERS[name][0](features, p)
-        values[name] = rendered if rendered else UNKNOWN
-    return template.format(**values)
+    placeholders_in(template)
+    values: dict[str, str | None] = {}
+    out = []
+    for segment in parse_template(template):
+        for name in segment.fields:
+            if name not in values:
+                values[name] = PROMPT_PLACEHOLDERS[name][0](features, p) or None
+        if segment.optional and any(values[name] is None for name in segment.fields):
+            continue
+        out.append(segment.text.format(**{name: values[name] or UNKNOWN for name in segment.fields}))
+    return "".join(out)

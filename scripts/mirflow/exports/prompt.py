@@ -1,6 +1,6 @@
 """Prompt templates and conditioning values built from one ``.INFO``.
 
-Template syntax (a Python format string with optional parts)::
+Template syntax (:mod:`mirflow.templates`, shared with the caption prompts)::
 
     "[{genres}, ][{moods}, ]{bpm:.0f} BPM[, {key}]"
 
@@ -39,13 +39,11 @@ from __future__ import annotations
 
 import math
 import random
-import re
-import string
-from dataclasses import dataclass
 from typing import Any
 
 from ..labels import rank_labels
 from ..provenance import absent_reason
+from ..templates import Segment, TemplateError, parse_template  # noqa: F401 - part of this module's API
 from ..textnorm import normalize_text
 
 #: Parameters of prompt building (JSON-able). The Stable Audio and AudioCraft exports share them.
@@ -65,77 +63,6 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "label_parent_separator": "---",
     "drop_non_ascii": False,      # see mirflow.textnorm
 }
-
-_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class TemplateError(ValueError):
-    """The prompt template is malformed or a field cannot be formatted with its spec."""
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One part of a template: format text, whether it is optional, and the fields it uses."""
-
-    text: str
-    optional: bool
-    fields: tuple[str, ...]
-
-
-def _segment(text: str, optional: bool) -> Segment:
-    try:
-        parsed = list(string.Formatter().parse(text))
-    except ValueError as err:
-        raise TemplateError(f"bad braces in template part {text!r}: {err}") from None
-    names = []
-    for _literal, name, _spec, _conv in parsed:
-        if name is None:
-            continue
-        if not _FIELD_NAME.match(name):
-            raise TemplateError(f"template field {{{name}}} must be a plain key name (letters, digits, _)")
-        names.append(name)
-    return Segment(text, optional, tuple(names))
-
-
-def parse_template(template: str) -> list[Segment]:
-    """Split a template into required and optional (``[...]``) segments.
-
-    Raises
-    ------
-    TemplateError
-        On nested or unbalanced brackets, bad braces, or a field that is not a plain name.
-    """
-    segments: list[Segment] = []
-    buf: list[str] = []
-    optional = False
-    i = 0
-    while i < len(template):
-        c = template[i]
-        if c in "[]" and template[i + 1:i + 2] == c:
-            buf.append(c)
-            i += 2
-            continue
-        if c == "[":
-            if optional:
-                raise TemplateError(f"nested '[' at position {i} in template {template!r}")
-            if buf:
-                segments.append(_segment("".join(buf), False))
-            buf, optional = [], True
-        elif c == "]":
-            if not optional:
-                raise TemplateError(f"']' without '[' at position {i} in template {template!r}")
-            if buf:
-                segments.append(_segment("".join(buf), True))
-            buf, optional = [], False
-        else:
-            buf.append(c)
-        i += 1
-    if optional:
-        raise TemplateError(f"unclosed '[' in template {template!r}")
-    if buf:
-        segments.append(_segment("".join(buf), False))
-    return segments
-
 
 def top_labels(labels: Any, threshold: float, max_labels: int, style: str = "leaf",
                parent_separator: str = "---") -> list[str]:
