@@ -24,7 +24,6 @@ from .provenance import absent_reasons, shared_inputs, split_missing_family_keys
 from .resolved import resolve_keys
 from .runner import job_logging
 
-
 #: .INFO layout: objects 4 levels deep (e.g. one family's params) on one line; see jsonio.dumps_strict.
 INFO_INLINE_FROM = 4
 

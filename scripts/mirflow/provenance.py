@@ -9,7 +9,8 @@ imports it inside its data-loader workers.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
 def absent_reasons(provenance: Mapping[str, Any] | None) -> dict[str, str]:

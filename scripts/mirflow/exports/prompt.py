@@ -43,7 +43,7 @@ from typing import Any
 
 from ..labels import rank_labels
 from ..provenance import absent_reason
-from ..templates import Segment, TemplateError, parse_template  # noqa: F401 - part of this module's API
+from ..templates import Segment, TemplateError, parse_template  # re-exported: part of this API
 from ..textnorm import normalize_text
 
 #: Parameters of prompt building (JSON-able). The Stable Audio and AudioCraft exports share them.

@@ -100,7 +100,7 @@ def _implementation():
     return stable_audio
 
 
-def get_custom_metadata(info: dict, audio: Any) -> dict:  # noqa: ARG001 - SAT's signature
+def get_custom_metadata(info: dict, audio: Any) -> dict:
     """SAT entry point: ``{"prompt": ..., numbers...}`` or ``{"__reject__": True}``."""
     return _implementation().custom_metadata(info)
 
