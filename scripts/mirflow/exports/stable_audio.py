@@ -260,6 +260,11 @@ def explain(audio_path: str, config: dict[str, Any] | None = None, relpath: str 
             return None, f"unreadable .INFO {info_path}: {err}", info_path
         if not isinstance(data, dict):
             return None, f".INFO {info_path} is not a JSON object", info_path
+        # Each data-loader worker keeps every .INFO it has seen: only the values and the reasons of absent keys.
+        prov = data.get("_provenance")
+        if isinstance(prov, dict):
+            data["_provenance"] = {k: prov[k] for k in ("absent", "missing_families", "missing_family_keys")
+                                   if k in prov}
         _result_cache[info_path] = (stamp, data)
     params = {k: v for k, v in config.items() if k != "index"}
     rng = sample_rng(params["seed"], relpath or audio_path, start) if dropout else None
