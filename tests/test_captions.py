@@ -347,3 +347,56 @@ def test_real_model_reruns_are_identical(smol, first_run):
     assert again.values == first_run.values
     strip = lambda meta: {k: {f: v for f, v in r.items() if f != "seconds"} for k, r in meta["captions"].items()}
     assert strip(again.meta) == strip(first_run.meta)
+
+
+# ------------------------------------------------------------------ note names and chords against the key
+
+def test_key_scales_are_the_diatonic_pitch_classes():
+    from mirflow.captions.facts import key_pitch_classes
+    assert key_pitch_classes(parse_key("Eb major")) == {3, 5, 7, 8, 10, 0, 2}          # Eb F G Ab Bb C D
+    # A minor: natural minor A B C D E F G plus the raised 6th and 7th (F#, G#) of melodic/harmonic minor
+    assert key_pitch_classes(parse_key("A minor")) == {9, 11, 0, 2, 4, 5, 7, 6, 8}
+
+
+def test_note_mentions_read_notes_and_chords_but_not_the_article_or_keys():
+    from mirflow.captions.facts import note_mentions
+    found = note_mentions("A bright mix of F# and A over Cmaj7, Bdim and E-flat, in A minor.")
+    assert [(w, sorted(pcs)) for w, pcs in found] == [
+        ("F#", [6]), ("A", [9]), ("Cmaj7", [0, 4, 7, 11]), ("Bdim", [2, 5, 11]), ("E-flat", [3])]
+    assert note_mentions("A sharp synth lead and a minimal beat in Am.") == []
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("A bright mix of F# and A.", "'F#', which is outside the track's key"),
+    ("A warm Eb major groove over a D major chord progression with B and Db.", "'B', which is outside"),
+    ("A warm groove in Eb major that lands on a Gm7 then Bbsus4 and a borrowed Cb chord.", "'Cb'"),
+    ("A warm groove in Eb major that lands on E7.", "'E7'"),
+])
+def test_notes_and_chords_outside_the_key_are_rejected(text, problem):
+    allowed = allowed_from_facts(build_facts({"key": "Eb major"}), require_core=False)
+    problems = verify_caption(text, allowed)
+    assert any(problem in p for p in problems), problems
+
+
+def test_diatonic_notes_and_chords_pass_and_no_key_admits_no_note():
+    eb = allowed_from_facts(build_facts({"key": "Eb major"}), require_core=False)
+    assert verify_caption("A groove in Eb major moving from Cm7 to Ab and Bb7, with a G pedal.", eb) == []
+    a_minor = allowed_from_facts(build_facts({"key": "A minor"}), require_core=False)
+    assert verify_caption("A pulse in A minor resolving from E to Am.", a_minor) == []  # V of minor is major
+    assert "'F#', but no key is known" in verify_caption("A bright mix of F# and A.", allowed_from_facts(
+        build_facts({"essentia_genre": {"Electronic---Techno": 0.9}}), require_core=False))[0]
+
+
+def test_a_rewrite_may_name_only_the_notes_of_its_source_key_or_notes():
+    allowed = allowed_from_text("A calm piece in Eb major with a pedal note on G.")
+    assert verify_caption("A calm Eb major piece over a G pedal.", allowed) == []
+    assert any("'F#'" in p for p in verify_caption("A calm Eb major piece over an F# pedal.", allowed))
+
+
+def test_caption_prompts_use_the_export_template_language():
+    # Optional parts as in the SAT/AudioCraft templates: left out when their placeholder has no value.
+    assert render_prompt("Tempo: {bpm}.[ Key: {key}.][ Moods: {moods}.] [[x]]", {"bpm": 120.0, "bpm_is_defined": 1}) \
+        == "Tempo: 120 BPM. [x]"
+    assert render_prompt("[Key: {key}. ]Genres: {genres}.", {"key": "A minor"}) == "Key: A minor. Genres: unknown."
+    with pytest.raises(ConfigError, match="nested"):
+        render_prompt("[a [{key}]]", TRACK)

@@ -153,3 +153,87 @@ def test_completeness_of_crops(tmp_path):
     assert rows[0]["track"] == "t0 #2"
     assert rows[0]["cells"]["drums"] == ("ok", "copied from the track")
     assert rows[0]["cells"]["loudness"] == ("partial", "1 of 2 keys absent: lra: too short")
+
+
+# ------------------------------------------------------------------ issue 16: lists, text, legend, totals, timing
+
+@pytest.fixture
+def rich_corpus(tmp_path):
+    """Two tracks with durations, codecs, captions and beat lists, plus the partial JSONs' wall times."""
+    import json
+
+    caption = "A dark techno track at {} BPM in A minor with a driving drum machine."
+    for i, (codec, duration) in enumerate([("flac", 3600.0), ("mp3", 125.5)]):
+        write_info(tmp_path, f"t{i}", {"bpm": 120.0 + i, "lufs": -10.0 - i, "duration_s": duration, "codec": codec,
+                                       "caption_feature_sentence": caption.format(120 + i),
+                                       "beats": [0.5 * k for k in range(4 + 2 * i)]})
+        feats = tmp_path / f"t{i}" / "features"
+        feats.mkdir()
+        for fam, seconds in (("rhythm", 10.0 + i), ("timbral", 100.0 + 50 * i)):
+            (feats / f"{fam}.json").write_text(json.dumps({"_meta": {"family": fam, "wall_time_s": seconds}}))
+    return tmp_path
+
+
+def test_lists_of_times_and_free_text_are_not_charted_as_categories(rich_corpus):
+    html_text, _, _ = _render(rich_corpus)
+    labels = [s.get("aria-label") for s in _svgs(html_text)]
+    assert "beats" not in labels and "caption_feature_sentence" not in labels
+    assert "codec" in labels  # a short label-like string is still a category
+    assert "<td><code>beats</code></td><td class='n'>2</td><td class='n'>4</td><td class='n'>5</td>" \
+           "<td class='n'>6</td>" in html_text  # files, min / median / max values per file
+    assert "<li><code>caption_feature_sentence</code> (2 distinct in 2 files, median 15 words): <q>A dark" in html_text
+    summary = summarise(load_records(rich_corpus)[0])
+    assert summary["categorical"]["beats"]["type"] == "number_list" and summary["categorical"]["beats"]["counts"] == {}
+    assert summary["categorical"]["caption_feature_sentence"]["type"] == "text"
+
+
+def test_every_cell_state_has_a_legend_entry(corpus):
+    html_text, _, _ = _render(corpus)
+    legend = re.search(r'<p class="legend">(.*?)</p>', html_text).group(1)
+    from mirflow.report import _STATE_MARK
+    for state, mark in _STATE_MARK.items():
+        assert f'<span class="{state}">{mark} ' in legend, state
+
+
+def test_total_duration_formats_and_timing_table(rich_corpus):
+    from mirflow.stats import audio_totals, family_timing, write_outputs
+
+    records, _ = load_records(rich_corpus)
+    assert audio_totals(records) == {"duration_s": 3725.5, "files_with_duration": 2, "formats": {"flac": 1, "mp3": 1}}
+    timing = family_timing(rich_corpus)
+    assert timing == {"total_s": 271.0, "families": {
+        "timbral": {"jobs": 2, "total_s": 250.0, "mean_s": 125.0, "max_s": 150.0, "slowest": "t1"},
+        "rhythm": {"jobs": 2, "total_s": 21.0, "mean_s": 10.5, "max_s": 11.0, "slowest": "t1"}}}
+    html_text = (rich_corpus / "stats" / "report_tracks.html")
+    write_outputs(rich_corpus)
+    html_text = html_text.read_text(encoding="utf-8")
+    assert '<div class="v">1 h 02 min</div><div class="k">of audio in 2 file(s)</div>' in html_text
+    assert "Source formats (codec of the input file): flac 1, mp3 1" in html_text
+    assert ("<tr><td><code>timbral</code></td><td class='n'>2</td><td class='n'>4 min 10 s</td>"
+            "<td class='n'>92.3 %</td><td class='n'>125.0</td><td class='n'>150.0</td><td>t1</td></tr>") in html_text
+    assert '<section id="timing">' in html_text
+
+
+def test_report_renders_in_headless_chromium(rich_corpus, tmp_path):
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no chromium on PATH (apt-get install chromium) to render the report in a real browser")
+    from mirflow.stats import write_outputs
+
+    html_path = write_outputs(rich_corpus)["html"]
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([browser, *flags, "--dump-dom", f"file://{html_path}"], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    # What the browser parsed (not the source text): every section, the timing table, no charted captions.
+    for anchor in ("overview", "timing", "completeness", "tempo-key", "categories", "features"):
+        assert f'<section id="{anchor}">' in dom, anchor
+    assert "4 min 10 s" in dom and 'aria-label="caption_feature_sentence"' not in dom
+    shot = tmp_path / "report.png"
+    subprocess.run([browser, *flags, "--window-size=1280,1600", f"--screenshot={shot}", f"file://{html_path}"],
+                   capture_output=True, timeout=120, check=True)
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(png[16:20], "big") == 1280 and len(png) > 20_000

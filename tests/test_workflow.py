@@ -33,8 +33,8 @@ NEED_MISSING_MODELS = {"drums", "aesthetics", "classifiers", "captions_flamingo"
 WITH_STEMS = set(FAMILIES) - NEED_MISSING_MODELS
 MIX_ONLY = {n for n in WITH_STEMS if not FAMILIES[n].needs_stems}
 # Steps that rerun after any track's .INFO changes: its crops and the corpus-level outputs.
-AFTER_INFO = {"merge_info", "crops", "corpus_report", "training_exports"}
-CORPUS_OUTPUTS = ("results/stats/", "results/sat_")
+AFTER_INFO = {"merge_info", "crops", "corpus_report", "training_exports", "audiocraft_manifest"}
+CORPUS_OUTPUTS = ("results/stats/", "results/sat_", "results/audiocraft/")
 
 
 def _tone_mix(seconds=3.5, seed=0):
@@ -103,7 +103,7 @@ def test_first_run_writes_info_with_mix_and_stem_keys(workdir):
     assert info["lufs_bass"] < info["lufs"]  # stems keep absolute levels
     assert set(prov["families"]) == WITH_STEMS
     assert "drums" in prov["missing_families"]  # no ADTOF weights in this test's models folder
-    assert prov["families"]["loudness"]["audio"]["audio"]["sample_rate"] == SR
+    assert prov["inputs"][prov["families"]["loudness"]["inputs"]["audio"]]["sample_rate"] == SR
     loose = _info(workdir, LOOSE)
     assert "lufs" in loose and "lufs_drums" not in loose
     assert loose["_provenance"]["missing_families"]["loudness_stems"].startswith("no stems")
@@ -116,14 +116,35 @@ def test_resolved_keys_fall_back_to_the_classic_algorithms_without_models(workdi
     prov = info["_provenance"]
     assert info["atonality"] == info["atonality_key_profile"]
     assert prov["resolved"]["atonality"]["source"] == "atonality_key_profile"
-    assert prov["resolved"]["atonality"]["skipped"]["effnet_atonality"] == (
-        f"family classifiers not computed: {prov['missing_families']['classifiers']}")
+    assert prov["resolved"]["atonality"]["skipped"]["effnet_atonality"] == "family classifiers not computed"
     assert "none of the models essentia_discogs_effnet_bs64, essentia_msd_musicnn is present" in \
         prov["missing_families"]["classifiers"]
     # 3.5 s of audio: too short for the DFA (8.8 s), and no model head: absent, every source's reason listed.
     assert "danceability" not in info and "danceability_dfa" not in info
     assert prov["absent"]["danceability"].startswith("no source has a value: effnet_danceability: family classifiers")
     assert "danceability_dfa: too short (3.50 s < 8.8 s)" in prov["absent"]["danceability"]
+
+
+def test_info_provenance_stores_each_reason_once_and_every_absent_key_keeps_its_reason(workdir):
+    from mirflow.catalogue import load_catalogue
+    from mirflow.provenance import absent_reasons
+
+    path = workdir / "results" / BAND / f"{BAND}.INFO"
+    info = json.loads(path.read_text(encoding="utf-8"))
+    prov = info["_provenance"]
+    text = path.read_text(encoding="utf-8")
+    assert "models table above" not in text
+    for fam, why in prov["missing_families"].items():
+        assert text.count(why) == 1, (fam, why)   # once, not once per key
+    reasons = absent_reasons(prov)
+    cat = load_catalogue()
+    for fam in set(prov["families"]) | set(prov["missing_families"]):
+        for key in cat.keys_for_family(fam):
+            assert key in info or reasons.get(key), key
+    mix = prov["families"]["loudness"]["inputs"]["audio"]
+    assert mix.endswith(f"{BAND}/full_mix.flac") and prov["families"]["spectral"]["inputs"]["audio"] == mix
+    # Measured on the demo (20 s tracks, captions computed): ~65 KB before, see README "Measured".
+    assert path.stat().st_size < 25_000, path.stat().st_size
 
 
 def test_crops_have_their_own_values_boundaries_and_copied_keys_marked(workdir):
@@ -292,3 +313,43 @@ def test_stable_audio_module_on_the_workflows_own_outputs(workdir, monkeypatch):
             assert f"{expected_info['bpm']:.0f} BPM" in out["prompt"]
     stem = crop_audio.with_name(crop_audio.stem + "_drums.flac")
     assert module.get_custom_metadata({"path": str(stem), "relpath": stem.name}, None).get("__reject__")
+
+
+def test_sat_exports_survive_moving_the_music_and_the_results(workdir, tmp_path):
+    """Both folders really moved (as onto a training machine); the module's own checker finds every track."""
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    shutil.move(str(workdir / "music"), moved / "music")
+    shutil.move(str(workdir / "results"), moved / "out")
+    try:
+        proc = subprocess.run([sys.executable, "-m", "mirflow.exports.stable_audio", "--config",
+                               str(moved / "out" / "sat_config.json"), str(moved / "music")],
+                              capture_output=True, text=True, timeout=120, check=True)
+    finally:
+        shutil.move(str(moved / "music"), workdir / "music")
+        shutil.move(str(moved / "out"), workdir / "results")
+    lines = {line[8:].split(": ", 1)[0]: line for line in proc.stdout.splitlines()[:-1]}
+    for audio in (f"{BAND}/full_mix.flac", f"{LOOSE}.ogg"):
+        line = lines[str(moved / "music" / audio)]
+        assert "no .INFO found" not in line, line
+    # The provided stems are audio files of the music folder without a .INFO of their own: rejected.
+    assert "no .INFO found" in lines[str(moved / "music" / BAND / "drums.flac")]
+
+
+def test_audiocraft_manifest_holds_the_crop_mixes_with_sidecars_and_no_stems(workdir):
+    import gzip
+
+    with gzip.open(workdir / "results" / "audiocraft" / "data.jsonl.gz", "rt", encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle]
+    expected, stems = [], 0
+    for manifest in sorted((workdir / "results").glob("**/crops/crops.json")):
+        for crop in json.loads(manifest.read_text())["crops"]:
+            audio = manifest.parent / crop["audio"]
+            assert audio.with_suffix(".json").is_file()  # its MusicInfo sidecar
+            expected.append(str(audio.resolve()))
+            stems += len(crop["stems"])  # crop stems exist beside it and must not be listed
+    assert [r["path"] for r in rows] == sorted(expected) and expected and stems
+    for row in rows:
+        info = sf.info(row["path"])
+        assert row["sample_rate"] == info.samplerate == SR
+        assert row["duration"] == pytest.approx(info.frames / info.samplerate)

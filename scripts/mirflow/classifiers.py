@@ -244,15 +244,16 @@ def top_labels(mean_probabilities: np.ndarray, labels: list[str] | tuple[str, ..
     Returns
     -------
     dict
-        label -> rounded probability, most probable first (ties keep output order).
-        Empty when no label reaches ``min_probability``.
+        label -> rounded probability, ranked by :func:`mirflow.labels.rank_labels` (most probable first,
+        ties alphabetical). Empty when no label reaches ``min_probability``.
     """
+    from .labels import rank_labels
+
     probs = np.asarray(mean_probabilities, dtype=np.float64)
     if probs.shape != (len(labels),):
         raise ValueError(f"{probs.shape[0] if probs.ndim else 0} probabilities for {len(labels)} labels")
-    order = np.argsort(-probs, kind="stable")
-    kept = [i for i in order if probs[i] >= min_probability][:max_labels]
-    return {labels[i]: round(float(probs[i]), decimals) for i in kept}
+    ranked = rank_labels(zip(labels, probs.tolist()), min_probability, max_labels)
+    return {label: round(p, decimals) for label, p in ranked}
 
 
 def tile_to_length(x: np.ndarray, n_samples: int) -> np.ndarray:

@@ -19,6 +19,8 @@ from .audio import AudioSignal
 from .catalogue import load_catalogue
 from .crops import apply_fades, plan_crops, slice_grid
 from .jsonio import write_json_atomic
+from .merge import INFO_INLINE_FROM
+from .provenance import absent_reasons
 from .registry import FAMILIES, STEM_NAMES
 from .resolved import resolve_keys
 from .result import FeatureResult
@@ -133,7 +135,14 @@ def make_crops(track_id: str, name: str, mix: AudioSignal, stems: dict[str, Audi
     kept_stems = {s: sig for s, sig in stems.items() if s not in skip}
     copied_keys = [k for k in track_info if k != "_provenance"
                    and catalogue.crop_policy.get(catalogue.entry(k).family) == "copied"]
-    track_absent = track_info.get("_provenance", {}).get("absent", {})
+    track_prov = track_info.get("_provenance", {})
+    track_absent = absent_reasons(track_prov)
+    # A copied family the track lacks is missing in every crop too: its reason once, with its keys.
+    crop_missing = {fam: f"absent in the track: {why}" for fam, why in (track_prov.get("missing_families") or {}).items()
+                    if catalogue.crop_policy.get(fam) == "copied"}
+    crop_missing_keys = {fam: keys for fam, keys in (track_prov.get("missing_family_keys") or {}).items()
+                         if fam in crop_missing}
+    in_missing = {k for keys in crop_missing_keys.values() for k in keys}
     manifest = {"track_id": track_id, "plan": plan.meta, "crops": []}
     sr = mix.sample_rate
     for crop in plan.crops:
@@ -166,9 +175,12 @@ def make_crops(track_id: str, name: str, mix: AudioSignal, stems: dict[str, Audi
         for key in copied_keys:
             info[key] = track_info[key]
         for key, reason in track_absent.items():
-            if key in catalogue and catalogue.crop_policy.get(catalogue.entry(key).family) == "copied":
+            if key in catalogue and catalogue.crop_policy.get(catalogue.entry(key).family) == "copied" \
+                    and key not in in_missing:
                 absent.setdefault(key, f"absent in the track: {reason}")
-        resolved, resolved_absent, resolved_provenance = resolve_keys(info, absent, resolved_sources)
+        brief = {**absent, **{k: f"family {fam} not computed" for fam, keys in crop_missing_keys.items()
+                              for k in keys}}
+        resolved, resolved_absent, resolved_provenance = resolve_keys(info, brief, resolved_sources)
         info.update(resolved)
         absent.update(resolved_absent)
         warnings = [w for k, v in info.items() if (w := catalogue.check_value(k, v))]
@@ -176,11 +188,12 @@ def make_crops(track_id: str, name: str, mix: AudioSignal, stems: dict[str, Audi
         info["_provenance"] = {
             "track_id": track_id, "crop_index": crop.index, "mirflow_version": __version__,
             "crop_plan": {k: v for k, v in plan.meta.items()}, "families_computed": versions,
-            "copied_from_track": sorted(copied_keys), "absent": dict(sorted(absent.items())),
+            "copied_from_track": sorted(copied_keys), "missing_families": crop_missing,
+            "missing_family_keys": crop_missing_keys, "absent": dict(sorted(absent.items())),
             "resolved": resolved_provenance, "warnings": warnings,
             "wall_time_s": round(time.perf_counter() - started, 3),
         }
-        write_json_atomic(out / f"{stem_name}.INFO", info)
+        write_json_atomic(out / f"{stem_name}.INFO", info, inline_from=INFO_INLINE_FROM)
         from .exports.audiocraft import write_musicinfo_sidecar
 
         write_musicinfo_sidecar(audio_path, info, export_params)  # AudioCraft's <audio stem>.json

@@ -83,6 +83,18 @@ def corpus_report_job(smk) -> None:
             logger.info("%s: %s", kind, written)
 
 
+def audiocraft_manifest_job(smk) -> None:
+    """AudioCraft's manifest of every crop mix with a MusicInfo sidecar (``<results>/audiocraft/data.jsonl.gz``)."""
+    from pathlib import Path
+
+    from .exports.audiocraft import manifest_entries, write_manifest
+
+    with job_logging(smk.log[0], "(corpus)", "audiocraft_manifest") as logger:
+        rows = manifest_entries(Path(smk.output[0]).parent.parent)
+        write_manifest(smk.output[0], rows)
+        logger.info("AudioCraft manifest: %d crop(s), %.1f s of audio", len(rows), sum(r["duration"] for r in rows))
+
+
 def training_exports_job(smk) -> None:
     """``sat_index.json`` + ``sat_config.json`` for Stable Audio Tools (every track's audio -> its .INFO)."""
     import json
@@ -92,7 +104,8 @@ def training_exports_job(smk) -> None:
 
     with job_logging(smk.log[0], "(corpus)", "training_exports") as logger:
         pairs = {os.path.abspath(audio): os.path.abspath(info) for audio, info in dict(smk.params.pairs).items()}
-        write_sat_index(smk.output.index, pairs)
-        sat_config = {"index": os.path.abspath(smk.output.index), **dict(smk.params.prompt)}
+        write_sat_index(smk.output.index, pairs, smk.params.input_dir)
+        # Relative to sat_config.json: both files move with the results folder.
+        sat_config = {"index": os.path.basename(smk.output.index), **dict(smk.params.prompt)}
         write_text_atomic(smk.output.config, json.dumps(sat_config, indent=2, ensure_ascii=False) + "\n")
         logger.info("indexed %d tracks for Stable Audio Tools", len(pairs))

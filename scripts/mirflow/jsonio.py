@@ -51,9 +51,28 @@ def to_jsonable(value: Any, where: str = "$") -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__} at {where}")
 
 
-def dumps_strict(obj: Any) -> str:
-    """Serialise ``obj`` as strict, human-readable JSON (UTF-8 text, keys in insertion order)."""
-    return json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+def dumps_strict(obj: Any, inline_from: int | None = None) -> str:
+    """Serialise ``obj`` as strict, human-readable JSON (UTF-8 text, keys in insertion order).
+
+    With ``inline_from``, objects nested ``inline_from`` levels deep (the top level is 0) and every list
+    of scalars are written on one line: the same JSON, a fraction of the whitespace of deep nesting.
+    """
+    plain = to_jsonable(obj)
+    if inline_from is None:
+        return json.dumps(plain, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return _dumps_nested(plain, 0, inline_from) + "\n"
+
+
+def _dumps_nested(obj: Any, level: int, inline_from: int) -> str:
+    flat = isinstance(obj, list) and not any(isinstance(v, (dict, list)) for v in obj)
+    if level >= inline_from or not isinstance(obj, (dict, list)) or not obj or flat:
+        return json.dumps(obj, ensure_ascii=False, allow_nan=False)
+    pad, end = "  " * (level + 1), "  " * level
+    if isinstance(obj, dict):
+        items = [f"{pad}{json.dumps(k, ensure_ascii=False)}: {_dumps_nested(v, level + 1, inline_from)}"
+                 for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + "\n" + end + "}"
+    return "[\n" + ",\n".join(pad + _dumps_nested(v, level + 1, inline_from) for v in obj) + "\n" + end + "]"
 
 
 @contextlib.contextmanager
@@ -94,9 +113,9 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Serialise ``obj`` strictly and write it atomically to ``path``."""
-    write_text_atomic(path, dumps_strict(obj))
+def write_json_atomic(path: str | os.PathLike, obj: Any, inline_from: int | None = None) -> None:
+    """Serialise ``obj`` strictly (see :func:`dumps_strict`) and write it atomically to ``path``."""
+    write_text_atomic(path, dumps_strict(obj, inline_from))
 
 
 def read_json(path: str | os.PathLike) -> Any:

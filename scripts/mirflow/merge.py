@@ -1,8 +1,12 @@
 """Assemble one track's partial family JSONs into ``<name>.INFO``.
 
 The .INFO is a flat JSON object of every feature key plus one ``_provenance``
-object: per family its version, parameters, libraries, inputs and timing;
-which families are missing and why; why each absent key is absent; and
+object: every input file once (size, quick hash, audio facts); per family its
+version, parameters (a ``_stems`` twin configured like its full-mix family says
+``params_same_as``), libraries, inputs (by path) and timing (the family's full
+``_meta``, with its ``details``, stays in ``features/<family>.json``); which
+families are missing and why, with their keys (each reason stored once, see
+:mod:`mirflow.provenance`); why each other absent key is absent; and
 warnings for values outside the catalogue's expected ranges (values are never
 clamped). ``danceability`` and ``atonality`` are resolved here from their
 sources (model heads or classic algorithms, see :mod:`mirflow.resolved`) and
@@ -16,8 +20,12 @@ from . import __version__
 from .catalogue import Catalogue, load_catalogue
 from .errors import MirflowError
 from .jsonio import read_json, write_json_atomic
+from .provenance import absent_reasons, shared_inputs, split_missing_family_keys
 from .resolved import resolve_keys
 from .runner import job_logging
+
+#: .INFO layout: objects 4 levels deep (e.g. one family's params) on one line; see jsonio.dumps_strict.
+INFO_INLINE_FROM = 4
 
 
 class MergeError(MirflowError):
@@ -79,22 +87,41 @@ def merge_partials(track_id: str, partials: dict[str, dict[str, Any]], missing: 
         unexplained = [k for k in cat.keys_for_family(fam) if k not in partial and k not in fam_absent]
         if unexplained:
             raise MergeError(f"family '{fam}' gave neither a value nor a reason for {unexplained}.")
+        # The family's `details` stay in features/<family>.json (its full _meta): not copied here.
         families[fam] = {k: meta[k] for k in ("version", "scope", "params", "libraries", "inputs", "audio",
-                                              "details", "wall_time_s", "mirflow_version") if k in meta}
+                                              "wall_time_s", "mirflow_version") if k in meta}
     for fam, reason in missing.items():
         for key in cat.keys_for_family(fam):
             absent.setdefault(key, f"family {fam} not computed: {reason}")
-    resolved, resolved_absent, resolved_provenance = resolve_keys(values, absent, resolved_sources)
+    # A source of a missing family is "not computed" there; why is said once, in missing_families.
+    brief = {**absent, **{k: f"family {fam} not computed" for fam in missing for k in cat.keys_for_family(fam)
+                          if k not in values}}
+    resolved, resolved_absent, resolved_provenance = resolve_keys(values, brief, resolved_sources)
     warnings += [w for key, value in resolved.items() if (w := cat.check_value(key, value))]
     values.update(resolved)
     absent.update(resolved_absent)
+    own_absent, missing_family_keys = split_missing_family_keys(
+        absent, missing, {fam: cat.keys_for_family(fam) for fam in missing})
+    try:
+        families, inputs = shared_inputs(families)
+    except ValueError as err:
+        raise MergeError(str(err)) from err
+    for fam, meta in families.items():
+        if meta.get("mirflow_version") == __version__:
+            del meta["mirflow_version"]  # the .INFO's own mirflow_version says it
+        twin = fam[:-len("_stems")] if fam.endswith("_stems") else None
+        if twin in families and "params" in meta and meta["params"] == families[twin].get("params"):
+            meta["params_same_as"] = twin  # a stem twin configured like its full-mix family: params stored once
+            del meta["params"]
     provenance = {
         "track_id": track_id,
         "mirflow_version": __version__,
         "catalogue_sha256": cat.source_sha256,
+        "inputs": inputs,
         "families": families,
         "missing_families": dict(sorted(missing.items())),
-        "absent": dict(sorted(absent.items())),
+        "missing_family_keys": missing_family_keys,
+        "absent": own_absent,
         "resolved": resolved_provenance,
         "warnings": warnings,
     }
@@ -108,7 +135,8 @@ def run_merge_job(smk) -> None:
         partials = {name: read_json(path) for name, path in smk.input.items() if name != "catalogue"}
         info = merge_partials(track, partials, dict(smk.params.missing),
                               resolved_sources={k: list(v) for k, v in smk.params.resolved.items()})
-        write_json_atomic(smk.output[0], info)
+        write_json_atomic(smk.output[0], info, inline_from=INFO_INLINE_FROM)
         prov = info["_provenance"]
         logger.info("wrote %s: %d keys, %d absent, %d warnings, missing families: %s", smk.output[0],
-                    len(info) - 1, len(prov["absent"]), len(prov["warnings"]), prov["missing_families"] or "none")
+                    len(info) - 1, len(absent_reasons(prov)), len(prov["warnings"]),
+                    prov["missing_families"] or "none")

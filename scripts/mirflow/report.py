@@ -1,7 +1,8 @@
 """A self-contained HTML report of a results folder (one file, inline CSS and SVG, no network).
 
 Built by ``python -m mirflow.stats RESULTS_DIR`` (``report_<kind>.html`` beside the statistics).
-Sections: overview, completeness (which family was computed, skipped or failed for which
+Sections: overview (with total audio duration and source formats), where the time went (wall time
+per family from the partial JSONs), completeness (which family was computed, skipped or failed for which
 track, and why), tempo and key distributions, label/category counts, correlations, and one
 histogram per numeric feature with its unit. The plots are SVG drawn by the small functions
 below, so the report needs neither matplotlib nor a browser plug-in.
@@ -18,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .catalogue import Catalogue, load_catalogue
+from .provenance import absent_reasons
 
 #: Parameters of the report (JSON-able).
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -259,7 +261,7 @@ def completeness(records: list, failures: list[dict[str, str]], catalogue: Catal
             if key in catalogue:
                 computed.setdefault(catalogue.entry(key).family, "copied from the track")
         missing = prov.get("missing_families") or {}
-        absent = prov.get("absent") or {}
+        absent = absent_reasons(prov)
         failed = failed_by_track.get(rec.track_id, {})
         cells = {}
         for fam in set(computed) | set(missing) | set(failed):
@@ -333,6 +335,7 @@ td.failed{background:var(--failed);color:#fff}td.unknown{background:#fff;color:#
 .legend span{display:inline-block;padding:1px 8px;margin-right:8px;border-radius:3px;font-size:12px}
 .legend .ok{background:var(--ok);color:#fff}.legend .partial{background:var(--partial)}
 .legend .skipped{background:var(--skipped)}.legend .failed{background:var(--failed);color:#fff}
+.legend .unknown{background:#fff;color:#999;border:1px solid var(--line)}
 .row{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}
 .note{color:var(--muted);font-size:12.5px}
 details{margin:8px 0}summary{cursor:pointer;color:#2857a4}
@@ -349,6 +352,35 @@ def key_sort_order(label: str) -> tuple:
     if not m or m.group(1) not in _PITCH:
         return (99, label)
     return (_PITCH[m.group(1)], 0 if m.group(2).lower().startswith("maj") else 1, label)
+
+
+def fmt_duration(seconds: float) -> str:
+    """A duration as ``1 h 02 min``, ``3 min 05 s`` or ``12.5 s``."""
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    if seconds >= 60:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{seconds:.1f} s"
+
+
+def _timing_section(summary: dict) -> str:
+    timing = summary.get("timing") or {}
+    families = timing.get("families") or {}
+    if not families:
+        return _section("timing", "Where the time went",
+                        "<p>No wall times recorded (no partial JSONs under features/).</p>")
+    total = timing["total_s"] or 1.0
+    rows = "".join(
+        f"<tr><td><code>{esc(f)}</code></td><td class='n'>{t['jobs']}</td><td class='n'>{esc(fmt_duration(t['total_s']))}"
+        f"</td><td class='n'>{100 * t['total_s'] / total:.1f} %</td><td class='n'>{t['mean_s']:.1f}</td>"
+        f"<td class='n'>{t['max_s']:.1f}</td><td>{esc(t['slowest'])}</td></tr>" for f, t in families.items())
+    audio_s = (summary.get("audio") or {}).get("duration_s")
+    pace = (f"; {timing['total_s'] / audio_s:.2f} s of job time per second of audio" if audio_s else "")
+    return _section("timing", "Where the time went",
+                    f"<p class='note'>Wall time of every job from its partial JSON (<code>_meta.wall_time_s</code>), "
+                    f"summed per family: {esc(fmt_duration(timing['total_s']))} in all{pace}. Jobs that ran in "
+                    "parallel each count in full.</p><table><tr><th>family / step</th><th>jobs</th><th>total</th>"
+                    "<th>share</th><th>mean (s)</th><th>max (s)</th><th>slowest track</th></tr>" + rows + "</table>")
 
 
 def _section(anchor: str, title: str, body: str) -> str:
@@ -379,10 +411,17 @@ def _overview(summary: dict, records: list, failures: list, families: list[str],
         _card(len(failures), "failed steps", bad=bool(failures)),
         _card(len(failed_tracks), "tracks with a failure", bad=bool(failed_tracks)),
     ]
+    audio = summary.get("audio") or {}
+    if audio:
+        cards.insert(1, _card(fmt_duration(audio["duration_s"]),
+                              f"of audio in {audio['files_with_duration']} file(s)"))
     unreadable = summary.get("unreadable") or []
     if unreadable:
         cards.append(_card(len(unreadable), "unreadable .INFO files", bad=True))
     body = f'<div class="cards">{"".join(cards)}</div>'
+    if audio.get("formats"):
+        body += ("<p class='note'>Source formats (codec of the input file): "
+                 + ", ".join(f"{esc(fmt)} {n}" for fmt, n in audio["formats"].items()) + "</p>")
     if unreadable:
         body += "<h3>Unreadable .INFO files (left out)</h3><ul>" + "".join(
             f"<li><code>{esc(u['file'])}</code>: {esc(u['reason'])}</li>" for u in unreadable[:50]) + "</ul>"
@@ -427,6 +466,7 @@ def _completeness_section(families: list[str], rows: list, max_rows: int) -> str
                 "(the family table above counts all of them).</p>")
     legend = ('<p class="legend"><span class="ok">✓ complete</span><span class="partial">◐ some keys absent</span>'
               '<span class="skipped">– skipped</span><span class="failed">✗ failed</span>'
+              '<span class="unknown">? no record (neither computed nor skipped in this .INFO)</span>'
               '<span class="note">hover a cell for the reason</span></p>')
     matrix = (f'<div class="matrix"><table><thead><tr><th>track</th>{header}</tr></thead><tbody>'
               + "".join(body_rows) + "</tbody></table></div>")
@@ -467,12 +507,25 @@ def _tempo_key_section(summary: dict, table, bins: int) -> str:
 
 
 def _categorical_section(summary: dict, max_labels: int) -> str:
-    blocks, free_text = [], []
+    blocks, free_text, lists = [], [], []
     for key, cat in summary["categorical"].items():
-        if key in ("key", "tonic_scale") or not cat.get("counts"):
+        if key in ("key", "tonic_scale"):
             continue
-        if cat["type"] == "string" and cat["files"] >= 10 and cat["distinct"] > 0.5 * cat["files"]:
-            free_text.append(f"<code>{esc(key)}</code> ({cat['distinct']} distinct in {cat['files']} files)")
+        if cat["type"] == "text" or (cat["type"] == "string" and cat["files"] >= 10
+                                     and cat["distinct"] > 0.5 * cat["files"]):
+            example = cat.get("example") or ""
+            short = example if len(example) <= 90 else example[:89] + "…"
+            free_text.append(f"<li><code>{esc(key)}</code> ({cat['distinct']} distinct in {cat['files']} files"
+                             + (f", median {cat['median_words']:.0f} words" if "median_words" in cat else "")
+                             + (f"): <q>{esc(short)}</q></li>" if short else ")</li>"))
+            continue
+        if cat["type"] == "number_list":
+            n = cat["lengths"]
+            lists.append(f"<tr><td><code>{esc(key)}</code></td><td class='n'>{cat['files']}</td>"
+                         f"<td class='n'>{fmt_number(n['min'])}</td><td class='n'>{fmt_number(n['median'])}</td>"
+                         f"<td class='n'>{fmt_number(n['max'])}</td></tr>")
+            continue
+        if not cat.get("counts"):
             continue
         items = list(cat["counts"].items())[:max_labels]
         what = (f"files where p &gt; {cat['threshold']}" if cat["type"] == "labels" else "files")
@@ -484,8 +537,11 @@ def _categorical_section(summary: dict, max_labels: int) -> str:
                       "</div>")
     text = ""
     if free_text:
-        text = ("<p class='note'>Free text (mostly unique values, not charted): " + ", ".join(free_text)
-                + ".</p>")
+        text = ("<h3>Free text (not charted as categories)</h3><ul class='note'>" + "".join(free_text) + "</ul>")
+    if lists:
+        text += ("<h3>Lists of numbers (e.g. beat times; not charted as categories)</h3><table><tr><th>key</th>"
+                 "<th>files</th><th>min values</th><th>median values</th><th>max values</th></tr>"
+                 + "".join(lists) + "</table>")
     if not blocks and not text:
         return _section("categories", "Labels and text values", "<p>No label or text features in these files.</p>")
     return _section("categories", "Labels and text values", f'{text}<div class="row">{"".join(blocks)}</div>')
@@ -607,6 +663,7 @@ def render_report(summary: dict[str, Any], records: list, table, failures: list[
     source = esc(summary.get("results_dir", ""))
     sections = [
         _overview(summary, records, failures, families, rows),
+        _timing_section(summary),
         _completeness_section(families, rows, p["max_matrix_rows"]),
         _tempo_key_section(summary, table, p["histogram_bins"]),
         _categorical_section(summary, p["max_bar_labels"]),
@@ -614,7 +671,8 @@ def render_report(summary: dict[str, Any], records: list, table, failures: list[
         _features_section(summary, table, cat, p["histogram_bins"], p["max_outliers_shown"]),
     ]
     nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in (
-        ("overview", "Overview"), ("completeness", "Completeness"), ("tempo-key", "Tempo and key"),
+        ("overview", "Overview"), ("timing", "Time"), ("completeness", "Completeness"),
+        ("tempo-key", "Tempo and key"),
         ("categories", "Labels"), ("correlation", "Correlations"), ("features", "Distributions")))
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width,initial-scale=1">'

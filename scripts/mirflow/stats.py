@@ -36,6 +36,7 @@ import numpy as np
 
 from .catalogue import RESOLVED_FAMILY, Catalogue, load_catalogue
 from .jsonio import read_json, write_json_atomic, write_text_atomic
+from .provenance import absent_reason
 
 #: Parameters of the statistics (JSON-able).
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -49,6 +50,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 
 PROVENANCE = "_provenance"
+#: A string column whose values have more words than this (median) is free text, not a category.
+TEXT_MIN_WORDS = 4
 _CROP_STEM = re.compile(r".+_\d+$")
 CROPS_DIRNAME = "crops"
 
@@ -355,12 +358,27 @@ def categorical_summary(column: list[Any], label_threshold: float, max_categorie
     probability is > ``label_threshold``. Strings: files per value. Lists: files per element.
     ``counts`` keeps the ``max_categories`` most frequent values (ties alphabetical);
     ``distinct`` is the number of distinct values before that cut.
+
+    Two kinds are not categories and have no ``counts``: ``number_list`` (lists of numbers, e.g. a
+    crop's beat times in s) gives ``lengths`` (:func:`describe_numeric` of the values per file without
+    outliers); ``text`` (strings of more than :data:`TEXT_MIN_WORDS` words at the median, e.g.
+    captions) gives ``median_words`` and ``example`` (the first value).
     """
     present = [v for v in column if v is not None]
     types = {value_type(v) for v in present}
     if not present or types <= {"number"}:
         return None
     counts: Counter = Counter()
+    if types <= {"list"} and all(_is_number(x) for items in present for x in items):
+        lengths = np.array([len(items) for items in present], dtype=float)
+        stats = describe_numeric(lengths, [""] * len(present))
+        stats = {k: v for k, v in stats.items() if k not in ("outliers", "outlier_count", "low_fence", "high_fence")}
+        return {"type": "number_list", "files": len(present), "distinct": 0, "counts": {}, "lengths": stats}
+    if types <= {"string"}:
+        words = float(np.median([len(v.split()) for v in present]))
+        if words > TEXT_MIN_WORDS:
+            return {"type": "text", "files": len(present), "distinct": len(set(present)), "counts": {},
+                    "median_words": words, "example": present[0]}
     if types <= {"labels"}:
         for d in present:
             counts.update(label for label, p in d.items() if p > label_threshold)
@@ -387,8 +405,7 @@ def missing_reasons(records: list[InfoRecord], key: str) -> dict[str, int]:
     for rec in records:
         if key in rec.values:
             continue
-        absent = rec.provenance.get("absent") or {}
-        reasons[absent.get(key, "no reason recorded")] += 1
+        reasons[absent_reason(rec.provenance, key) or "no reason recorded"] += 1
     return dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
@@ -403,6 +420,65 @@ def resolved_sources(records: list[InfoRecord], key: str) -> dict[str, int]:
             entry = (rec.provenance.get("resolved") or {}).get(key) or {}
             sources[entry.get("source") or "not recorded"] += 1
     return dict(sorted(sources.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def audio_totals(records: list[InfoRecord]) -> dict[str, Any]:
+    """Total audio duration and files per source format.
+
+    Returns
+    -------
+    dict
+        ``duration_s`` (sum over the files with a duration, s: a track's ``duration_s``, a crop's
+        ``duration``), ``files_with_duration``, ``formats`` (``codec`` of the input file -> files, most
+        first; ``"unknown"`` without one).
+    """
+    total, counted, formats = 0.0, 0, Counter()
+    for rec in records:
+        duration = rec.values.get("duration" if "crop_index" in rec.provenance else "duration_s")
+        if _is_number(duration) and math.isfinite(duration):
+            total += float(duration)
+            counted += 1
+        codec = rec.values.get("codec")
+        formats[codec if isinstance(codec, str) and codec else "unknown"] += 1
+    return {"duration_s": round(total, 3), "files_with_duration": counted,
+            "formats": dict(sorted(formats.items(), key=lambda kv: (-kv[1], kv[0])))}
+
+
+def family_timing(results_dir: str | os.PathLike) -> dict[str, Any]:
+    """Where the time went: wall time per family from every partial JSON's ``_meta.wall_time_s``.
+
+    Reads ``<track>/features/<family>.json`` (also of tracks whose .INFO was not written) and the
+    separation record ``<track>/stems/separation.json`` (step ``separate_stems``).
+
+    Returns
+    -------
+    dict
+        ``families``: family -> ``{"jobs", "total_s", "mean_s", "max_s", "slowest"}`` (``slowest``: the
+        track of the longest job), largest total first; ``total_s``: their sum (s of job time: jobs that
+        ran in parallel count each).
+    """
+    root = Path(results_dir)
+    times: dict[str, list[tuple[float, str]]] = {}
+    for path in sorted(root.glob("**/features/*.json")) + sorted(root.glob("**/stems/separation.json")):
+        try:
+            data = read_json(path)
+        except (OSError, ValueError):
+            continue
+        meta = data.get("_meta", data) if isinstance(data, dict) else {}
+        seconds = meta.get("wall_time_s") if isinstance(meta, dict) else None
+        if not _is_number(seconds):
+            continue
+        family = meta.get("family") if path.parent.name == "features" else "separate_stems"
+        track = path.parent.parent.relative_to(root).as_posix()
+        times.setdefault(str(family or path.stem), []).append((float(seconds), track))
+    families = {}
+    for family, runs in times.items():
+        slowest = max(runs)
+        total = sum(s for s, _ in runs)
+        families[family] = {"jobs": len(runs), "total_s": round(total, 3), "mean_s": round(total / len(runs), 3),
+                            "max_s": round(slowest[0], 3), "slowest": slowest[1]}
+    ordered = dict(sorted(families.items(), key=lambda kv: (-kv[1]["total_s"], kv[0])))
+    return {"families": ordered, "total_s": round(sum(f["total_s"] for f in ordered.values()), 3)}
 
 
 def _entry_facts(catalogue: Catalogue, key: str) -> dict[str, Any]:
@@ -437,7 +513,8 @@ def summarise(records: list[InfoRecord], catalogue: Catalogue | None = None,
         :func:`categorical_summary` plus catalogue facts and ``missing``; ``correlation``: ``keys``,
         ``matrix`` (r rounded to 4 decimals, None where undefined), ``n`` (common files per pair),
         ``strongest`` (pairs by |r|), ``strong_count`` (pairs with |r| >= ``strong_correlation``);
-        ``type_conflicts``; ``absent_everywhere``: catalogued keys no file has, with reason counts.
+        ``type_conflicts``; ``absent_everywhere``: catalogued keys no file has, with reason counts;
+        ``audio``: :func:`audio_totals`. (:func:`write_outputs` adds ``timing``: :func:`family_timing`.)
     """
     cat = catalogue or load_catalogue()
     p = {**DEFAULT_PARAMS, **(params or {})}
@@ -483,12 +560,13 @@ def summarise(records: list[InfoRecord], catalogue: Catalogue | None = None,
     for key in cat.keys():
         if key in table.columns:
             continue
-        reasons = Counter((rec.provenance.get("absent") or {}).get(key) for rec in records)
+        reasons = Counter(absent_reason(rec.provenance, key) for rec in records)
         reasons.pop(None, None)
         if reasons:
             absent_everywhere[key] = dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
     return {"files": len(records), "params": p, "numeric": numeric, "categorical": categorical,
-            "correlation": correlation, "type_conflicts": conflicts, "absent_everywhere": absent_everywhere}
+            "correlation": correlation, "type_conflicts": conflicts, "absent_everywhere": absent_everywhere,
+            "audio": audio_totals(records)}
 
 
 # --------------------------------------------------------------------------- outputs
@@ -512,7 +590,8 @@ def write_outputs(results_dir: str | os.PathLike, out_dir: str | os.PathLike | N
     summary = summarise(records, cat, params, table)
     summary = {"mirflow_version": __version__, "results_dir": os.path.abspath(results_dir), "kind": kind,
                "unreadable": unreadable,
-               "ignored": [p.relative_to(results_dir).as_posix() for p in other], **summary}
+               "ignored": [p.relative_to(results_dir).as_posix() for p in other], **summary,
+               "timing": family_timing(results_dir)}
     written = {}
     csv_path = out / f"features_{kind}.csv"
     write_text_atomic(csv_path, table_csv_text(table))

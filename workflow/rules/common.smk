@@ -86,7 +86,7 @@ def model_missing_reason(name):
         return f"model '{name}' is not in the model manifest"
     missing = missing_files(MANIFEST[name], MODELS_DIR)
     if missing and not (config["models"]["auto_fetch"] or MANIFEST[name].auto_fetch):
-        return f"model '{name}' is missing (see the models table above; `make models` fetches it)"
+        return f"model '{name}' is missing from the models folder (`make models` fetches it)"
     return None
 
 

@@ -1,5 +1,5 @@
-# Corpus-level outputs: statistics and the HTML report over every .INFO (tracks and crops), and the index that
-# lets the Stable Audio Tools metadata module find each track's .INFO.
+# Corpus-level outputs: statistics and the HTML report over every .INFO (tracks and crops), the index that
+# lets the Stable Audio Tools metadata module find each track's .INFO, and AudioCraft's manifest of the crops.
 
 
 rule corpus_report:
@@ -32,6 +32,7 @@ rule training_exports:
         config=f"{RESULTS}/sat_config.json",
     params:
         pairs=lambda wildcards: {t.audio: f"{RESULTS}/{t.id}/{t.name}.INFO" for t in TRACKS.values()},
+        input_dir=config["input_dir"],
         prompt=config["exports"],
     log:
         f"{RESULTS}/logs/training_exports.log",
@@ -39,3 +40,16 @@ rule training_exports:
         "../../envs/mirflow.yaml"
     script:
         "../../scripts/rule_training_exports.py"
+
+
+rule audiocraft_manifest:
+    input:
+        all_crop_dirs(),
+    output:
+        f"{RESULTS}/audiocraft/data.jsonl.gz",
+    log:
+        f"{RESULTS}/logs/audiocraft_manifest.log",
+    conda:
+        "../../envs/mirflow.yaml"
+    script:
+        "../../scripts/rule_audiocraft_manifest.py"

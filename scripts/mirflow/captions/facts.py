@@ -8,7 +8,8 @@ A caption must never state something the features do not support. This module
   correct by construction;
 * verifies any generated text against the facts (:func:`verify_caption`):
   every number, key, tempo word, genre, mood and instrument it mentions must be
-  one the facts allow;
+  one the facts allow, and every note name or chord must lie in the key's scale
+  (:data:`KEY_SCALES`);
 * renders prompt templates with feature placeholders (:func:`render_prompt`).
 
 Which features become which facts (a missing feature is simply not mentioned):
@@ -57,6 +58,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..labels import is_negative_label, rank_labels
+from ..templates import TemplateError, parse_template
 
 #: Thresholds and counts of the fact rules (module docstring). JSON-able.
 FACT_PARAMS: dict[str, Any] = {
@@ -164,7 +167,19 @@ NUMBER_WORDS = ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eight
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?")
 _KEY_MENTION = re.compile(
     r"(?<![A-Za-z])([A-G])\s?(#|♯|b|♭|-sharp| sharp|-flat| flat)?\s?(major|minor|maj|min)\b"
-    r"|(?<![A-Za-z])([A-G])(#|b)?m(?![A-Za-z])")
+    r"|(?<![A-Za-z])([A-G])(#|b)?m(?![A-Za-z0-9])")  # "Am" is a key, "Am7" a chord
+# A note name or chord symbol: "F#", "Eb", "B-flat", "Cmaj7", "G7", "Bdim" (keys are matched by _KEY_MENTION first).
+_NOTE_MENTION = re.compile(
+    r"(?<![-A-Za-z0-9#♯♭'])([A-G])(#|♯|b|♭|-sharp| sharp|-flat| flat)?"
+    r"(maj7|maj|min7|min|m7|m|dim7|dim|aug|sus2|sus4|add9|7|6|9)?(?![-A-Za-z0-9#♯♭'])")
+#: Intervals (semitones above the root) of the chord a suffix names; no suffix names a single note.
+_CHORD_INTERVALS = {"": (0,), "maj": (0, 4, 7), "maj7": (0, 4, 7, 11), "7": (0, 4, 7, 10), "6": (0, 4, 7, 9),
+                    "9": (0, 4, 7, 10, 2), "add9": (0, 4, 7, 2), "m": (0, 3, 7), "min": (0, 3, 7),
+                    "m7": (0, 3, 7, 10), "min7": (0, 3, 7, 10), "dim": (0, 3, 6), "dim7": (0, 3, 6, 9),
+                    "aug": (0, 4, 8), "sus2": (0, 2, 7), "sus4": (0, 5, 7)}
+#: Pitch classes (above the tonic) a key admits: the major scale; for minor the natural minor scale plus the
+#: raised 6th and 7th of melodic/harmonic minor (the dominant chord of a minor key is major).
+KEY_SCALES = {"major": frozenset({0, 2, 4, 5, 7, 9, 11}), "minor": frozenset({0, 2, 3, 5, 7, 8, 9, 10, 11})}
 
 
 @dataclass(frozen=True)
@@ -289,14 +304,9 @@ def genre_parents(label: str) -> list[str]:
     return [p.strip().lower() for p in re.split(r"[/,&]", parent) if p.strip()]
 
 
-def _is_negative_label(label: str) -> bool:
-    return bool(re.match(r"^(non|not|no)[ _-]", label.strip().lower()))
-
-
 def top_labels(probabilities: Mapping[str, float], min_p: float, top_n: int) -> list[tuple[str, float]]:
-    """Labels with p >= ``min_p``, best first (ties by label), at most ``top_n``, negatives dropped."""
-    kept = [(label, p) for label, p in probabilities.items() if p >= min_p and not _is_negative_label(label)]
-    return sorted(kept, key=lambda item: (-item[1], item[0]))[:top_n]
+    """Labels with p >= ``min_p``, at most ``top_n``, negatives dropped, ranked by :func:`mirflow.labels.rank_labels`."""
+    return rank_labels(probabilities, min_p, top_n, drop_negative=True)
 
 
 def _dedupe(words: list[str]) -> tuple[str, ...]:
@@ -367,13 +377,13 @@ def build_facts(features: Mapping[str, Any], params: Mapping[str, Any] | None = 
         sources["genre"] = "essentia_genre"
 
     mood_probs = _label_probabilities(features, "essentia_mood")
-    vocab["mood"] |= {clean_label(label) for label in mood_probs if not _is_negative_label(label)}
+    vocab["mood"] |= {clean_label(label) for label in mood_probs if not is_negative_label(label)}
     moods = _dedupe([clean_label(label) for label, _ in top_labels(mood_probs, p["mood_min_p"], p["mood_top_n"])])
     if moods:
         sources["mood"] = "essentia_mood"
 
     inst_probs = _label_probabilities(features, "essentia_instrument")
-    vocab["instrument"] |= {clean_label(label) for label in inst_probs if not _is_negative_label(label)}
+    vocab["instrument"] |= {clean_label(label) for label in inst_probs if not is_negative_label(label)}
     instruments = _dedupe([clean_label(label) for label, _ in
                            top_labels(inst_probs, p["instrument_min_p"], p["instrument_top_n"])])
     if instruments:
@@ -556,6 +566,33 @@ def key_mentions(text: str) -> list[tuple[str, tuple[int, str]]]:
     return [(m.group(0), _key_from_match(m)) for m in _KEY_MENTION.finditer(text)]
 
 
+def key_pitch_classes(key: tuple[int, str]) -> frozenset[int]:
+    """The pitch classes (0 = C) a key admits (:data:`KEY_SCALES`), e.g. E-flat major: Eb F G Ab Bb C D."""
+    tonic, mode = key
+    return frozenset((tonic + step) % 12 for step in KEY_SCALES[mode])
+
+
+def note_mentions(text: str) -> list[tuple[str, frozenset[int]]]:
+    """Every note name or chord symbol written in ``text`` (outside key names): (as written, its pitch classes).
+
+    A sentence-initial "A" before a lower-case word is the article ("A bright mix"), not the note. A bare note name stands
+    for its own pitch class; a chord symbol ("Cmaj7", "Bdim", "F#m7") for every tone of the chord.
+    """
+    keys = [m.span() for m in _KEY_MENTION.finditer(text)]
+    out = []
+    for m in _NOTE_MENTION.finditer(text):
+        if any(a <= m.start() < b for a, b in keys):
+            continue
+        letter, accidental, suffix = m.group(1), m.group(2) or "", m.group(3) or ""
+        if letter == "A" and not suffix and accidental in ("", " sharp", " flat") and \
+                re.match(r"\s+[a-z]", text[m.start() + 1:]) and re.search(r"(^|[.!?:;(\"]\s*)$", text[:m.start()]):
+            continue  # the article: sentence-initial "A" before a word (mid-sentence the article is "a")
+        shift = 1 if any(s in accidental for s in ("#", "♯", "sharp")) else (-1 if accidental else 0)
+        root = (_LETTER_PC[letter] + shift) % 12
+        out.append((m.group(0), frozenset((root + i) % 12 for i in _CHORD_INTERVALS[suffix])))
+    return out
+
+
 @dataclass(frozen=True)
 class Allowed:
     """What a text may mention, and what it must mention.
@@ -575,6 +612,11 @@ class Allowed:
         (lower case).
     required_key : (int, str) or None
         A key the text must state (in any spelling, e.g. "A minor" or "Am").
+    pitch_classes : frozenset of int
+        Pitch classes a note name or chord in the text may use: the scale of the track's key
+        (:func:`key_pitch_classes`). mirflow detects a key, not chords, so a note or chord outside the key's
+        scale (a borrowed or chromatic chord, "F# and A" in E-flat major) is unsupported and rejected; with
+        no key, no note name may appear.
     """
 
     numbers: frozenset[str]
@@ -583,6 +625,7 @@ class Allowed:
     restricted: dict[str, frozenset[str]]
     required: tuple[tuple[str, tuple[str, ...]], ...] = ()
     required_key: tuple[int, str] | None = None
+    pitch_classes: frozenset[int] = frozenset()
 
 
 def _phrase_pattern(phrase: str) -> re.Pattern:
@@ -647,7 +690,8 @@ def allowed_from_facts(facts: TrackFacts, require_core: bool = True) -> Allowed:
             required.append(("the main genre", tuple(sorted(_with_synonyms([facts.genres[0]])))))
     return Allowed(numbers=frozenset(numbers), keys=frozenset(keys), phrases=frozenset(_with_synonyms(phrases)),
                    restricted=_restricted_vocabulary(facts.label_vocabulary), required=tuple(required),
-                   required_key=parse_key(facts.key) if (require_core and facts.key) else None)
+                   required_key=parse_key(facts.key) if (require_core and facts.key) else None,
+                   pitch_classes=frozenset().union(*(key_pitch_classes(k) for k in keys)))
 
 
 def allowed_from_text(source: str, label_vocabulary: Mapping[str, frozenset[str]] | None = None) -> Allowed:
@@ -655,8 +699,10 @@ def allowed_from_text(source: str, label_vocabulary: Mapping[str, frozenset[str]
     lower = source.lower()
     restricted = _restricted_vocabulary(label_vocabulary or {})
     phrases = {phrase for words in restricted.values() for phrase in words if _phrase_pattern(phrase).search(lower)}
-    return Allowed(numbers=frozenset(_NUMBER.findall(source)), keys=frozenset(k for _, k in key_mentions(source)),
-                   phrases=frozenset(_with_synonyms(phrases)), restricted=restricted)
+    keys = frozenset(k for _, k in key_mentions(source))
+    pitch_classes = frozenset().union(*(key_pitch_classes(k) for k in keys), *(pcs for _, pcs in note_mentions(source)))
+    return Allowed(numbers=frozenset(_NUMBER.findall(source)), keys=keys, phrases=frozenset(_with_synonyms(phrases)),
+                   restricted=restricted, pitch_classes=pitch_classes)
 
 
 _META_TEXT = re.compile(
@@ -674,7 +720,8 @@ def verify_caption(text: str, allowed: Allowed, max_words: int | None = None,
 
     Checks: not empty; no meta talk ("Here's a rephrased version", "Facts:");
     every number is one of ``allowed.numbers`` (and no spelled-out tens or
-    hundreds); every key written is one of ``allowed.keys``; every controlled
+    hundreds); every key written is one of ``allowed.keys``; every note name or chord symbol
+    uses only ``allowed.pitch_classes`` (the key's scale); every controlled
     phrase (tempo, loudness, brightness, drum and production words, "major"/
     "minor", "BPM", genre, mood and instrument vocabulary) is allowed; the
     required facts appear; word and sentence limits.
@@ -694,6 +741,10 @@ def verify_caption(text: str, allowed: Allowed, max_words: int | None = None,
     for written, key in key_mentions(stripped):
         if key not in allowed.keys:
             problems.append(f"states the key {written!r}, which is not the track's key")
+    for written, pitch_classes in note_mentions(stripped):
+        if not pitch_classes <= allowed.pitch_classes:
+            problems.append(f"names the note or chord {written!r}, which is outside the track's key"
+                            if allowed.pitch_classes else f"names the note or chord {written!r}, but no key is known")
     lower = stripped.lower()
     # A controlled phrase inside an allowed one is fine ("bass" in an allowed "drum n bass"); one that only
     # overlaps or contains an allowed phrase is not ("deep house" when only "house" is a fact).
@@ -763,41 +814,42 @@ UNKNOWN = "unknown"
 
 
 def placeholders_in(template: str) -> list[str]:
-    """Names of the ``{placeholders}`` in ``template``.
+    """Names of the ``{placeholders}`` in ``template`` (the template language of :mod:`mirflow.templates`).
 
     Raises
     ------
     ConfigError
         On an unknown name, a positional ``{}``, attribute/index access, a
-        conversion or a format spec, or unbalanced braces.
+        conversion or a format spec, unbalanced braces or brackets.
     """
-    names = []
     try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as err:
-        raise ConfigError(f"prompt template {template!r} has unbalanced braces ({err}).",
-                          "write literal braces as {{ and }}.") from err
-    for _, name, spec, conversion in parsed:
-        if name is None:
-            continue
-        if name not in PROMPT_PLACEHOLDERS or spec or conversion:
-            raise ConfigError(
-                f"prompt template {template!r} uses the placeholder {{{name}{'!' + conversion if conversion else ''}"
-                f"{':' + spec if spec else ''}}}, which is not one of {sorted(PROMPT_PLACEHOLDERS)}.",
-                "use one of those names without a format spec, or write literal braces as {{ and }}.")
-        names.append(name)
+        segments = parse_template(template)
+    except TemplateError as err:
+        raise ConfigError(f"prompt template {template!r}: {err}.",
+                          "write literal braces as {{ and }} and literal brackets as [[ and ]].") from err
+    names = []
+    for segment in segments:
+        for _, name, spec, conversion in string.Formatter().parse(segment.text):
+            if name is None:
+                continue
+            if name not in PROMPT_PLACEHOLDERS or spec or conversion:
+                raise ConfigError(
+                    f"prompt template {template!r} uses the placeholder {{{name}{'!' + conversion if conversion else ''}"
+                    f"{':' + spec if spec else ''}}}, which is not one of {sorted(PROMPT_PLACEHOLDERS)}.",
+                    "use one of those names without a format spec, or write literal braces as {{ and }}.")
+            names.append(name)
     return names
 
 
 def render_prompt(template: str, features: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> str:
     """Fill a prompt template's feature placeholders.
 
-    Each ``{name}`` of :data:`PROMPT_PLACEHOLDERS` is replaced by its
-    rendering of ``features``; a placeholder whose feature is missing (or not
-    trustworthy, like a tempo with ``bpm_is_defined`` 0... which renders "no
-    steady beat") renders as the word ``unknown``, so write templates that
-    read well either way ("Estimated tempo: {bpm}."). ``{{`` and ``}}`` are
-    literal braces.
+    The template language is the one of the training exports (:mod:`mirflow.templates`): a part in
+    ``[...]`` is left out when one of its placeholders has no value ("[ Key: {key}.]"); a placeholder
+    outside brackets whose feature is missing (or not trustworthy, like a tempo with
+    ``bpm_is_defined`` 0... which renders "no steady beat") renders as the word ``unknown``, so write
+    templates that read well either way ("Estimated tempo: {bpm}."). ``{{``/``}}`` and ``[[``/``]]``
+    are literal braces and brackets.
 
     Parameters
     ----------
@@ -811,11 +863,17 @@ def render_prompt(template: str, features: Mapping[str, Any], params: Mapping[st
     Raises
     ------
     ConfigError
-        On an unknown placeholder (see :func:`placeholders_in`).
+        On an unknown placeholder or a malformed template (see :func:`placeholders_in`).
     """
     p = {**FACT_PARAMS, **(params or {})}
-    values = {}
-    for name in placeholders_in(template):
-        rendered = PROMPT_PLACEHOLDERS[name][0](features, p)
-        values[name] = rendered if rendered else UNKNOWN
-    return template.format(**values)
+    placeholders_in(template)
+    values: dict[str, str | None] = {}
+    out = []
+    for segment in parse_template(template):
+        for name in segment.fields:
+            if name not in values:
+                values[name] = PROMPT_PLACEHOLDERS[name][0](features, p) or None
+        if segment.optional and any(values[name] is None for name in segment.fields):
+            continue
+        out.append(segment.text.format(**{name: values[name] or UNKNOWN for name in segment.fields}))
+    return "".join(out)

@@ -6,6 +6,6 @@
 
 Every string taken from an .INFO into a prompt or a text field is normalised with
 :func:`mirflow.textnorm.normalize_text` (the .INFO itself keeps the raw tag text).
-This package must stay light (standard library plus mirflow.textnorm): Stable Audio
+This package must stay light (standard library plus mirflow.textnorm, .provenance and .labels): Stable Audio
 Tools imports it inside its data-loader workers.
 """

@@ -7,9 +7,18 @@ genre, moods, keywords, description, name, instrument.
 
 Sidecars are written beside crops (``crops/<name>_<N>.json`` beside ``crops/<name>_<N>.flac``),
 which live in the results folder. Input tracks are read in place and mirflow never writes into
-the input folder, so train AudioCraft on crops (or copy the audio elsewhere first and call
-:func:`write_musicinfo_sidecar`). Then build the manifest with
-``python -m audiocraft.data.audio_dataset RESULTS_DIR manifest.jsonl.gz``.
+the input folder, so full mixes have no sidecar: train AudioCraft on crops (or copy the audio
+elsewhere first and call :func:`write_musicinfo_sidecar`).
+
+The manifest ``<results>/audiocraft/data.jsonl.gz`` (workflow rule ``audiocraft_manifest``) lists
+exactly the audio files that have a sidecar: each crop's mix, never a crop stem (stems have no
+sidecar, and AudioCraft's own ``python -m audiocraft.data.audio_dataset RESULTS_DIR`` would pick
+them up). One JSON object per line, AudioCraft's ``AudioMeta``: ``path`` (absolute), ``duration``
+(s), ``sample_rate`` (Hz), ``amplitude`` and ``weight`` (null: not computed; AudioCraft then samples
+by duration), ``info_path`` (null: the sidecar is found beside the audio). Point a dataset's
+``datasource`` at the ``audiocraft`` folder (``AudioDataset.from_meta`` reads its ``data.jsonl.gz``).
+The paths are absolute, as AudioCraft's own manifests: after moving the results folder, rebuild it
+with ``python -m mirflow.exports.audiocraft RESULTS_DIR --manifest RESULTS_DIR/audiocraft/data.jsonl.gz``.
 
 ``python -m mirflow.exports.audiocraft RESULTS_DIR`` writes the sidecars of every crop.
 
@@ -154,14 +163,62 @@ def write_crop_sidecars(results_dir: str | os.PathLike, params: dict[str, Any] |
     return written, skipped
 
 
+def manifest_entries(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """AudioCraft ``AudioMeta`` rows of every crop mix under ``results_dir`` that has its sidecar, sorted by path.
+
+    Returns
+    -------
+    list of dict
+        ``{"path", "duration", "sample_rate", "amplitude", "weight", "info_path"}`` (see the module
+        docstring): ``path`` absolute, ``duration`` in seconds, ``sample_rate`` in Hz.
+    """
+    import soundfile as sf
+
+    from ..stats import find_info_files
+
+    rows = []
+    crops, _ = find_info_files(results_dir, "crops")
+    for info_path in crops:
+        audio = crop_audio_for(info_path)
+        if audio is None or not sidecar_path(audio).is_file():
+            continue
+        facts = sf.info(str(audio))
+        rows.append({"path": str(audio.resolve()), "duration": facts.frames / facts.samplerate,
+                     "sample_rate": int(facts.samplerate), "amplitude": None, "weight": None, "info_path": None})
+    return sorted(rows, key=lambda row: row["path"])
+
+
+def write_manifest(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
+    """Write AudioCraft's jsonl manifest (gzip when ``path`` ends in .gz, reproducible: no timestamp)."""
+    import gzip
+    import io
+    import json
+
+    from ..jsonio import write_bytes_atomic
+
+    text = "".join(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n" for row in rows).encode("utf-8")
+    if str(path).lower().endswith(".gz"):
+        buf = io.BytesIO()
+        with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, filename="") as handle:
+            handle.write(text)
+        text = buf.getvalue()
+    write_bytes_atomic(path, text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write AudioCraft MusicInfo sidecars beside every crop.")
     parser.add_argument("results_dir")
+    parser.add_argument("--manifest", metavar="PATH",
+                        help="also write AudioCraft's manifest (jsonl, .gz to compress) of the files with a sidecar")
     args = parser.parse_args(argv)
     written, skipped = write_crop_sidecars(args.results_dir)
     for s in skipped:
         print(f"skipped {s['info']}: {s['reason']}")
     print(f"wrote {len(written)} sidecar(s), skipped {len(skipped)}")
+    if args.manifest:
+        rows = manifest_entries(args.results_dir)
+        write_manifest(args.manifest, rows)
+        print(f"wrote {args.manifest}: {len(rows)} file(s)")
     return 0
 
 

@@ -1,6 +1,6 @@
 """Prompt templates and conditioning values built from one ``.INFO``.
 
-Template syntax (a Python format string with optional parts)::
+Template syntax (:mod:`mirflow.templates`, shared with the caption prompts)::
 
     "[{genres}, ][{moods}, ]{bpm:.0f} BPM[, {key}]"
 
@@ -22,21 +22,36 @@ Fields:
   ``essentia_genre`` / ``essentia_mood`` / ``essentia_instrument`` / ``musicnn_tags`` with probability >=
   ``label_threshold``, most probable first, at most ``max_labels``, joined with ", ". With
   ``label_style: "leaf"`` a Discogs label ``Electronic---Deep House`` reads ``Deep House``;
-  with ``"full"`` it reads ``Electronic - Deep House``.
+  with ``"full"`` it reads ``Electronic - Deep House``;
+* ``caption``: one of the ``caption_keys`` the .INFO has (the first one, or with dropout a random one),
+  ending with sentence punctuation.
+
+Dropout (per-sample randomisation, as text-to-music training recipes do): when a random generator is
+given (the Stable Audio module seeds one per sample from ``seed``, the audio's path and the crop start,
+so a draw is reproducible), each optional part is left out with probability ``dropout`` (a number, or
+``{field: probability}`` with ``"default"`` for the others; a part uses the probability of its first
+field). When every optional part was dropped and no required part is left, one available part is kept
+at random, so a prompt is never empty. Dropout only removes facts: a part whose field is missing is
+never rendered, whatever the draw. Without a generator (AudioCraft's ``description``, the checker) the
+prompt has every available part.
 """
 from __future__ import annotations
 
 import math
-import re
-import string
-from dataclasses import dataclass
+import random
 from typing import Any
 
+from ..labels import rank_labels
+from ..provenance import absent_reason
+from ..templates import Segment, TemplateError, parse_template  # re-exported: part of this API
 from ..textnorm import normalize_text
 
 #: Parameters of prompt building (JSON-able). The Stable Audio and AudioCraft exports share them.
 DEFAULT_PARAMS: dict[str, Any] = {
-    "template": "[{genres}, ][{moods}, ][{instruments}, ][{bpm:.0f} BPM, ][{key}]",
+    "template": "[{caption} ][{genres}, ][{moods}, ][{instruments}, ][{tags}, ][{bpm:.0f} BPM, ][{key}]",
+    "caption_keys": ["caption_feature_sentence", "caption_feature_detailed"],
+    "dropout": 0.3,               # probability an optional part is left out of a sample's prompt (SAT only)
+    "seed": 0,                    # with the audio path and crop start, seeds each sample's dropout draw
     "number_keys": [],            # .INFO keys returned as numbers for `number` conditioners (all required)
     "required_keys": [],          # further keys a file must have to be used
     "validity_flags": {"bpm": "bpm_is_defined"},
@@ -49,90 +64,17 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "drop_non_ascii": False,      # see mirflow.textnorm
 }
 
-_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class TemplateError(ValueError):
-    """The prompt template is malformed or a field cannot be formatted with its spec."""
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One part of a template: format text, whether it is optional, and the fields it uses."""
-
-    text: str
-    optional: bool
-    fields: tuple[str, ...]
-
-
-def _segment(text: str, optional: bool) -> Segment:
-    try:
-        parsed = list(string.Formatter().parse(text))
-    except ValueError as err:
-        raise TemplateError(f"bad braces in template part {text!r}: {err}") from None
-    names = []
-    for _literal, name, _spec, _conv in parsed:
-        if name is None:
-            continue
-        if not _FIELD_NAME.match(name):
-            raise TemplateError(f"template field {{{name}}} must be a plain key name (letters, digits, _)")
-        names.append(name)
-    return Segment(text, optional, tuple(names))
-
-
-def parse_template(template: str) -> list[Segment]:
-    """Split a template into required and optional (``[...]``) segments.
-
-    Raises
-    ------
-    TemplateError
-        On nested or unbalanced brackets, bad braces, or a field that is not a plain name.
-    """
-    segments: list[Segment] = []
-    buf: list[str] = []
-    optional = False
-    i = 0
-    while i < len(template):
-        c = template[i]
-        if c in "[]" and template[i + 1:i + 2] == c:
-            buf.append(c)
-            i += 2
-            continue
-        if c == "[":
-            if optional:
-                raise TemplateError(f"nested '[' at position {i} in template {template!r}")
-            if buf:
-                segments.append(_segment("".join(buf), False))
-            buf, optional = [], True
-        elif c == "]":
-            if not optional:
-                raise TemplateError(f"']' without '[' at position {i} in template {template!r}")
-            if buf:
-                segments.append(_segment("".join(buf), True))
-            buf, optional = [], False
-        else:
-            buf.append(c)
-        i += 1
-    if optional:
-        raise TemplateError(f"unclosed '[' in template {template!r}")
-    if buf:
-        segments.append(_segment("".join(buf), False))
-    return segments
-
-
 def top_labels(labels: Any, threshold: float, max_labels: int, style: str = "leaf",
                parent_separator: str = "---") -> list[str]:
-    """Labels of a ``{label: probability}`` dict with probability >= ``threshold``, most probable first.
+    """Labels of a ``{label: probability}`` dict with probability >= ``threshold``, ranked by
+    :func:`mirflow.labels.rank_labels` (most probable first, ties alphabetical), then named by ``style``.
 
-    Ties keep alphabetical order. Non-dict input or non-numeric probabilities give ``[]``.
+    Non-dict input gives ``[]``; non-numeric probabilities are ignored.
     """
     if not isinstance(labels, dict):
         return []
-    scored = [(float(p), str(label)) for label, p in labels.items()
-              if isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) and p >= threshold]
-    scored.sort(key=lambda item: (-item[0], item[1]))
     out = []
-    for _, label in scored[:max_labels]:
+    for label, _ in rank_labels(labels, threshold, max_labels):
         if parent_separator and parent_separator in label:
             parts = [p.strip() for p in label.split(parent_separator) if p.strip()]
             label = parts[-1] if style == "leaf" else " - ".join(parts)
@@ -175,20 +117,52 @@ def prompt_fields(info: dict[str, Any], params: dict[str, Any] | None = None) ->
         labels = [label for label in labels if label]
         if labels:
             fields[name] = ", ".join(labels)
+    captions = [c if c.endswith((".", "!", "?")) else c + "." for k in p["caption_keys"]
+                if isinstance(c := fields.get(k), str)]
+    if captions:
+        fields["caption"] = captions[0]
+        fields["_captions"] = captions  # every available caption: dropout draws one
     return fields
+
+
+def sample_rng(seed: int, sample: str, start: float | None = None) -> random.Random:
+    """The dropout generator of one training sample: the same (seed, sample, start) gives the same draw.
+
+    Parameters
+    ----------
+    seed : int
+        The export's ``seed``.
+    sample : str
+        The audio's path relative to the dataset (SAT's ``relpath``), or its path.
+    start : float, optional
+        The sample's start in the audio in seconds (SAT's ``seconds_start``); random crops of one file
+        then draw different prompts.
+    """
+    return random.Random(f"{seed}|{sample}|{start}")
+
+
+def _dropout_probability(dropout: Any, segment: Segment) -> float:
+    if isinstance(dropout, dict):
+        first = segment.fields[0] if segment.fields else "default"
+        p = dropout.get(first, dropout.get("default", 0.0))
+    else:
+        p = dropout
+    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= p <= 1.0:
+        raise TemplateError(f"dropout must be a probability in [0, 1] (or a dict of them), not {p!r}")
+    return float(p)
 
 
 def why_missing(info: dict[str, Any], key: str, params: dict[str, Any]) -> str:
     """A short reason why a field is not available for ``info``."""
     if invalid_by_flag(info, key, params):
         return f"{key}: {params['validity_flags'][key]} = 0"
-    absent = (info.get("_provenance") or {}).get("absent") or {}
-    if key in absent:
-        return f"{key}: {absent[key]}"
+    prov = info.get("_provenance")
+    if (why := absent_reason(prov, key)) is not None:
+        return f"{key}: {why}"
     if key in params["label_fields"]:
         source = params["label_fields"][key]
-        if source in absent:
-            return f"{key}: {source}: {absent[source]}"
+        if (why := absent_reason(prov, source)) is not None:
+            return f"{key}: {source}: {why}"
         if source in info:
             return f"{key}: no {source} label with probability >= {params['label_threshold']}"
         return f"{key}: {source} not in the .INFO"
@@ -210,9 +184,12 @@ def _tidy(text: str, drop_non_ascii: bool) -> str:
     return text.strip(" ,;")
 
 
-def build_prompt(info: dict[str, Any], params: dict[str, Any] | None = None
+def build_prompt(info: dict[str, Any], params: dict[str, Any] | None = None, rng: random.Random | None = None
                  ) -> tuple[str | None, str | None]:
     """Render the prompt template for one .INFO.
+
+    ``rng`` (see :func:`sample_rng`) applies the dropout of the module docstring; None renders every
+    available part.
 
     Returns
     -------
@@ -228,14 +205,26 @@ def build_prompt(info: dict[str, Any], params: dict[str, Any] | None = None
     """
     p = {**DEFAULT_PARAMS, **(params or {})}
     fields = prompt_fields(info, p)
-    pieces, missing = [], []
+    if rng is not None and "_captions" in fields:
+        fields["caption"] = rng.choice(fields["_captions"])
+    pieces: list[str | None] = []
+    missing, optional = [], []
     for seg in parse_template(p["template"]):
         lacking = [name for name in seg.fields if name not in fields]
         if lacking:
             if not seg.optional:
                 missing += [why_missing(info, name, p) for name in lacking]
             continue
+        if seg.optional and rng is not None:
+            keep = rng.random() >= _dropout_probability(p["dropout"], seg)
+            optional.append((len(pieces), _render(seg, fields)))
+            pieces.append(None if not keep else optional[-1][1])
+            continue
         pieces.append(_render(seg, fields))
+    if optional and all(piece is None for piece in pieces):
+        index, text = rng.choice(optional)
+        pieces[index] = text
+    pieces = [piece for piece in pieces if piece is not None]
     if missing:
         return None, "missing required field(s): " + "; ".join(missing)
     prompt = _tidy("".join(pieces), p["drop_non_ascii"])
@@ -244,9 +233,9 @@ def build_prompt(info: dict[str, Any], params: dict[str, Any] | None = None
     return prompt, None
 
 
-def conditioning(info: dict[str, Any], params: dict[str, Any] | None = None
+def conditioning(info: dict[str, Any], params: dict[str, Any] | None = None, rng: random.Random | None = None
                  ) -> tuple[dict[str, Any] | None, str | None]:
-    """Prompt and numeric conditioning values of one .INFO.
+    """Prompt and numeric conditioning values of one .INFO (``rng``: the sample's dropout, see build_prompt).
 
     Returns
     -------
@@ -268,7 +257,7 @@ def conditioning(info: dict[str, Any], params: dict[str, Any] | None = None
                             else f"{key}: not a number ({value!r})")
         else:
             numbers[key] = float(value)
-    prompt, reason = build_prompt(info, p)
+    prompt, reason = build_prompt(info, p, rng)
     if reason:
         problems.append(reason)
     if problems:
