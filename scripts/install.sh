@@ -27,8 +27,25 @@ pip install -q -r envs/requirements.txt
 echo "[install] packages installed without their declared dependencies (envs/requirements-nodeps.txt)"
 pip install -q --no-deps -r envs/requirements-nodeps.txt
 if [ "${MIRFLOW_SKIP_LLM:-0}" != "1" ]; then
-  echo "[install] llama-cpp-python (compiles from source the first time: ~4 min on 2 cores)"
-  CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)} pip install -q -r envs/requirements-llm.txt
+  # llama.cpp's default build is -march=native: on Sapphire Rapids that compiles its AMX kernels, which crash
+  # with SIGSEGV at the first decode (ggml-org/llama.cpp#20824), and pip's wheel cache would carry a native build
+  # to any other machine sharing the home folder. So on x86-64 we build a portable AVX2/FMA/F16C library
+  # (GGML_NATIVE=OFF), unless CMAKE_ARGS already chooses, and cache the wheel under a key of requirement, flags
+  # and machine: pip's own cache ignores CMAKE_ARGS and would reinstall a wheel built with other flags.
+  if [ "$(uname -m)" = "x86_64" ] && [[ "${CMAKE_ARGS:-}" != *GGML_NATIVE* ]]; then
+    export CMAKE_ARGS="-DGGML_NATIVE=OFF ${CMAKE_ARGS:-}"
+  fi
+  llm_key=$( (cat envs/requirements-llm.txt; echo "${CMAKE_ARGS:-}"; uname -m) | sha256sum | cut -c1-16)
+  llm_wheels="${XDG_CACHE_HOME:-$HOME/.cache}/mirflow/wheels/llama-$llm_key"
+  if ! ls "$llm_wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+    echo "[install] llama-cpp-python: compiling (CMAKE_ARGS=${CMAKE_ARGS:-}; ~4 min on 2 cores, once per machine)"
+    CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)} \
+      pip wheel -q --no-deps --no-cache-dir -w "$llm_wheels.tmp" -r envs/requirements-llm.txt
+    rm -rf "$llm_wheels" && mv "$llm_wheels.tmp" "$llm_wheels"
+  fi
+  echo "[install] llama-cpp-python from $llm_wheels"
+  pip install -q --force-reinstall --no-deps "$llm_wheels"/llama_cpp_python-*.whl
+  pip install -q -r envs/requirements-llm.txt  # its dependencies (already met: a no-op after the first install)
 fi
 echo "[install] mirflow package (editable)"
 pip install -q --no-deps -e .
