@@ -197,11 +197,13 @@ def crops_job(smk) -> None:
     """Entry point of the crops rule script."""
     from .audio import load_audio
     from .features.rhythm import parse_times
+    from .jitcache import ensure_warm
     from .jsonio import read_json
     from .runner import job_logging, track_id
 
     track = track_id(smk.wildcards)
     with job_logging(smk.log[0], track, "crops") as logger:
+        ensure_warm(log=logger.info)  # crops compute librosa-based families: see mirflow.jitcache
         mix = load_audio(smk.input.audio)
         stems = {s: load_audio(smk.input[s]) for s in STEM_NAMES if s in smk.input.keys()}
         beats = parse_times(Path(smk.input.beats).read_text()) if "beats" in smk.input.keys() else np.zeros(0)

@@ -15,6 +15,10 @@ sys.path.append(SCRIPTS_DIR)
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# One numba cache for install-time warm-up and every job (jobs inherit the variable): see mirflow.jitcache.
+from mirflow.jitcache import configure as configure_numba_cache
+
+configure_numba_cache()
 
 from mirflow.errors import MirflowError
 from mirflow.models import load_manifest, missing_files
