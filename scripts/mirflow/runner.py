@@ -214,7 +214,8 @@ def run_family_job(smk) -> None:
         settings = dict(smk.params.settings)
         ctx = JobContext(inputs, outputs, int(getattr(smk, "threads", 1) or 1), track)
         result = compute_family(fam, settings, ctx)
-        recorded = {k: v for k, v in inputs.items() if not k.startswith("model_verified_")}
+        # The probe record only orders the job after the probe (mirflow.probe); it is no input of the family.
+        recorded = {k: v for k, v in inputs.items() if not k.startswith("model_verified_") and k != "probe"}
         partial = build_partial(fam, result, settings, recorded, ctx.audio_facts, time.perf_counter() - started)
         json_path = outputs.get("json", str(smk.output[0]))
         write_json_atomic(json_path, partial)

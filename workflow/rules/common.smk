@@ -1,4 +1,5 @@
 # Config validation, track discovery and the helpers every rule uses (paths, inputs, params).
+import hashlib
 import os
 import re
 import sys
@@ -22,9 +23,11 @@ configure_numba_cache()
 
 from mirflow.errors import MirflowError
 from mirflow.models import load_manifest, missing_files
+from mirflow.names import exempt_track_names_from_periodic_check, name_max, snakemake_wildcard_in, unusable_reason
 from mirflow.registry import FAMILIES, STEM_NAMES, STEP_VERSIONS
 from mirflow.summary import render_summary, startup_report
 from mirflow.tracks import discover_tracks
+from mirflow.audio import AUDIO_EXTENSIONS
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -49,24 +52,58 @@ try:
     }
 except MirflowError as err:
     raise WorkflowError(f"mirflow: {err}")
-# Corpus-level outputs live beside the track folders in the results folder.
+for _folder, _key in ((RESULTS, "results_dir"), (config["input_dir"], "input_dir")):
+    if snakemake_wildcard_in(_folder):
+        raise WorkflowError(f"mirflow: {_key} '{_folder}' contains '{snakemake_wildcard_in(_folder)}', which "
+                            "Snakemake reads as a wildcard. Fix: use a folder path without braces.")
+# A track whose name the workflow cannot carry fails alone, in rule unusable_track (probe.smk), keyed by a
+# hash because its name cannot be part of a path; every other track runs. Corpus-level outputs live beside
+# the track folders in the results folder, so a track may not take their names.
 _RESERVED = {"stats", "logs", "sat_index.json", "sat_config.json"}
-_clashes = sorted(t.id for t in TRACKS.values() if t.id.split("/", 1)[0] in _RESERVED)
-if _clashes:
-    raise WorkflowError(f"mirflow: track ids {_clashes[:5]} would overwrite the corpus outputs "
-                        f"({', '.join(sorted(_RESERVED))}) in {RESULTS}/. Fix: point input_dir one level "
-                        "deeper or rename that folder.")
+_NAME_MAX = name_max(RESULTS)
+UNUSABLE = {}
+for _track in list(TRACKS.values()):
+    _reason = unusable_reason(_track.id, [_track.audio, *_track.stems.values()], results_dir=RESULTS,
+                              reserved=_RESERVED, limit=_NAME_MAX, track_ids=set(TRACKS))
+    if _reason:
+        UNUSABLE[hashlib.sha1(_track.id.encode("utf-8", "surrogateescape")).hexdigest()[:16]] = (_track, _reason)
+        del TRACKS[_track.id]
+if not TRACKS and not UNUSABLE:
+    raise WorkflowError(f"mirflow: no audio files ({', '.join(AUDIO_EXTENSIONS)}) under input_dir "
+                        f"'{config['input_dir']}'. Fix: point input_dir at your music folder "
+                        "(--config input_dir=/path/to/music, or make run INPUT=/path/to/music).")
+# Legal names such as "Intro____________________" must not trip Snakemake's periodic-wildcard guard.
+exempt_track_names_from_periodic_check({v for t in TRACKS.values()
+                                        for v in (t.id, t.name, t.id[: len(t.id) - len(t.name)])})
 
 
 wildcard_constraints:
-    track=".+",
+    # (?s): a newline is a legal character of a file name.
+    track="(?s:.+)",
     name="[^/]+",
-    parent="(?:.*/)?",
+    parent="(?s:(?:.*/)?)",
 
 
 def escape(path):
-    """Literal path for use as a Snakemake pattern (braces in file names are not wildcards)."""
-    return path.replace("{", "{{").replace("}", "}}")
+    """A literal path as a Snakemake pattern. Snakemake has no escape for braces; names with a `{word}` that
+    it would read as a wildcard are set aside above (mirflow.names), so any other path is already literal."""
+    return path
+
+
+def unusable_tracks():
+    """The failing job of every track set aside at parse time (rule unusable_track)."""
+    return [f"{RESULTS}/logs/unusable/{key}.json" for key in UNUSABLE]
+
+
+def probe_path(track):
+    """The probe record of a track, as an input that never triggers a rerun by itself."""
+    return ancient(f"{RESULTS}/{track.id}/logs/probe.json")
+
+
+def probe_inputs(wildcards):
+    """Named inputs of the probe: the full mix and the provided stems."""
+    track = track_of(wildcards)
+    return {"audio": track.audio, **track.stems}
 
 
 def track_of(wildcards):
@@ -79,8 +116,9 @@ def track_of(wildcards):
 
 
 def mix_input(wildcards):
-    """Named input: the track's full mix, read in place."""
-    return {"audio": track_of(wildcards).audio}
+    """Named input: the track's full mix, read in place (and its probe record, as every family job has)."""
+    track = track_of(wildcards)
+    return {"audio": track.audio, "probe": probe_path(track)}
 
 
 @lru_cache(maxsize=None)
@@ -122,7 +160,8 @@ def family_model_inputs(name):
 
 
 def mix_and_models(wildcards, name):
-    return {"audio": track_of(wildcards).audio, **family_model_inputs(name)}
+    track = track_of(wildcards)
+    return {"audio": track.audio, "probe": probe_path(track), **family_model_inputs(name)}
 
 
 def caption_inputs(wildcards, name):
@@ -135,7 +174,7 @@ def caption_inputs(wildcards, name):
             "captions_flamingo" in planned:
         features["features_captions_flamingo"] = planned["captions_flamingo"]
     audio = {"audio": track.audio} if name == "captions_flamingo" else {}
-    return {**audio, **features, **family_model_inputs(name)}
+    return {**audio, **features, **family_model_inputs(name), "probe": probe_path(track)}
 
 
 def track_stems(track):
@@ -163,7 +202,8 @@ def _track_stems(track_id):
 
 def stem_inputs(wildcards):
     """Named inputs: the track's stems, provided or separated."""
-    return track_stems(track_of(wildcards))[0]
+    track = track_of(wildcards)
+    return {**track_stems(track)[0], "probe": probe_path(track)}
 
 
 def beats_input(track):
@@ -178,27 +218,28 @@ def drums_inputs(wildcards):
     track = track_of(wildcards)
     stems = track_stems(track)[0]
     source = {"drums": stems["drums"]} if "drums" in stems else {"audio": track.audio}
-    return {**source, **beats_input(track), **model_inputs("adtof_frame_rnn")}
+    return {**source, **beats_input(track), **model_inputs("adtof_frame_rnn"), "probe": probe_path(track)}
 
 
 def mix_and_stems(wildcards):
     """The full mix and, when the track has them, its stems (for families that prefer stems)."""
     track = track_of(wildcards)
-    return {"audio": track.audio, **track_stems(track)[0]}
+    return {"audio": track.audio, **track_stems(track)[0], "probe": probe_path(track)}
 
 
 def stems_and_beats(wildcards):
     track = track_of(wildcards)
-    return {**track_stems(track)[0], **beats_input(track)}
+    return {**track_stems(track)[0], **beats_input(track), "probe": probe_path(track)}
 
 
 def bass_inputs(wildcards):
     track = track_of(wildcards)
-    return {"bass": track_stems(track)[0]["bass"], **beats_input(track)}
+    return {"bass": track_stems(track)[0]["bass"], **beats_input(track), "probe": probe_path(track)}
 
 
 def separation_inputs(wildcards):
-    return {"audio": track_of(wildcards).audio, **model_inputs(SEPARATION["model"])}
+    track = track_of(wildcards)
+    return {"audio": track.audio, **model_inputs(SEPARATION["model"]), "probe": probe_path(track)}
 
 
 def wanted_model_markers():

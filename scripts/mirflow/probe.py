@@ -1,0 +1,70 @@
+"""The probe job: decode a track's input files once, before any family does, so a broken file is reported
+once per track (rule ``probe_audio``) instead of once by every family that reads it.
+
+Every family job of a track takes the probe's record as input ``probe`` (as ``ancient``: a re-probe alone
+reruns nothing). The probe decodes with the shared loader, so it fails exactly when the families would;
+a header-only check (the ``metadata`` family reads only headers and tags) would pass a file whose audio
+data is truncated or corrupt.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .audio import load_audio
+from .errors import MirflowError
+
+
+def probe_inputs(paths: dict[str, str]) -> dict[str, Any]:
+    """Decode every input and return its facts.
+
+    Parameters
+    ----------
+    paths : dict
+        Input name (``audio`` for the full mix, a stem name for a provided stem) -> file path.
+
+    Returns
+    -------
+    dict
+        Input name -> ``{"path", "bytes", "sample_rate" (Hz), "channels", "frames", "duration_s", "decoder"}``.
+
+    Raises
+    ------
+    InputAudioError
+        The first input that cannot be decoded (missing, empty, corrupt, zero frames, non-finite samples).
+    """
+    facts = {}
+    for name, path in paths.items():
+        signal = load_audio(path)
+        facts[name] = {"path": path, "bytes": os.path.getsize(path), "sample_rate": signal.sample_rate,
+                       "channels": signal.channels, "frames": signal.frames,
+                       "duration_s": round(signal.duration_s, 6), "decoder": signal.decoder}
+    return facts
+
+
+class UnusableTrackError(MirflowError):
+    """A track the workflow cannot carry (its name), set aside at parse time (see :mod:`mirflow.names`)."""
+
+
+def probe_job(smk) -> None:
+    """Entry point of rule ``probe_audio``: the facts of every input, written atomically, or one failure."""
+    from .jsonio import write_json_atomic
+    from .runner import job_logging, track_id
+
+    track = track_id(smk.wildcards)
+    with job_logging(smk.log[0] if smk.log else None, track, "probe_audio") as logger:
+        inputs = {name: str(path) for name, path in smk.input.items()}
+        facts = probe_inputs(inputs)
+        write_json_atomic(str(smk.output[0]), {"track": track, "version": smk.params.version, "inputs": facts})
+        logger.info("decoded %d input(s): %s", len(facts),
+                    ", ".join(f"{k} {v['duration_s']:.1f} s" for k, v in facts.items()))
+
+
+def unusable_job(smk) -> None:
+    """Entry point of rule ``unusable_track``: fail with the reason the track was set aside."""
+    from .runner import job_logging
+
+    with job_logging(smk.log[0] if smk.log else None, smk.params.track, "unusable_track"):
+        raise UnusableTrackError(f"input '{smk.params.audio}' cannot be processed: {smk.params.reason}.",
+                                 "rename the file or folder as said, then run again (the other tracks are "
+                                 "not affected).")
