@@ -8,6 +8,7 @@ half-written file behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -16,6 +17,42 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .errors import MirflowError
+
+#: Errors that mean "this folder cannot take the file", not "this step is broken".
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+class OutputWriteError(MirflowError):
+    """A results folder cannot take a file: disk full, quota, read-only or no permission."""
+
+    def __init__(self, folder: str | os.PathLike, err: OSError):
+        self.folder = str(folder)
+        super().__init__(f"cannot write to the folder '{folder}': {os.strerror(err.errno)} (errno {err.errno}); "
+                         "nothing partial was left behind.",
+                         "free disk space or make the folder writable (or set results_dir to another "
+                         "folder), then run again: the steps that failed are redone.")
+
+
+def check_writable_folder(folder: str | os.PathLike, probe_bytes: int = 65536) -> None:
+    """Raise :class:`OutputWriteError` unless ``folder`` (or, before it exists, its nearest existing parent)
+    can take a file of ``probe_bytes``; nothing is created or left behind.
+
+    A write is tried rather than permissions read: root ignores them, and only a write sees a full disk.
+    """
+    target = Path(folder).absolute()
+    while not target.is_dir() and target.parent != target:
+        target = target.parent
+    try:
+        with tempfile.TemporaryFile(dir=target, prefix=".mirflow-write-check.") as handle:
+            handle.write(b"\0" * probe_bytes)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as err:
+        if err.errno in _STORAGE_ERRNOS:
+            raise OutputWriteError(folder, err) from err
+        raise
 
 
 class NonFiniteValueError(ValueError):
@@ -65,8 +102,14 @@ def atomic_path(path: str | os.PathLike):
     Writers that infer the format from the extension must be given it explicitly.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The prefix is cut to stay within the file system's name limit for the longest track names.
+        fd, tmp = tempfile.mkstemp(prefix=f".{_cut_utf8(path.name, 200)}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        if err.errno in _STORAGE_ERRNOS:
+            raise OutputWriteError(path.parent, err) from err
+        raise
     os.close(fd)
     try:
         yield tmp
@@ -75,10 +118,17 @@ def atomic_path(path: str | os.PathLike):
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.errno in _STORAGE_ERRNOS:
+            raise OutputWriteError(path.parent, err) from err
         raise
+
+
+def _cut_utf8(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, on a character boundary."""
+    return text.encode("utf-8", "surrogateescape")[:limit].decode("utf-8", "ignore")
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

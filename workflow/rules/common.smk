@@ -21,7 +21,11 @@ from mirflow.jitcache import configure as configure_numba_cache
 
 configure_numba_cache()
 
+import yaml
+
+from mirflow.configcheck import config_problem, merge as merge_config, type_overrides
 from mirflow.errors import MirflowError
+from mirflow.jsonio import check_writable_folder
 from mirflow.models import load_manifest, missing_files
 from mirflow.names import exempt_track_names_from_periodic_check, name_max, snakemake_wildcard_in, unusable_reason
 from mirflow.registry import FAMILIES, STEM_NAMES, STEP_VERSIONS
@@ -30,9 +34,20 @@ from mirflow.tracks import discover_tracks
 from mirflow.audio import AUDIO_EXTENSIONS
 
 
+# Nested command-line overrides arrive with string scalars (Snakemake parses them with YAML's BaseLoader):
+# type them as the config file would, merge them key by key, and report a bad key in one line.
+_SCHEMA = yaml.safe_load((Path(workflow.basedir) / "schemas" / "config.schema.yaml").read_text())
+config.update(merge_config(config, type_overrides(
+    getattr(workflow.config_settings, "overwrite_config", None) or {}, _SCHEMA)))
+if config_problem(config, _SCHEMA):
+    raise WorkflowError(f"mirflow: {config_problem(config, _SCHEMA)}")
 validate(config, schema="../schemas/config.schema.yaml")
 
 RESULTS = os.path.normpath(config["results_dir"])
+try:  # a full disk or a read-only results folder: one message now, not a failure in every job
+    check_writable_folder(RESULTS)
+except MirflowError as err:
+    raise WorkflowError(f"mirflow: results_dir: {err}")
 MODELS_DIR = os.path.normpath(config["models_dir"])
 MANIFEST = load_manifest(
     config.get("models_manifest") or str(Path(workflow.basedir).parent / "models" / "manifest.yaml")

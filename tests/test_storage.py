@@ -1,0 +1,87 @@
+"""A full disk or a read-only results folder: one clear error naming the folder, and no partial file left."""
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from mirflow.jsonio import OutputWriteError, check_writable_folder, write_json_atomic
+
+BIG = {"values": list(range(40000))}  # ~300 kB of JSON
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, options: str):
+    """A small tmpfs at ``folder`` (root only), else skip."""
+    folder.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.decode().strip() or 'not root'}); "
+                    "the simulated cases below cover the same code")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_full_disk_keeps_the_previous_file_and_leaves_no_partial_one(tmp_path):
+    with tmpfs(tmp_path / "small", "size=64k") as folder:
+        target = folder / "features" / "x.json"
+        write_json_atomic(target, {"old": 1})
+        with pytest.raises(OutputWriteError) as info:
+            write_json_atomic(target, BIG)
+        assert str(folder / "features") in str(info.value) and "No space left on device" in str(info.value)
+        assert json.loads(target.read_text()) == {"old": 1}
+        assert sorted(p.name for p in (folder / "features").iterdir()) == ["x.json"]
+
+
+def test_simulated_enospc_in_the_atomic_writer(tmp_path, monkeypatch):
+    def full(_fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OutputWriteError) as info:
+        write_json_atomic(tmp_path / "out" / "x.json", BIG)
+    assert info.value.folder == str(tmp_path / "out")
+    assert "No space left on device" in info.value.message and info.value.fix
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_read_only_folder_is_refused_before_anything_runs(tmp_path):
+    with tmpfs(tmp_path / "ro", "size=64k,ro") as folder:
+        with pytest.raises(OutputWriteError, match="Read-only file system"):
+            check_writable_folder(folder / "results")
+        workdir = tmp_path / "wd"
+        (workdir / "music").mkdir(parents=True)
+        (workdir / "music" / "a.wav").write_bytes(b"RIFF")
+        proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "-n",
+                               "--cores", "1", "--configfile", str(REPO / "config" / "config.yaml"), "--config",
+                               "input_dir=music", f"results_dir={folder}/results"], cwd=workdir,
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(REPO / "scripts")})
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0
+        assert f"mirflow: results_dir: cannot write to the folder '{folder}/results': Read-only file system" in out
+
+
+def test_simulated_read_only_folder(tmp_path, monkeypatch):
+    import tempfile
+
+    def refuse(*_a, **_k):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    with pytest.raises(OutputWriteError, match=f"cannot write to the folder '{tmp_path}/r'"):
+        check_writable_folder(tmp_path / "r")
+
+
+def test_writable_check_creates_nothing(tmp_path):
+    check_writable_folder(tmp_path / "not" / "yet")
+    assert list(tmp_path.iterdir()) == []
