@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MirflowError
+from .errors import MirflowError, ResultFileError
 
 #: Errors that mean "this folder cannot take the file", not "this step is broken".
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
@@ -150,10 +150,35 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file, rejecting NaN/Infinity literals."""
+    """Read a strict JSON file.
+
+    Raises
+    ------
+    ResultFileError
+        (a ``ValueError``) for anything but strict UTF-8 JSON: bad bytes, bad syntax, NaN/Infinity literals,
+        numbers that overflow to infinity, nesting too deep to parse. A missing file raises ``OSError``.
+    """
 
     def _reject(token: str):
-        raise ValueError(f"{path}: non-standard JSON literal {token}")
+        raise ValueError(f"non-standard JSON literal {token}")
 
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle, parse_constant=_reject)
+    def _finite(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(f"number {text[:40]} overflows to infinity")
+        return value
+
+    with open(path, "rb") as handle:
+        data = handle.read()
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=_reject, parse_float=_finite)
+    except (ValueError, RecursionError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ResultFileError(path, f"not strict JSON ({type(err).__name__}: {str(err)[:200]})") from None
+
+
+def read_info(path: str | os.PathLike) -> dict:
+    """Read a ``.INFO`` (or partial JSON) file: strict JSON whose top level is an object."""
+    value = read_json(path)
+    if not isinstance(value, dict):
+        raise ResultFileError(path, f"the top level is a {type(value).__name__}, not an object")
+    return value
