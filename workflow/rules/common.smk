@@ -371,6 +371,11 @@ def print_startup_report():
     print(startup_report(config["input_dir"], RESULTS, list(TRACKS.values()),
                          {t.id: family_plan(t)[1] for t in TRACKS.values()}, model_table(), MODELS_DIR,
                          config["models"]["auto_fetch"]), file=sys.stderr)
+    if UNUSABLE:
+        print(f"mirflow: {len(UNUSABLE)} input(s) set aside, each failing alone in rule unusable_track "
+              "(the other tracks run):", file=sys.stderr)
+        for track, reason in UNUSABLE.values():
+            print(f"    {track.audio!r}: {reason}", file=sys.stderr)
 
 
 # Printed when the workflow is parsed, so it appears for runs, dry-runs and "Nothing to be done" alike.
