@@ -186,3 +186,15 @@ def test_real_run_on_nasty_names(tmp_path, demo_config):
         else:
             assert "lufs" in info.read_text(encoding="utf-8"), out[-3000:]
     assert "input '" in out and "br{ace}s.wav' cannot be processed: '{ace}' in" in out
+
+
+def test_set_aside_removes_only_the_unusable_tracks_and_keys_them_safely():
+    from mirflow.names import set_aside, track_wildcard_values
+    from mirflow.tracks import Track
+
+    tracks = {i: Track(i, f"/music/{i}.wav") for i in ("Album/x", "br{ace}s", "stats/y", "a" * 30)}
+    unusable = set_aside(tracks, results_dir="/tmp", reserved=RESERVED)
+    assert sorted(tracks) == ["Album/x", "a" * 30]
+    assert sorted(t.id for t, _reason in unusable.values()) == ["br{ace}s", "stats/y"]
+    assert all(re.fullmatch(r"[0-9a-f]{16}", key) for key in unusable)
+    assert track_wildcard_values(tracks.values()) == {"Album/x", "x", "Album/", "a" * 30, ""}

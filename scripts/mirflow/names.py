@@ -15,6 +15,7 @@ discovered tracks (an unknown value raises), so no value can grow without end.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 
@@ -88,6 +89,27 @@ def unusable_reason(track_id: str, paths: list[str], *, results_dir: str, reserv
     return None
 
 
+def set_aside(tracks: dict, *, results_dir: str, reserved: set[str]) -> dict[str, tuple]:
+    """Remove from ``tracks`` (id -> Track, changed in place) every track the workflow cannot carry.
+
+    Returns
+    -------
+    dict
+        Key (16 hex digits of the id's SHA-1: a name that is safe in any path) -> (Track, reason).
+    """
+    limit = name_max(results_dir)
+    ids = set(tracks)
+    unusable = {}
+    for track in list(tracks.values()):
+        reason = unusable_reason(track.id, [track.audio, *track.stems.values()], results_dir=results_dir,
+                                 reserved=reserved, limit=limit, track_ids=ids)
+        if reason:
+            key = hashlib.sha1(track.id.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+            unusable[key] = (track, reason)
+            del tracks[track.id]
+    return unusable
+
+
 def exempt_track_names_from_periodic_check(values: set[str]) -> bool:
     """Let Snakemake's periodic-wildcard check pass the given wildcard values (track ids, names, parents).
 
@@ -112,6 +134,10 @@ def exempt_track_names_from_periodic_check(values: set[str]) -> bool:
                     "This would lead to an infinite recursion. To avoid this, e.g. restrict the wildcards "
                     "in this rule to certain values.", rule=job.rule)
 
-    check_periodic_wildcards.mirflow_known = known
     DAG.check_periodic_wildcards = check_periodic_wildcards
     return True
+
+
+def track_wildcard_values(tracks) -> set[str]:
+    """Every value the workflow's track wildcards take: ``track`` (the id), ``name`` and ``parent``."""
+    return {v for t in tracks for v in (t.id, t.name, t.id[: len(t.id) - len(t.name)])}

@@ -1,5 +1,4 @@
 # Config validation, track discovery and the helpers every rule uses (paths, inputs, params).
-import hashlib
 import os
 import re
 import sys
@@ -23,15 +22,16 @@ configure_numba_cache()
 
 import yaml
 
+from mirflow.audio import AUDIO_EXTENSIONS
 from mirflow.configcheck import config_problem, merge as merge_config, type_overrides
 from mirflow.errors import MirflowError
 from mirflow.jsonio import check_writable_folder
 from mirflow.models import load_manifest, missing_files
-from mirflow.names import exempt_track_names_from_periodic_check, name_max, snakemake_wildcard_in, unusable_reason
+from mirflow.names import (exempt_track_names_from_periodic_check, set_aside, snakemake_wildcard_in,
+                           track_wildcard_values)
 from mirflow.registry import FAMILIES, STEM_NAMES, STEP_VERSIONS
 from mirflow.summary import render_summary, startup_report
 from mirflow.tracks import discover_tracks
-from mirflow.audio import AUDIO_EXTENSIONS
 
 
 # Nested command-line overrides arrive with string scalars (Snakemake parses them with YAML's BaseLoader):
@@ -71,25 +71,15 @@ for _folder, _key in ((RESULTS, "results_dir"), (config["input_dir"], "input_dir
     if snakemake_wildcard_in(_folder):
         raise WorkflowError(f"mirflow: {_key} '{_folder}' contains '{snakemake_wildcard_in(_folder)}', which "
                             "Snakemake reads as a wildcard. Fix: use a folder path without braces.")
-# A track whose name the workflow cannot carry fails alone, in rule unusable_track (probe.smk), keyed by a
-# hash because its name cannot be part of a path; every other track runs. Corpus-level outputs live beside
-# the track folders in the results folder, so a track may not take their names.
-_RESERVED = {"stats", "logs", "sat_index.json", "sat_config.json"}
-_NAME_MAX = name_max(RESULTS)
-UNUSABLE = {}
-for _track in list(TRACKS.values()):
-    _reason = unusable_reason(_track.id, [_track.audio, *_track.stems.values()], results_dir=RESULTS,
-                              reserved=_RESERVED, limit=_NAME_MAX, track_ids=set(TRACKS))
-    if _reason:
-        UNUSABLE[hashlib.sha1(_track.id.encode("utf-8", "surrogateescape")).hexdigest()[:16]] = (_track, _reason)
-        del TRACKS[_track.id]
+# A track whose name the workflow cannot carry fails alone, in rule unusable_track (probe.smk); every other
+# track runs. Corpus-level outputs live beside the track folders, so a track may not take their names.
+UNUSABLE = set_aside(TRACKS, results_dir=RESULTS, reserved={"stats", "logs", "sat_index.json", "sat_config.json"})
 if not TRACKS and not UNUSABLE:
     raise WorkflowError(f"mirflow: no audio files ({', '.join(AUDIO_EXTENSIONS)}) under input_dir "
                         f"'{config['input_dir']}'. Fix: point input_dir at your music folder "
                         "(--config input_dir=/path/to/music, or make run INPUT=/path/to/music).")
 # Legal names such as "Intro____________________" must not trip Snakemake's periodic-wildcard guard.
-exempt_track_names_from_periodic_check({v for t in TRACKS.values()
-                                        for v in (t.id, t.name, t.id[: len(t.id) - len(t.name)])})
+exempt_track_names_from_periodic_check(track_wildcard_values(TRACKS.values()))
 
 
 wildcard_constraints:
