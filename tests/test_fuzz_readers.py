@@ -168,3 +168,17 @@ def test_probe_facts_of_a_good_file_and_reason_of_a_bad_one(tmp_path):
     bad.write_bytes(b"RIFF0000WAVE")
     with pytest.raises(InputAudioError, match="no decoder could read it"):
         probe_file(str(bad))
+
+
+def test_probe_names_the_broken_input_among_several(tmp_path):
+    from mirflow.probe import probe_inputs
+
+    good = tmp_path / "full_mix.flac"
+    good.write_bytes(TEMPLATES["flac"])
+    empty = tmp_path / "bass.wav"
+    empty.write_bytes(b"")
+    facts = probe_inputs({"audio": str(good), "drums": str(good)})
+    assert set(facts) == {"audio", "drums"} and facts["drums"]["duration_s"] == 1.0
+    with pytest.raises(InputAudioError) as info:
+        probe_inputs({"audio": str(good), "bass": str(empty), "drums": str(good)})
+    assert info.value.path == str(empty) and info.value.reason == "the file is empty (0 bytes)"

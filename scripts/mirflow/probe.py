@@ -15,13 +15,19 @@ from .audio import load_audio
 from .errors import InputAudioError, MirflowError
 
 
-def probe_inputs(paths: dict[str, str]) -> dict[str, Any]:
-    """Decode every input and return its facts.
+def probe_inputs(paths: dict[str, str], timeout_s: float = 600.0) -> dict[str, Any]:
+    """Decode every input, in one child process, and return its facts.
+
+    The decoders are C libraries: a damaged file can kill the process that decodes it (found by the fuzz
+    tests: a byte-flipped Ogg Vorbis file segfaults libsndfile). In a child, that becomes an
+    :class:`InputAudioError` naming the file and the signal, and the track's families never start.
 
     Parameters
     ----------
     paths : dict
         Input name (``audio`` for the full mix, a stem name for a provided stem) -> file path.
+    timeout_s : float
+        Seconds the child may take for all inputs together.
 
     Returns
     -------
@@ -31,9 +37,33 @@ def probe_inputs(paths: dict[str, str]) -> dict[str, Any]:
     Raises
     ------
     InputAudioError
-        The first input that cannot be decoded (missing, empty, corrupt, zero frames, non-finite samples).
+        For the first input that cannot be decoded (missing, empty, corrupt, zero frames, non-finite
+        samples, or its decoder crashed).
     """
-    return {name: probe_file(path) for name, path in paths.items()}
+    import json
+    import signal as signals
+    import subprocess
+    import sys
+
+    names, files = list(paths), [str(p) for p in paths.values()]
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # finds this mirflow
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (package_root, os.environ.get("PYTHONPATH"))))}
+    proc = subprocess.run([sys.executable, "-m", "mirflow.probe", *files], capture_output=True, text=True,
+                          timeout=timeout_s, env=env)
+    facts = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode == 0 and len(facts) == len(files):
+        return dict(zip(names, facts))
+    failed = files[len(facts)] if len(facts) < len(files) else files[-1]
+    if proc.returncode < 0:
+        name = signals.Signals(-proc.returncode).name
+        raise InputAudioError(failed, f"the audio decoder crashed ({name}) while reading it")
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    raise InputAudioError(failed, lines[-1] if lines else f"the decoding process failed (exit {proc.returncode})")
+
+
+def probe_file(path: str) -> dict[str, Any]:
+    """The facts of one file, decoded in a child process (see :func:`probe_inputs`)."""
+    return probe_inputs({"audio": path})["audio"]
 
 
 def _facts(path: str) -> dict[str, Any]:
@@ -41,31 +71,6 @@ def _facts(path: str) -> dict[str, Any]:
     return {"path": path, "bytes": os.path.getsize(path), "sample_rate": signal.sample_rate,
             "channels": signal.channels, "frames": signal.frames, "duration_s": round(signal.duration_s, 6),
             "decoder": signal.decoder}
-
-
-def probe_file(path: str, timeout_s: float = 600.0) -> dict[str, Any]:
-    """Decode one file in a child process and return its facts (see :func:`probe_inputs`).
-
-    The decoders are C libraries: a damaged file can kill the process that decodes it (measured: a
-    byte-flipped Ogg Vorbis file segfaults libsndfile). In a child, that becomes an
-    :class:`InputAudioError` naming the file and the signal, and the track's families never start.
-    """
-    import json
-    import signal as signals
-    import subprocess
-    import sys
-
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # finds this mirflow
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (package_root, os.environ.get("PYTHONPATH"))))}
-    proc = subprocess.run([sys.executable, "-m", "mirflow.probe", path], capture_output=True, text=True,
-                          timeout=timeout_s, env=env)
-    if proc.returncode == 0:
-        return json.loads(proc.stdout.strip().splitlines()[-1])
-    if proc.returncode < 0:
-        name = signals.Signals(-proc.returncode).name
-        raise InputAudioError(path, f"the audio decoder crashed ({name}) while reading it")
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    raise InputAudioError(path, lines[-1] if lines else f"the decoding process failed (exit {proc.returncode})")
 
 
 class UnusableTrackError(MirflowError):
@@ -96,12 +101,13 @@ def unusable_job(smk) -> None:
                                  "not affected).")
 
 
-if __name__ == "__main__":  # the child of probe_file: facts as one JSON line, or the reason on stderr
+if __name__ == "__main__":  # the child of probe_inputs: one JSON line per file, or the reason on stderr
     import json
     import sys
 
-    try:
-        print(json.dumps(_facts(sys.argv[1])))
-    except InputAudioError as err:
-        print(err.reason, file=sys.stderr)
-        sys.exit(1)
+    for _path in sys.argv[1:]:
+        try:
+            print(json.dumps(_facts(_path)), flush=True)
+        except InputAudioError as err:
+            print(err.reason, file=sys.stderr)
+            sys.exit(1)
