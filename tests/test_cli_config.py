@@ -10,6 +10,7 @@ import pytest
 
 from conftest import REPO
 
+pytestmark = pytest.mark.slow
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 
 

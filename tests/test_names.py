@@ -124,6 +124,7 @@ def demo_config(tmp_path_factory):
     return folder / "config.yaml"
 
 
+@pytest.mark.slow
 @settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(names=st.lists(_relpath, min_size=1, max_size=10, unique=True))
 def test_no_generated_name_aborts_the_dag(names, demo_config, tmp_path_factory):
@@ -147,6 +148,7 @@ def test_no_generated_name_aborts_the_dag(names, demo_config, tmp_path_factory):
     assert counts.get("unusable_track", 0) == len(unusable)
 
 
+@pytest.mark.slow
 def test_handpicked_nasty_names_build_the_dag(tmp_path, demo_config):
     names = ["Intro" + "_" * 30 + ".flac", "ab" * 60 + ".wav", "new\nline.wav", "-rf --all.wav",
              "it's \"quoted\".wav", "x{}.wav", "br{ace}s.wav", "é" * 125 + ".wav", "Album/full_mix.wav",

@@ -54,6 +54,7 @@ def test_simulated_enospc_in_the_atomic_writer(tmp_path, monkeypatch):
     assert list((tmp_path / "out").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_read_only_folder_is_refused_before_anything_runs(tmp_path):
     with tmpfs(tmp_path / "ro", "size=64k,ro") as folder:
         with pytest.raises(OutputWriteError, match="Read-only file system"):
