@@ -86,3 +86,25 @@ def test_simulated_read_only_folder(tmp_path, monkeypatch):
 def test_writable_check_creates_nothing(tmp_path):
     check_writable_folder(tmp_path / "not" / "yet")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_full_disk_under_a_library_writer_is_named_too(tmp_path):
+    """libsndfile reports a full disk as "System error." without an errno; the folder is asked instead."""
+    import numpy as np
+
+    from mirflow.crop_job import write_audio
+
+    with tmpfs(tmp_path / "small", "size=64k") as folder:
+        noise = np.random.default_rng(0).standard_normal((2, 200000)).astype(np.float32) * 0.1
+        with pytest.raises(OutputWriteError, match=f"cannot write to the folder '{folder}': No space left"):
+            write_audio(str(folder / "crop.flac"), noise, 44100)
+        assert list(folder.iterdir()) == []
+
+
+def test_a_writer_bug_on_a_healthy_disk_is_not_blamed_on_the_disk(tmp_path):
+    from mirflow.jsonio import atomic_path
+
+    with pytest.raises(RuntimeError, match="encoder bug"):
+        with atomic_path(tmp_path / "x.flac"):
+            raise RuntimeError("encoder bug")
+    assert list(tmp_path.iterdir()) == []

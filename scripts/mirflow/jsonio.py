@@ -51,7 +51,7 @@ def check_writable_folder(folder: str | os.PathLike, probe_bytes: int = 65536) -
             os.fsync(handle.fileno())
     except OSError as err:
         if err.errno in _STORAGE_ERRNOS:
-            raise OutputWriteError(folder, err) from err
+            raise OutputWriteError(folder, err) from None
         raise
 
 
@@ -123,6 +123,9 @@ def atomic_path(path: str | os.PathLike):
             os.unlink(tmp)
         if isinstance(err, OSError) and err.errno in _STORAGE_ERRNOS:
             raise OutputWriteError(path.parent, err) from err
+        if isinstance(err, Exception) and not isinstance(err, OSError):
+            # Library writers (libsndfile: "System error.") hide the errno: ask the folder itself.
+            check_writable_folder(path.parent, probe_bytes=1 << 20)
         raise
 
 
