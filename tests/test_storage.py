@@ -54,22 +54,39 @@ def test_simulated_enospc_in_the_atomic_writer(tmp_path, monkeypatch):
     assert list((tmp_path / "out").iterdir()) == []
 
 
+def _dry_run_into(tmp_path: Path, results: Path) -> str:
+    workdir = tmp_path / "wd"
+    (workdir / "music").mkdir(parents=True)
+    (workdir / "music" / "a.wav").write_bytes(b"RIFF")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "-n",
+                           "--cores", "1", "--configfile", str(REPO / "config" / "config.yaml"), "--config",
+                           "input_dir=music", f"results_dir={results}"], cwd=workdir,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO / "scripts")})
+    assert proc.returncode != 0
+    return proc.stdout + proc.stderr
+
+
 @pytest.mark.slow
 def test_read_only_folder_is_refused_before_anything_runs(tmp_path):
     with tmpfs(tmp_path / "ro", "size=64k,ro") as folder:
         with pytest.raises(OutputWriteError, match="Read-only file system"):
             check_writable_folder(folder / "results")
-        workdir = tmp_path / "wd"
-        (workdir / "music").mkdir(parents=True)
-        (workdir / "music" / "a.wav").write_bytes(b"RIFF")
-        proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "-n",
-                               "--cores", "1", "--configfile", str(REPO / "config" / "config.yaml"), "--config",
-                               "input_dir=music", f"results_dir={folder}/results"], cwd=workdir,
-                              capture_output=True, text=True, timeout=120,
-                              env={**os.environ, "PYTHONPATH": str(REPO / "scripts")})
-        out = proc.stdout + proc.stderr
-        assert proc.returncode != 0
+        out = _dry_run_into(tmp_path, folder / "results")
         assert f"mirflow: results_dir: cannot write to the folder '{folder}/results': Read-only file system" in out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a chmod 555 folder; the tmpfs case covers root")
+def test_folder_without_write_permission_is_refused(tmp_path):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        out = _dry_run_into(tmp_path, folder / "results")
+        assert f"mirflow: results_dir: cannot write to the folder '{folder}/results': Permission denied" in out
+    finally:
+        folder.chmod(0o755)
 
 
 def test_simulated_read_only_folder(tmp_path, monkeypatch):
