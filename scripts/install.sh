@@ -49,6 +49,10 @@ if [ "${MIRFLOW_SKIP_LLM:-0}" != "1" ]; then
 fi
 echo "[install] mirflow package (editable)"
 pip install -q --no-deps -e .
+# Compile every cached numba function once, in one process, before any parallel run can race on an empty
+# cache (numba issue 10128 crashed parallel first runs with SIGSEGV): see scripts/mirflow/jitcache.py.
+echo "[install] numba cache warm-up (~20 s)"
+"$VENV/bin/python" -m mirflow.jitcache
 
 if ! command -v ffmpeg >/dev/null 2>&1; then
   echo "[install] note: no ffmpeg on PATH. Not needed: every format (m4a/aac too) is decoded in-process."

@@ -209,18 +209,20 @@ def make_crops(track_id: str, name: str, mix: AudioSignal, stems: dict[str, Audi
 def crops_job(smk) -> None:
     """Entry point of the crops rule script."""
     from .audio import load_audio
-    from .features.rhythm import parse_times
-    from .jsonio import read_json
+    from .features.rhythm import read_times
+    from .jitcache import ensure_warm
+    from .jsonio import read_info
     from .runner import job_logging, track_id
 
     track = track_id(smk.wildcards)
     with job_logging(smk.log[0], track, "crops") as logger:
+        ensure_warm(log=logger.info)  # crops compute librosa-based families: see mirflow.jitcache
         mix = load_audio(smk.input.audio)
         stems = {s: load_audio(smk.input[s]) for s in STEM_NAMES if s in smk.input.keys()}
-        beats = parse_times(Path(smk.input.beats).read_text()) if "beats" in smk.input.keys() else np.zeros(0)
-        downbeats = (parse_times(Path(smk.input.downbeats).read_text()) if "downbeats" in smk.input.keys()
+        beats = read_times(smk.input.beats) if "beats" in smk.input.keys() else np.zeros(0)
+        downbeats = (read_times(smk.input.downbeats) if "downbeats" in smk.input.keys()
                      else np.zeros(0))
-        manifest = make_crops(track, smk.wildcards.name, mix, stems, beats, downbeats, read_json(smk.input.info),
+        manifest = make_crops(track, smk.wildcards.name, mix, stems, beats, downbeats, read_info(smk.input.info),
                               dict(smk.params.settings), dict(smk.params.families), smk.output[0],
                               dict(smk.params.exports),
                               {k: list(v) for k, v in smk.params.resolved.items()})

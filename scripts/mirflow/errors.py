@@ -32,5 +32,18 @@ class InputAudioError(MirflowError):
         )
 
 
+class ResultFileError(MirflowError, ValueError):
+    """A file mirflow wrote earlier (a .INFO, a partial JSON, a time grid) is unreadable or malformed.
+
+    Also a ``ValueError``, which such readers raised before.
+    """
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"cannot read '{path}': {reason}.",
+                         "delete the file and run again: the step that writes it is redone.")
+
+
 class ConfigError(MirflowError):
     """The configuration or the input folder is not usable."""

@@ -14,9 +14,9 @@ def read_beats(ctx: JobContext) -> np.ndarray | None:
     """The track's beat grid when the job has one as input (``beats``), else None."""
     if not ctx.has("beats"):
         return None
-    from .features.rhythm import parse_times
+    from .features.rhythm import read_times
 
-    return parse_times(Path(ctx.path("beats")).read_text(encoding="utf-8"))
+    return read_times(ctx.path("beats"))
 
 
 def drums_family(ctx: JobContext, settings: dict) -> FeatureResult:

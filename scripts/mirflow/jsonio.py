@@ -8,6 +8,7 @@ half-written file behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -16,6 +17,42 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .errors import MirflowError, ResultFileError
+
+#: Errors that mean "this folder cannot take the file", not "this step is broken".
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+class OutputWriteError(MirflowError):
+    """A results folder cannot take a file: disk full, quota, read-only or no permission."""
+
+    def __init__(self, folder: str | os.PathLike, err: OSError):
+        self.folder = str(folder)
+        super().__init__(f"cannot write to the folder '{folder}': {os.strerror(err.errno)} (errno {err.errno}); "
+                         "nothing partial was left behind.",
+                         "free disk space or make the folder writable (or set results_dir to another "
+                         "folder), then run again: the steps that failed are redone.")
+
+
+def check_writable_folder(folder: str | os.PathLike, probe_bytes: int = 65536) -> None:
+    """Raise :class:`OutputWriteError` unless ``folder`` (or, before it exists, its nearest existing parent)
+    can take a file of ``probe_bytes``; nothing is created or left behind.
+
+    A write is tried rather than permissions read: root ignores them, and only a write sees a full disk.
+    """
+    target = Path(folder).absolute()
+    while not target.is_dir() and target.parent != target:
+        target = target.parent
+    try:
+        with tempfile.TemporaryFile(dir=target, prefix=".mirflow-write-check.") as handle:
+            handle.write(b"\0" * probe_bytes)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as err:
+        if err.errno in _STORAGE_ERRNOS:
+            raise OutputWriteError(folder, err) from None
+        raise
 
 
 class NonFiniteValueError(ValueError):
@@ -84,8 +121,14 @@ def atomic_path(path: str | os.PathLike):
     Writers that infer the format from the extension must be given it explicitly.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The prefix is cut to stay within the file system's name limit for the longest track names.
+        fd, tmp = tempfile.mkstemp(prefix=f".{_cut_utf8(path.name, 200)}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        if err.errno in _STORAGE_ERRNOS:
+            raise OutputWriteError(path.parent, err) from err
+        raise
     os.close(fd)
     try:
         yield tmp
@@ -94,10 +137,20 @@ def atomic_path(path: str | os.PathLike):
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.errno in _STORAGE_ERRNOS:
+            raise OutputWriteError(path.parent, err) from err
+        if isinstance(err, Exception) and not isinstance(err, OSError):
+            # Library writers (libsndfile: "System error.") hide the errno: ask the folder itself.
+            check_writable_folder(path.parent, probe_bytes=1 << 20)
         raise
+
+
+def _cut_utf8(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, on a character boundary."""
+    return text.encode("utf-8", "surrogateescape")[:limit].decode("utf-8", "ignore")
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
@@ -119,10 +172,35 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, inline_from: int | None
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file, rejecting NaN/Infinity literals."""
+    """Read a strict JSON file.
+
+    Raises
+    ------
+    ResultFileError
+        (a ``ValueError``) for anything but strict UTF-8 JSON: bad bytes, bad syntax, NaN/Infinity literals,
+        numbers that overflow to infinity, nesting too deep to parse. A missing file raises ``OSError``.
+    """
 
     def _reject(token: str):
-        raise ValueError(f"{path}: non-standard JSON literal {token}")
+        raise ValueError(f"non-standard JSON literal {token}")
 
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle, parse_constant=_reject)
+    def _finite(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(f"number {text[:40]} overflows to infinity")
+        return value
+
+    with open(path, "rb") as handle:
+        data = handle.read()
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=_reject, parse_float=_finite)
+    except (ValueError, RecursionError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ResultFileError(path, f"not strict JSON ({type(err).__name__}: {str(err)[:200]})") from None
+
+
+def read_info(path: str | os.PathLike) -> dict:
+    """Read a ``.INFO`` (or partial JSON) file: strict JSON whose top level is an object."""
+    value = read_json(path)
+    if not isinstance(value, dict):
+        raise ResultFileError(path, f"the top level is a {type(value).__name__}, not an object")
+    return value

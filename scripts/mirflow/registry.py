@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 #: inputs: Snakemake then reruns that step everywhere (the version is part of the rule's params).
 STEP_VERSIONS = {
     "separate_stems": 1,
+    "probe_audio": 1,
     "merge_info": 3,  # 2: resolved danceability/atonality (mirflow.resolved); 3: each input and reason once
     "crops": 6,   # 2: tail crops kept; 3: manifest paths relative to crops/; 4: AudioCraft sidecars; 5: resolved keys;
                   # 6: missing families' reasons once (mirflow.provenance)

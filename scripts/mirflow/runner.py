@@ -24,6 +24,7 @@ from . import __version__
 from .audio import AudioSignal, load_audio
 from .catalogue import load_catalogue
 from .errors import MirflowError
+from .jitcache import ensure_warm
 from .jsonio import write_json_atomic
 from .registry import STEM_NAMES, Family, family as lookup_family
 from .result import FeatureResult
@@ -185,6 +186,8 @@ def for_each_stem(ctx: JobContext, family_name: str, compute_stem: Callable[[Aud
 def compute_family(fam: Family, settings: dict, ctx: JobContext) -> FeatureResult:
     """Run a family: a ``context`` family gets the job context; a ``signal`` family gets the full mix,
     or each stem in turn for a ``stems`` family."""
+    # Before the family's modules import librosa: its numba cache must be warm, not compiled by many jobs at once.
+    ensure_warm(log=log.info)
     compute = resolve(fam.compute)
     if fam.kind == "context":
         return compute(ctx, settings)
@@ -211,7 +214,8 @@ def run_family_job(smk) -> None:
         settings = dict(smk.params.settings)
         ctx = JobContext(inputs, outputs, int(getattr(smk, "threads", 1) or 1), track)
         result = compute_family(fam, settings, ctx)
-        recorded = {k: v for k, v in inputs.items() if not k.startswith("model_verified_")}
+        # The probe record only orders the job after the probe (mirflow.probe); it is no input of the family.
+        recorded = {k: v for k, v in inputs.items() if not k.startswith("model_verified_") and k != "probe"}
         partial = build_partial(fam, result, settings, recorded, ctx.audio_facts, time.perf_counter() - started)
         json_path = outputs.get("json", str(smk.output[0]))
         write_json_atomic(json_path, partial)

@@ -15,17 +15,39 @@ sys.path.append(SCRIPTS_DIR)
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# One numba cache for install-time warm-up and every job (jobs inherit the variable): see mirflow.jitcache.
+from mirflow.jitcache import configure as configure_numba_cache
 
+configure_numba_cache()
+
+import yaml
+
+from mirflow.audio import AUDIO_EXTENSIONS
+from mirflow.configcheck import config_problem, merge as merge_config, type_overrides
 from mirflow.errors import MirflowError
+from mirflow.jsonio import check_writable_folder
 from mirflow.models import load_manifest, missing_files
+from mirflow.names import (exempt_track_names_from_periodic_check, set_aside, snakemake_wildcard_in,
+                           track_wildcard_values)
 from mirflow.registry import FAMILIES, STEM_NAMES, STEP_VERSIONS
 from mirflow.summary import render_summary, startup_report
 from mirflow.tracks import discover_tracks
 
 
+# Nested command-line overrides arrive with string scalars (Snakemake parses them with YAML's BaseLoader):
+# type them as the config file would, merge them key by key, and report a bad key in one line.
+_SCHEMA = yaml.safe_load((Path(workflow.basedir) / "schemas" / "config.schema.yaml").read_text())
+config.update(merge_config(config, type_overrides(
+    getattr(workflow.config_settings, "overwrite_config", None) or {}, _SCHEMA)))
+if config_problem(config, _SCHEMA):
+    raise WorkflowError(f"mirflow: {config_problem(config, _SCHEMA)}")
 validate(config, schema="../schemas/config.schema.yaml")
 
 RESULTS = os.path.normpath(config["results_dir"])
+try:  # a full disk or a read-only results folder: one message now, not a failure in every job
+    check_writable_folder(RESULTS)
+except MirflowError as err:
+    raise WorkflowError(f"mirflow: results_dir: {err}")
 MODELS_DIR = os.path.normpath(config["models_dir"])
 MANIFEST = load_manifest(
     config.get("models_manifest") or str(Path(workflow.basedir).parent / "models" / "manifest.yaml")
@@ -45,24 +67,48 @@ try:
     }
 except MirflowError as err:
     raise WorkflowError(f"mirflow: {err}")
-# Corpus-level outputs live beside the track folders in the results folder.
-_RESERVED = {"stats", "logs", "sat_index.json", "sat_config.json"}
-_clashes = sorted(t.id for t in TRACKS.values() if t.id.split("/", 1)[0] in _RESERVED)
-if _clashes:
-    raise WorkflowError(f"mirflow: track ids {_clashes[:5]} would overwrite the corpus outputs "
-                        f"({', '.join(sorted(_RESERVED))}) in {RESULTS}/. Fix: point input_dir one level "
-                        "deeper or rename that folder.")
+for _folder, _key in ((RESULTS, "results_dir"), (config["input_dir"], "input_dir")):
+    if snakemake_wildcard_in(_folder):
+        raise WorkflowError(f"mirflow: {_key} '{_folder}' contains '{snakemake_wildcard_in(_folder)}', which "
+                            "Snakemake reads as a wildcard. Fix: use a folder path without braces.")
+# A track whose name the workflow cannot carry fails alone, in rule unusable_track (probe.smk); every other
+# track runs. Corpus-level outputs live beside the track folders, so a track may not take their names.
+UNUSABLE = set_aside(TRACKS, results_dir=RESULTS, reserved={"stats", "logs", "sat_index.json", "sat_config.json"})
+if not TRACKS and not UNUSABLE:
+    raise WorkflowError(f"mirflow: no audio files ({', '.join(AUDIO_EXTENSIONS)}) under input_dir "
+                        f"'{config['input_dir']}'. Fix: point input_dir at your music folder "
+                        "(--config input_dir=/path/to/music, or make run INPUT=/path/to/music).")
+# Legal names such as "Intro____________________" must not trip Snakemake's periodic-wildcard guard.
+exempt_track_names_from_periodic_check(track_wildcard_values(TRACKS.values()))
 
 
 wildcard_constraints:
-    track=".+",
+    # (?s): a newline is a legal character of a file name.
+    track="(?s:.+)",
     name="[^/]+",
-    parent="(?:.*/)?",
+    parent="(?s:(?:.*/)?)",
 
 
 def escape(path):
-    """Literal path for use as a Snakemake pattern (braces in file names are not wildcards)."""
-    return path.replace("{", "{{").replace("}", "}}")
+    """A literal path as a Snakemake pattern. Snakemake has no escape for braces; names with a `{word}` that
+    it would read as a wildcard are set aside above (mirflow.names), so any other path is already literal."""
+    return path
+
+
+def unusable_tracks():
+    """The failing job of every track set aside at parse time (rule unusable_track)."""
+    return [f"{RESULTS}/logs/unusable/{key}.json" for key in UNUSABLE]
+
+
+def probe_path(track):
+    """The probe record of a track, as an input that never triggers a rerun by itself."""
+    return ancient(f"{RESULTS}/{track.id}/logs/probe.json")
+
+
+def probe_inputs(wildcards):
+    """Named inputs of the probe: the full mix and the provided stems."""
+    track = track_of(wildcards)
+    return {"audio": track.audio, **track.stems}
 
 
 def track_of(wildcards):
@@ -75,8 +121,9 @@ def track_of(wildcards):
 
 
 def mix_input(wildcards):
-    """Named input: the track's full mix, read in place."""
-    return {"audio": track_of(wildcards).audio}
+    """Named input: the track's full mix, read in place (and its probe record, as every family job has)."""
+    track = track_of(wildcards)
+    return {"audio": track.audio, "probe": probe_path(track)}
 
 
 @lru_cache(maxsize=None)
@@ -118,7 +165,8 @@ def family_model_inputs(name):
 
 
 def mix_and_models(wildcards, name):
-    return {"audio": track_of(wildcards).audio, **family_model_inputs(name)}
+    track = track_of(wildcards)
+    return {"audio": track.audio, "probe": probe_path(track), **family_model_inputs(name)}
 
 
 def caption_inputs(wildcards, name):
@@ -131,7 +179,7 @@ def caption_inputs(wildcards, name):
             "captions_flamingo" in planned:
         features["features_captions_flamingo"] = planned["captions_flamingo"]
     audio = {"audio": track.audio} if name == "captions_flamingo" else {}
-    return {**audio, **features, **family_model_inputs(name)}
+    return {**audio, **features, **family_model_inputs(name), "probe": probe_path(track)}
 
 
 def track_stems(track):
@@ -159,7 +207,8 @@ def _track_stems(track_id):
 
 def stem_inputs(wildcards):
     """Named inputs: the track's stems, provided or separated."""
-    return track_stems(track_of(wildcards))[0]
+    track = track_of(wildcards)
+    return {**track_stems(track)[0], "probe": probe_path(track)}
 
 
 def beats_input(track):
@@ -174,27 +223,28 @@ def drums_inputs(wildcards):
     track = track_of(wildcards)
     stems = track_stems(track)[0]
     source = {"drums": stems["drums"]} if "drums" in stems else {"audio": track.audio}
-    return {**source, **beats_input(track), **model_inputs("adtof_frame_rnn")}
+    return {**source, **beats_input(track), **model_inputs("adtof_frame_rnn"), "probe": probe_path(track)}
 
 
 def mix_and_stems(wildcards):
     """The full mix and, when the track has them, its stems (for families that prefer stems)."""
     track = track_of(wildcards)
-    return {"audio": track.audio, **track_stems(track)[0]}
+    return {"audio": track.audio, **track_stems(track)[0], "probe": probe_path(track)}
 
 
 def stems_and_beats(wildcards):
     track = track_of(wildcards)
-    return {**track_stems(track)[0], **beats_input(track)}
+    return {**track_stems(track)[0], **beats_input(track), "probe": probe_path(track)}
 
 
 def bass_inputs(wildcards):
     track = track_of(wildcards)
-    return {"bass": track_stems(track)[0]["bass"], **beats_input(track)}
+    return {"bass": track_stems(track)[0]["bass"], **beats_input(track), "probe": probe_path(track)}
 
 
 def separation_inputs(wildcards):
-    return {"audio": track_of(wildcards).audio, **model_inputs(SEPARATION["model"])}
+    track = track_of(wildcards)
+    return {"audio": track.audio, **model_inputs(SEPARATION["model"]), "probe": probe_path(track)}
 
 
 def wanted_model_markers():
@@ -311,6 +361,11 @@ def print_startup_report():
     print(startup_report(config["input_dir"], RESULTS, list(TRACKS.values()),
                          {t.id: family_plan(t)[1] for t in TRACKS.values()}, model_table(), MODELS_DIR,
                          config["models"]["auto_fetch"]), file=sys.stderr)
+    if UNUSABLE:
+        print(f"mirflow: {len(UNUSABLE)} input(s) set aside, each failing alone in rule unusable_track "
+              "(the other tracks run):", file=sys.stderr)
+        for track, reason in UNUSABLE.values():
+            print(f"    {track.audio!r}: {reason}", file=sys.stderr)
 
 
 # Printed when the workflow is parsed, so it appears for runs, dry-runs and "Nothing to be done" alike.

@@ -35,7 +35,9 @@ tracks (beats are right).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.stats import entropy
@@ -224,6 +226,8 @@ def parse_times(text: str) -> np.ndarray:
         For a line that is not a number (naming the line), a negative or
         non-finite time, or times out of order.
     """
+    from ..errors import ResultFileError  # a ValueError too
+
     values = []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
@@ -232,13 +236,32 @@ def parse_times(text: str) -> np.ndarray:
         try:
             values.append(float(line))
         except ValueError:
-            raise ValueError(f"time grid line {number}: {line!r} is not a number") from None
+            raise ResultFileError("<time grid>", f"line {number}: {line[:80]!r} is not a number") from None
     arr = np.asarray(values, dtype=np.float64)
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError("time grid contains a negative, NaN or infinite time")
+        raise ResultFileError("<time grid>", "it contains a negative, NaN or infinite time")
     if np.any(np.diff(arr) < 0):
-        raise ValueError("time grid is not in ascending order")
+        raise ResultFileError("<time grid>", "the times are not in ascending order")
     return arr
+
+
+def read_times(path: str | os.PathLike) -> np.ndarray:
+    """Read a time grid file (``.BEATS_GRID``, ``.DOWNBEATS``, ``.ONSETS``); see :func:`parse_times`.
+
+    Raises
+    ------
+    ResultFileError
+        Naming the file, for bytes that are not UTF-8 or a grid that :func:`parse_times` rejects.
+    """
+    from ..errors import ResultFileError
+
+    data = Path(path).read_bytes()
+    try:
+        return parse_times(data.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ResultFileError(path, f"not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except ResultFileError as err:
+        raise ResultFileError(path, err.reason) from None
 
 
 # --------------------------------------------------------------------------- pure features
