@@ -12,6 +12,11 @@ SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO / "scripts"))
 
 from mirflow.audio import AudioSignal  # noqa: E402
+from mirflow.jitcache import ensure_warm  # noqa: E402
+
+# Test modules import librosa at collection, and workflow tests start jobs in parallel: warm the numba cache
+# (mirflow's, see mirflow/__init__.py) once, under its lock, before either can compile into it.
+ensure_warm()
 
 
 def shared_path(*parts: str) -> Path:
