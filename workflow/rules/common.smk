@@ -2,6 +2,7 @@
 import os
 import re
 import sys
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,9 +17,11 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
     os.environ.setdefault(_var, "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from mirflow.batches import select_batch
 from mirflow.errors import MirflowError
 from mirflow.models import load_manifest, missing_files
 from mirflow.registry import FAMILIES, STEM_NAMES, STEP_VERSIONS
+from mirflow.runlog import record_snakemake_log
 from mirflow.summary import render_summary, startup_report
 from mirflow.tracks import discover_tracks
 
@@ -43,6 +46,9 @@ try:
             config["input_dir"], exclude_dirs=(RESULTS, MODELS_DIR, *config.get("exclude_dirs", []))
         )
     }
+    # One batch of a split run (`--config batch=i/n`, set by `python -m mirflow.run`): a chunk of the sorted ids.
+    if config.get("batch"):
+        TRACKS = {i: TRACKS[i] for i in select_batch(TRACKS, config["batch"])}
 except MirflowError as err:
     raise WorkflowError(f"mirflow: {err}")
 # Corpus-level outputs live beside the track folders in the results folder.
@@ -317,5 +323,17 @@ def print_startup_report():
 print_startup_report()
 
 
-def print_run_summary():
-    print(render_summary(RESULTS, list(TRACKS.values())), file=sys.stderr)
+RUN_STARTED = time.time()
+
+
+def finish_run(log, exit_code):
+    """A direct `snakemake` run: record its failed jobs from Snakemake's own log and print the summary.
+
+    Under the driver (`python -m mirflow.run`, what `make run` calls) the driver does both from the output it
+    reads, so the summary is printed once.
+    """
+    if os.environ.get("MIRFLOW_DRIVER"):
+        return
+    entry = record_snakemake_log(RESULTS, log, section=config.get("batch") or "all", started=RUN_STARTED,
+                                 exit_code=exit_code)
+    print(render_summary(RESULTS, list(TRACKS.values()), run=entry), file=sys.stderr)
