@@ -265,7 +265,7 @@ def run_snakemake(args: list[str], *, results_dir: str, section: str, console: C
     tail: list[str] = []
     startup = show_startup
     in_startup = False
-    with open(log_path, "w", encoding="utf-8") as log:
+    with open(log_path, "w", encoding="utf-8", buffering=1) as log:  # line by line: a kill loses nothing
         log.write("# " + " ".join(cmd) + "\n")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
                                 env=env, bufsize=1, preexec_fn=_pdeathsig if os.name == "posix" else None)
