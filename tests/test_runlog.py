@@ -272,3 +272,19 @@ def test_make_help_lists_every_target_once():
     listed = [line.split()[0] for line in lines[1:]]
     assert sorted(listed) == sorted(targets), (listed, targets)
     assert all(len(line.split(None, 1)) == 2 for line in lines[1:])  # a description on every line
+
+
+def test_make_run_calls_the_driver_with_one_config_list_and_v_for_verbose(tmp_path):
+    # An install stamp newer than its prerequisites: `make -n` then only prints the run recipe (a makefile as
+    # the stamp would be remade for real, even under -n).
+    stamp = tmp_path / "installed"
+    stamp.write_text("")
+    proc = subprocess.run(["make", "-n", "run", "V=1", "INPUT=/music", "RESULTS=/r", "CORES=3", f"STAMP={stamp}",
+                           "SNAKEMAKE_ARGS=--config families={metadata: false}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    (line,) = [line for line in proc.stdout.replace("\\\n", " ").splitlines() if "mirflow.run" in line]
+    assert line.startswith(".venv/bin/python -m mirflow.run -v ")
+    rest, items = split_config(line.replace('"', "").split()[4:])
+    assert rest == ["--cores", "3", "--configfile", "config/config.yaml"]
+    assert items == ["results_dir=/r", "input_dir=/music", "families={metadata:", "false}"]

@@ -290,7 +290,7 @@ def run_snakemake(args: list[str], *, results_dir: str, section: str, console: C
             proc.wait()
         for event in parser.close():
             _show(event, console, parser, results_dir)
-        code = proc.wait()
+        code, peak_kb = _wait(proc)
     console.close_bar()
     state = parser.state
     if code != 0 and not state.failures and not console.verbose:
@@ -301,11 +301,21 @@ def run_snakemake(args: list[str], *, results_dir: str, section: str, console: C
     done = finished_tracks(state, results_dir)
     entry = record_entry(state, started=started, ended=time.time(), exit_code=code, log=str(log_path),
                          audio_s=audio_seconds(done, results_dir), tracks_finished=len(done))
+    entry["peak_rss_mb"] = round(peak_kb / 1024, 1)
     if state.nothing_to_do and not console.verbose:
         console.write("Nothing to be done: every output is up to date.")
     if record:
         update_record(results_dir, section, entry)
     return code, entry
+
+
+def _wait(proc: subprocess.Popen) -> tuple[int, int]:
+    """Exit code and peak resident memory (kB) of Snakemake or the largest of the processes it waited for."""
+    if proc.returncode is None and hasattr(os, "wait4"):
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        return proc.returncode, usage.ru_maxrss
+    return proc.wait(), 0
 
 
 def _show(event: tuple, console: Console, parser: SnakemakeLogParser, results_dir: str) -> None:
@@ -429,7 +439,8 @@ def main(argv: list[str] | None = None) -> int:
             eta = (time.time() - t0) / max(1, len(codes)) * left
             console.write(f"batch {spec}: {entry['jobs_done']}/{entry['jobs_total']} jobs, "
                           f"{len(entry['failures'])} failed, {entry['tracks_finished']} track(s) finished in "
-                          f"{entry['wall_s']:.0f} s" + (f"; {left} batch(es) left, about {eta / 60:.0f} min" if left else ""))
+                          f"{entry['wall_s']:.0f} s, peak memory {entry['peak_rss_mb'] / 1024:.2f} GB"
+                          + (f"; {left} batch(es) left, about {eta / 60:.0f} min" if left else ""))
         if omit and not dry:
             if any(codes):
                 console.write("corpus outputs (" + ", ".join(omit) + ") not rebuilt: some jobs failed; "
