@@ -288,3 +288,23 @@ def test_make_run_calls_the_driver_with_one_config_list_and_v_for_verbose(tmp_pa
     rest, items = split_config(line.replace('"', "").split()[4:])
     assert rest == ["--cores", "3", "--configfile", "config/config.yaml"]
     assert items == ["results_dir=/r", "input_dir=/music", "families={metadata:", "false}"]
+
+
+def test_quiet_console_condenses_the_startup_report_to_a_few_lines():
+    from types import SimpleNamespace
+
+    from mirflow.run import condense_startup
+    from mirflow.summary import startup_report
+
+    tracks = [SimpleNamespace(id=f"t{i}", stems={}, notes=[]) for i in range(3)]
+    models = [(f"essentia_{i}", [f"essentia/{i}.pb"], ["classifiers (optional)"]) for i in range(17)]
+    models += [("adtof_frame_rnn", [], ["drums"]), ("smollm2", ["s.gguf"], ["captions_feature"], False, True)]
+    missing = {t.id: {"aesthetics": "model missing", "drums_stems": "no stems"} for t in tracks}
+    report = startup_report("music", "results", tracks, missing, models).splitlines()
+    assert len(report) > 20
+    lines = condense_startup(report, Path("results/logs/snakemake/x.log"))
+    assert lines == [
+        "mirflow: 3 track(s) under 'music' (0 with provided stems); results in 'results'",
+        "  models: 1 present, 1 fetched during the run, 17 missing (needed by classifiers: `make models` fetches them)",
+        "  families skipped (tracks): aesthetics (3), drums_stems (3)",
+        "  (the full start-up report, with every reason: results/logs/snakemake/x.log)"]

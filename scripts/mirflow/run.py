@@ -188,6 +188,39 @@ def clear_stale_lock(workdir: str) -> str | None:
 # ---------------------------------------------------------------------------------------------------------------
 # Console.
 
+_MODEL_ROW = re.compile(r"^    (?P<name>\S+)\s+(?P<status>.*?); needed by: (?P<users>.*)$")
+_SKIP_ROW = re.compile(r"^    (?P<family>\S+)\s+(?P<count>\d+) track\(s\): (?P<reason>.*)$")
+
+
+def condense_startup(lines: list[str], log_path: Path) -> list[str]:
+    """The start-up report in a few lines: tracks and notes as they are, the model table and the skipped
+    families counted (the full report stays in Snakemake's log, and ``-v`` prints it)."""
+    out, missing, fetched, ok, skipped = [], [], 0, 0, []
+    for line in lines:
+        model, skip = _MODEL_ROW.match(line), _SKIP_ROW.match(line)
+        if model:
+            status = model["status"]
+            if status.startswith("MISSING"):
+                missing.append(model["users"].replace(" (optional)", ""))
+            elif status.startswith("will be fetched"):
+                fetched += 1
+            else:
+                ok += 1
+        elif skip:
+            skipped.append(f"{skip['family']} ({skip['count']})")
+        elif line.startswith(("mirflow:", "  note:", "  ... and")):
+            out.append(line)
+    if missing or fetched or ok:
+        users = sorted({u for m in missing for u in m.split(", ")})
+        out.append(f"  models: {ok} present, {fetched} fetched during the run, {len(missing)} missing"
+                   + (f" (needed by {', '.join(users)}: `make models` fetches them)" if missing else ""))
+    if skipped:
+        out.append(f"  families skipped (tracks): {', '.join(skipped)}")
+    if missing or skipped:
+        out.append(f"  (the full start-up report, with every reason: {os.path.relpath(log_path)})")
+    return out
+
+
 class Console:
     """The quiet console: start-up report, progress with ETA, one line per finished track or failed job.
 
@@ -265,6 +298,7 @@ def run_snakemake(args: list[str], *, results_dir: str, section: str, console: C
     tail: list[str] = []
     startup = show_startup
     in_startup = False
+    report: list[str] = []
     with open(log_path, "w", encoding="utf-8", buffering=1) as log:  # line by line: a kill loses nothing
         log.write("# " + " ".join(cmd) + "\n")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
@@ -280,9 +314,11 @@ def run_snakemake(args: list[str], *, results_dir: str, section: str, console: C
                     if text.startswith("mirflow:"):
                         in_startup = True
                     elif text.startswith(_STARTUP_END) or (in_startup and text and not text.startswith(" ")):
+                        if report:
+                            console.write("\n".join(condense_startup(report, log_path)))
                         in_startup = startup = False
                     if in_startup:
-                        console.write(text)
+                        report.append(text)
                 for event in parser.feed(text):
                     _show(event, console, parser, results_dir)
         except KeyboardInterrupt:
