@@ -308,3 +308,40 @@ def test_quiet_console_condenses_the_startup_report_to_a_few_lines():
         "  models: 1 present, 1 fetched during the run, 17 missing (needed by classifiers: `make models` fetches them)",
         "  families skipped (tracks): aesthetics (3), drums_stems (3)",
         "  (the full start-up report, with every reason: results/logs/snakemake/x.log)"]
+
+
+class _Stream:
+    def __init__(self, tty: bool):
+        self.tty, self.text = tty, ""
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return self.tty
+
+
+def test_progress_is_one_bar_on_a_terminal_and_ten_lines_elsewhere():
+    from mirflow.run import Console
+
+    pipe = _Stream(tty=False)
+    console = Console(verbose=False, stream=pipe)
+    console.start_bar(200)
+    for done in range(1, 201):
+        console.progress(done)
+    lines = pipe.text.splitlines()
+    assert len(lines) == 10 and lines[0].startswith("jobs: 20/200 jobs (10%), 0:00:00 elapsed, about")
+    assert lines[-1].startswith("jobs: 200/200 jobs (100%)") and "left" not in lines[-1]
+    tty = _Stream(tty=True)
+    console = Console(verbose=False, stream=tty)
+    console.label = "batch 2/3"
+    console.start_bar(40)
+    console.progress(10)
+    console.write("done    a/b")
+    console.progress(40)
+    console.close_bar()
+    assert "done    a/b\n" in tty.text and "batch 2/3: 100%" in tty.text and "40/40 jobs" in tty.text
+    assert tty.text.count("\n") <= 3  # the bar redraws in place (carriage returns), one line at the end
