@@ -468,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
                                         show_startup=not codes, record=not dry)
             codes.append(code)
             wall, audio, finished = wall + entry["wall_s"], audio + entry["audio_s"], finished + entry["tracks_finished"]
-            if not dry:
+            if not dry and code == 0:  # a batch with a failed job is tried again by the next `make run`
                 done.add(spec)
                 save_batch_state(results_dir, fingerprint, done)
             left = n - i
