@@ -428,8 +428,9 @@ def main(argv: list[str] | None = None) -> int:
     dry = any(a in ("-n", "--dry-run", "--dryrun", "--summary", "-S") for a in args)
     console = Console(ours.verbose)
 
+    workdir = next((args[i + 1] for i, a in enumerate(args[:-1]) if a in ("-d", "--directory")), os.getcwd())
     try:
-        note = clear_stale_lock(os.getcwd())
+        note = clear_stale_lock(workdir)
     except RuntimeError as err:
         console.write(f"mirflow: {err}")
         return 1
