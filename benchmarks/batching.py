@@ -7,7 +7,7 @@ and its jobs, plus the total and the peak over all batches.
 
     python benchmarks/batching.py --tracks 100000 --batch-size 5000 --dry-run          # DAG of every batch
     python benchmarks/batching.py --tracks 1000 --batch-size 250                       # real run, trivial set
-    python benchmarks/batching.py --tracks 100000 --batch-size 5000 --dry-run --families default
+    python benchmarks/batching.py --tracks 100000 --batch-size 5000 --dry-run --families default --only-batch 1
 
 ``--families trivial`` (default) keeps only ``metadata`` and switches the crops off (2 jobs per track: the
 metadata family and the merge); ``default`` keeps the shipped config (every family whose models are present).
@@ -77,6 +77,8 @@ def main() -> int:
     parser.add_argument("--families", choices=("trivial", "default"), default="trivial")
     parser.add_argument("--cores", default="2")
     parser.add_argument("--workdir", default="/tmp/mirflow-batching")
+    parser.add_argument("--only-batch", type=int, default=None,
+                        help="dry-run this one batch (snakemake -n --config batch=i/n) instead of the driver")
     args = parser.parse_args()
     root = Path(args.workdir)
     root.mkdir(parents=True, exist_ok=True)
@@ -85,10 +87,23 @@ def main() -> int:
     print(f"fake corpus: {args.tracks} tracks (hard links) in {root / 'music'} ({built:.1f} s); "
           f"families: {args.families}; batch size {args.batch_size}; {'dry run' if args.dry_run else 'real run'}",
           flush=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "scripts"), os.environ.get("PYTHONPATH", "")])}
+    if args.only_batch:
+        n = -(-args.tracks // args.batch_size)
+        cmd = [sys.executable, "-m", "snakemake", "-n", "-s", str(REPO / "workflow" / "Snakefile"), "--cores",
+               args.cores, "--config", "input_dir=music", "results_dir=results", f"batch={args.only_batch}/{n}"]
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        total = re.search(r"^total\s+(\d+)", out, re.M)
+        print(f"batch {args.only_batch}/{n} dry run: exit {os.waitstatus_to_exitcode(status)}, "
+              f"{total[1] if total else '?'} jobs in {time.perf_counter() - started:.0f} s, "
+              f"peak memory {usage.ru_maxrss / 1024 ** 2:.2f} GB")
+        return os.waitstatus_to_exitcode(status)
     cmd = [sys.executable, "-m", "mirflow.run", "--batch-size", str(args.batch_size), "-s",
            str(REPO / "workflow" / "Snakefile"), "--cores", args.cores, *(["-n"] if args.dry_run else []),
            "--config", "input_dir=music", "results_dir=results"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "scripts"), os.environ.get("PYTHONPATH", "")])}
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peaks, times = [], []
