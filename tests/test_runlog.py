@@ -15,7 +15,8 @@ from mirflow.batches import batch_count, parse_batch, select_batch
 from mirflow.errors import ConfigError
 from mirflow.run import (clear_stale_lock, config_value, count_tracks, is_snakemake_command, snakemake_processes,
                          split_config)
-from mirflow.runlog import (finished_tracks, parse_log, read_record, record_entry, track_from_log, update_record)
+from mirflow.runlog import (attempted_logs, finished_tracks, parse_log, read_record, record_entry, track_from_log,
+                            update_record)
 from mirflow.summary import collect_failures, reason_group, render_summary
 
 # Snakemake 9.27's own lines (copied from real runs): a job that raised, one killed by SIGKILL, one killed
@@ -345,3 +346,19 @@ def test_progress_is_one_bar_on_a_terminal_and_ten_lines_elsewhere():
     console.close_bar()
     assert "done    a/b\n" in tty.text and "batch 2/3: 100%" in tty.text and "40/40 jobs" in tty.text
     assert tty.text.count("\n") <= 3  # the bar redraws in place (carriage returns), one line at the end
+
+
+def test_a_failed_run_keeps_the_earlier_failures_of_jobs_it_did_not_attempt(results):
+    state = parse_log(OUTPUT, results)
+    update_record(results, "all", record_entry(state, started=0, ended=1, exit_code=1, log=""), attempted_logs(state))
+    # A later run of one target that failed again: bad's loudness. The other two jobs were not attempted.
+    one = parse_log(OUTPUT.split("[Fri Dec  4 15:53:21 2026]\nlocalrule metadata:")[0]
+                    + "Error in rule loudness:\n    jobid: 5\n    log: results/bad/logs/loudness.log\n", results)
+    assert [f.step for f in one.failures] == ["loudness"]
+    update_record(results, "all", record_entry(one, started=2, ended=3, exit_code=1, log=""), attempted_logs(one))
+    assert sorted((f["track"], f["step"]) for f in collect_failures(results)) == [
+        (BAND, "metadata"), ("bad", "loudness"), ("seg", "timbral")]
+    # A run that succeeded completed its whole DAG: nothing is carried over.
+    empty = parse_log("", results)
+    update_record(results, "all", record_entry(empty, started=4, ended=5, exit_code=0, log=""), attempted_logs(empty))
+    assert read_record(results)["sections"]["all"]["failures"] == []

@@ -32,8 +32,8 @@ import yaml
 
 from .batches import batch_count
 from .jsonio import read_json, write_json_atomic
-from .runlog import (SnakemakeLogParser, audio_seconds, finished_tracks, record_entry, track_from_log,
-                     update_record)
+from .runlog import (SnakemakeLogParser, attempted_logs, audio_seconds, finished_tracks, record_entry,
+                     track_from_log, update_record)
 from .summary import render_summary
 
 REPO = Path(__file__).resolve().parents[2]
@@ -341,7 +341,7 @@ def run_snakemake(args: list[str], *, results_dir: str, section: str, console: C
     if state.nothing_to_do and not console.verbose:
         console.write("Nothing to be done: every output is up to date.")
     if record:
-        update_record(results_dir, section, entry)
+        update_record(results_dir, section, entry, attempted_logs(state))
     return code, entry
 
 

@@ -253,23 +253,38 @@ def read_record(results_dir: str) -> dict:
     return record if isinstance(record.get("sections"), dict) else {"sections": {}}
 
 
-def update_record(results_dir: str, section: str, entry: dict) -> dict:
+def update_record(results_dir: str, section: str, entry: dict, attempted: set[str] | None = None) -> dict:
     """Replace one section of the run record (a batch's rerun replaces that batch's failures).
 
-    A run over all tracks replaces every section; a batch of ``n`` drops sections of another split.
+    A run over all tracks replaces every section; a batch of ``n`` drops sections of another split. When the
+    run failed, failures it replaces whose job it did not attempt (``attempted``: the rule logs of its jobs)
+    are kept: a run that stopped early, or a run of one target, says nothing about them. A run that succeeded
+    completed its whole DAG, so nothing is carried over.
     """
     record = read_record(results_dir)
     sections = record["sections"]
     if section == "all":
-        sections.clear()
+        replaced = list(sections)
     else:
         n = section.split("/")[-1]
-        for key in [k for k in sections if k == "all" or k.split("/")[-1] != n]:
-            del sections[key]
-    sections[section] = entry
+        replaced = [k for k in sections if k == section or k == "all" or k.split("/")[-1] != n]
+    carried = []
+    if attempted is not None and entry.get("exit_code"):
+        done = {os.path.abspath(p) for p in attempted}
+        new = {f["log"] for f in entry["failures"]}
+        carried = [f for k in replaced for f in sections[k].get("failures", [])
+                   if f.get("log") and os.path.abspath(f["log"]) not in done and f["log"] not in new]
+    for key in replaced:
+        del sections[key]
+    sections[section] = {**entry, "failures": [*entry["failures"], *carried]}
     record["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     write_json_atomic(record_path(results_dir), record)
     return record
+
+
+def attempted_logs(state: RunState) -> set[str]:
+    """The rule logs of every job the invocation started (finished or failed)."""
+    return {job["log"] for job in state.jobs.values() if job.get("log")}
 
 
 def record_entry(state: RunState, *, started: float, ended: float, exit_code: int, log: str,
@@ -328,5 +343,5 @@ def record_snakemake_log(results_dir: str, log_files: list[str] | str, *, sectio
     entry = record_entry(state, started=started, ended=time.time(), exit_code=exit_code,
                          log=paths[0] if paths else "", audio_s=audio_seconds(done, results_dir),
                          tracks_finished=len(done))
-    update_record(results_dir, section, entry)
+    update_record(results_dir, section, entry, attempted_logs(state))
     return entry
