@@ -29,7 +29,7 @@ import soundfile as sf
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from mirflow.registry import FAMILIES  # noqa: E402
+from mirflow.registry import FAMILIES
 
 
 def build_tree(root: Path, tracks: int, seconds: float = 2.0) -> float:
@@ -64,8 +64,8 @@ def write_config(root: Path, families: str) -> None:
         text = path.read_text()
         for fam in FAMILIES:
             if fam != "metadata":
-                text = re.sub(rf"^  {fam}: true$", f"  {fam}: false", text, flags=re.M)
-        text = re.sub(r"^(crops:\n  enabled:) true", r"\1 false", text, flags=re.M)
+                text = re.sub(rf"^  {fam}: true$", f"  {fam}: false", text, flags=re.MULTILINE)
+        text = re.sub(r"^(crops:\n  enabled:) true", r"\1 false", text, flags=re.MULTILINE)
         path.write_text(text)
 
 
@@ -96,7 +96,7 @@ def main() -> int:
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         out = proc.stdout.read()
         _, status, usage = os.wait4(proc.pid, 0)
-        total = re.search(r"^total\s+(\d+)", out, re.M)
+        total = re.search(r"^total\s+(\d+)", out, re.MULTILINE)
         print(f"batch {args.only_batch}/{n} dry run: exit {os.waitstatus_to_exitcode(status)}, "
               f"{total[1] if total else '?'} jobs in {time.perf_counter() - started:.0f} s, "
               f"peak memory {usage.ru_maxrss / 1024 ** 2:.2f} GB")

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import REPO
 from mirflow.registry import FAMILIES
 
@@ -35,7 +34,7 @@ def _corpus(wd: Path, names: list[str]) -> None:
     text = (wd / "config" / "config.yaml").read_text()
     for fam in FAMILIES:
         if fam not in KEEP:
-            text, n = re.subn(rf"^  {fam}: true$", f"  {fam}: false", text, flags=re.M)
+            text, n = re.subn(rf"^  {fam}: true$", f"  {fam}: false", text, flags=re.MULTILINE)
             assert n == 1, fam
     (wd / "config" / "config.yaml").write_text(text.replace("length_samples: 2097152", "length_samples: 44100"))
     t = np.arange(int(SR * 3)) / SR
@@ -206,8 +205,8 @@ def test_batches_each_run_their_own_tracks_and_an_interrupted_split_resumes_at_i
     assert "mirflow: about 5 tracks under 'music': 3 batches of about 2 tracks, each its own Snakemake run; " \
            "resuming: 1 batch(es) finished in the interrupted run" in err
     assert "batch 1/3: finished in an earlier attempt of this run, skipped" in err
-    assert re.search(r"^batch 2/3: \d+/\d+ jobs, 0 failed, 2 track\(s\) finished", err, re.M)
-    assert re.search(r"^batch 3/3: \d+/\d+ jobs, 0 failed, 1 track\(s\) finished", err, re.M)
+    assert re.search(r"^batch 2/3: \d+/\d+ jobs, 0 failed, 2 track\(s\) finished", err, re.MULTILINE)
+    assert re.search(r"^batch 3/3: \d+/\d+ jobs, 0 failed, 1 track\(s\) finished", err, re.MULTILINE)
     new_logs = {re.sub(r"^\d+-\d+", "", p.name) for p in logs.glob("*.log")} - {re.sub(r"^\d+-\d+", "", n)
                                                                                for n in first_logs}
     assert new_logs == {"-batch3of3.log", "-corpus.log"}

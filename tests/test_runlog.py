@@ -1,7 +1,6 @@
 """Reading Snakemake's record of a run, the summary built from it, batches, the stale-lock check, `make help`."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -9,14 +8,26 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 from mirflow.batches import batch_count, parse_batch, select_batch
 from mirflow.errors import ConfigError
-from mirflow.run import (clear_stale_lock, config_value, count_tracks, is_snakemake_command, snakemake_processes,
-                         split_config)
-from mirflow.runlog import (attempted_logs, finished_tracks, parse_log, read_record, record_entry, track_from_log,
-                            update_record)
+from mirflow.run import (
+    clear_stale_lock,
+    config_value,
+    count_tracks,
+    is_snakemake_command,
+    snakemake_processes,
+    split_config,
+)
+from mirflow.runlog import (
+    attempted_logs,
+    finished_tracks,
+    parse_log,
+    read_record,
+    record_entry,
+    track_from_log,
+    update_record,
+)
 from mirflow.summary import collect_failures, reason_group, render_summary
 
 # Snakemake 9.27's own lines (copied from real runs): a job that raised, one killed by SIGKILL, one killed

@@ -32,8 +32,15 @@ import yaml
 
 from .batches import batch_count
 from .jsonio import read_json, write_json_atomic
-from .runlog import (SnakemakeLogParser, attempted_logs, audio_seconds, finished_tracks, record_entry,
-                     track_from_log, update_record)
+from .runlog import (
+    SnakemakeLogParser,
+    attempted_logs,
+    audio_seconds,
+    finished_tracks,
+    record_entry,
+    track_from_log,
+    update_record,
+)
 from .summary import render_summary
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,7 +112,7 @@ def count_tracks(input_dir: str, exclude: tuple[str, ...] = ()) -> int:
 def corpus_rules(path: Path = CORPUS_RULES_FILE) -> list[str]:
     """The rules over the whole collection (those defined in ``workflow/rules/corpus.smk``)."""
     try:
-        return re.findall(r"^rule (\w+):", path.read_text(encoding="utf-8"), flags=re.M)
+        return re.findall(r"^rule (\w+):", path.read_text(encoding="utf-8"), flags=re.MULTILINE)
     except OSError:
         return []
 

@@ -116,7 +116,7 @@ def failure_reason(*, exception: list[str], log_path: str | None) -> str:
         name = signal.Signals(-int(exit_match["code"])).name
         return _SIGNAL_REASONS.get(name, f"killed by signal {name}")
     if exit_match and int(exit_match["code"]) in (124, 137):
-        return "timed out (exit status %s)" % exit_match["code"]
+        return f"timed out (exit status {exit_match['code']})"
     meaningful = [line.strip() for line in log_lines if line.strip() and not line.startswith((" ", "\t", "="))]
     if meaningful and not meaningful[-1].endswith(f"mirflow={_version()}"):
         last = re.sub(r"^\d{4}-\d\d-\d\d [\d:,]+ (?:INFO|ERROR|WARNING) ", "", meaningful[-1])
