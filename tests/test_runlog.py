@@ -180,6 +180,7 @@ def test_summary_counts_tracks_not_crops_and_groups_failures_by_reason(results, 
         for i in range(3):
             (root / tid / "crops" / f"{name}_{i}.INFO").write_text("{}")
     (root / "half" / "features").mkdir(parents=True)
+    (root / "early" / "logs").mkdir(parents=True)  # its first job is running: a log, no output yet
     (root / "stats").mkdir()
     (root / "stats" / "report_tracks.html").write_text("<html>")
     (root / "sat_config.json").write_text("{}")
@@ -190,8 +191,8 @@ def test_summary_counts_tracks_not_crops_and_groups_failures_by_reason(results, 
                                                audio_s=3600 * 10, tracks_finished=40))
     text = render_summary(results)
     lines = text.splitlines()
-    # 2 complete (6 crop .INFO files do not count), "half" started, 3 tracks with a failed job.
-    assert "  tracks: 2 complete, 1 partial, 3 failed (of 6)" in lines
+    # 2 complete (6 crop .INFO files do not count), "half" and "early" started, 3 tracks with a failed job.
+    assert "  tracks: 2 complete, 2 partial, 3 failed (of 7)" in lines
     assert "  processed: 40 track(s), 10.00 h of audio in 2h00m00s (5.00 s of audio per s, 20 tracks/h)" in lines
     assert "  failed jobs: 3 (3 reason(s)); each log has the details:" in lines
     assert "    1 x crashed (SIGSEGV, segmentation fault in native code)" in lines

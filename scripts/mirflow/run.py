@@ -306,6 +306,7 @@ def run_snakemake(args: list[str], *, results_dir: str, section: str, console: C
     startup = show_startup
     in_startup = False
     report: list[str] = []
+    interrupted = False
     with open(log_path, "w", encoding="utf-8", buffering=1) as log:  # line by line: a kill loses nothing
         log.write("# " + " ".join(cmd) + "\n")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
@@ -330,6 +331,7 @@ def run_snakemake(args: list[str], *, results_dir: str, section: str, console: C
                     _show(event, console, parser, results_dir)
         except KeyboardInterrupt:
             # Ctrl-C reaches Snakemake too (same process group): let it stop its jobs, then summarise.
+            interrupted = True
             proc.wait()
         for event in parser.close():
             _show(event, console, parser, results_dir)
@@ -345,6 +347,9 @@ def run_snakemake(args: list[str], *, results_dir: str, section: str, console: C
     entry = record_entry(state, started=started, ended=time.time(), exit_code=code, log=str(log_path),
                          audio_s=audio_seconds(done, results_dir), tracks_finished=len(done))
     entry["peak_rss_mb"] = round(peak_kb / 1024, 1)
+    if interrupted:
+        entry["exit_code"] = code = code or 130
+        entry["interrupted"] = True
     if state.nothing_to_do and not console.verbose:
         console.write("Nothing to be done: every output is up to date.")
     if record:
@@ -475,6 +480,9 @@ def main(argv: list[str] | None = None) -> int:
                                         console=console, log_path=logs / f"{stamp}-batch{i}of{n}.log",
                                         show_startup=not codes, record=not dry)
             codes.append(code)
+            if entry.get("interrupted"):
+                console.write(f"interrupted during batch {spec}: `make run` resumes there")
+                break
             wall, audio, finished = wall + entry["wall_s"], audio + entry["audio_s"], finished + entry["tracks_finished"]
             if not dry and code == 0:  # a batch with a failed job is tried again by the next `make run`
                 done.add(spec)

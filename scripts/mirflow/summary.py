@@ -96,11 +96,12 @@ def collect_failures(results_dir: str) -> list[dict[str, str]]:
 
 
 def track_folders(results_dir: str) -> list[str]:
-    """Track ids present in a results folder: folders with a ``features/`` folder (crops are not tracks)."""
+    """Track ids present in a results folder: folders with a ``features/`` or ``logs/`` folder (every job of a
+    track logs to ``<track>/logs/``; the results folder's own ``logs/`` is the corpus jobs'; crops are not tracks)."""
     found = []
     root = os.path.abspath(results_dir)
     for dirpath, dirnames, _ in os.walk(root):
-        if "features" in dirnames:
+        if dirpath != root and ("features" in dirnames or "logs" in dirnames):
             found.append(os.path.relpath(dirpath, root).replace(os.sep, "/"))
             dirnames[:] = []  # nothing below a track folder is another track
         else:
