@@ -338,7 +338,7 @@ def run_snakemake(args: list[str], *, results_dir: str, section: str, console: C
         code, peak_kb = _wait(proc)
     console.close_bar()
     state = parser.state
-    if code != 0 and not state.failures and not console.verbose:
+    if code != 0 and not state.failures and not console.verbose and not interrupted:
         # Snakemake stopped before or outside the jobs (a config error, a locked folder...): show why.
         shown = [t for t in tail if t.strip() and not t.startswith(("Complete log", "Elapsed time"))]
         console.write("\n".join(["Snakemake stopped (exit code %d); the end of its output:" % code,
@@ -482,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
             codes.append(code)
             if entry.get("interrupted"):
                 console.write(f"interrupted during batch {spec}: `make run` resumes there")
+                omit = []  # no corpus pass after an interruption
                 break
             wall, audio, finished = wall + entry["wall_s"], audio + entry["audio_s"], finished + entry["tracks_finished"]
             if not dry and code == 0:  # a batch with a failed job is tried again by the next `make run`
