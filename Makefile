@@ -1,8 +1,4 @@
-# mirflow: the two commands of the Quick start are `make run` and `make test`.
-#   make run                      install (first time), generate the demo corpus, run the workflow on it
-#   make run INPUT=/path/to/music process your own folder (results in RESULTS, default: results)
-#   make test                     install (first time), run the test suite
-#   make models                   fetch the model files (Demucs, ADTOF...) into models/, verified by sha256
+# mirflow: the two commands of the Quick start are `make run` and `make test`; `make help` lists every target.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -11,6 +7,8 @@ INPUT ?=
 RESULTS ?= results
 CORES ?= all
 SNAKEMAKE_ARGS ?=
+V ?=
+BATCH_SIZE ?=
 STAMP := $(VENV)/.mirflow-installed
 
 CONFIG_ARGS := results_dir="$(RESULTS)"
@@ -25,46 +23,46 @@ endif
 
 .PHONY: run test install demo models report dry-run lint summary readme clean-results help
 
-help:
-	@sed -n '2,6p' Makefile
+help:  ## list the targets (this text)
+	@echo "make [target] [INPUT=/path/to/music] [RESULTS=results] [CORES=all] [V=1] [SNAKEMAKE_ARGS=...]"
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/^([a-z-]+):.*## /  \1\t/' | expand -t 18
 
 $(STAMP): scripts/install.sh envs/requirements.txt envs/requirements-nodeps.txt envs/requirements-llm.txt envs/constraints.txt pyproject.toml
 	PYTHON=$(PYTHON) bash scripts/install.sh
 	@touch $@
 
-install: $(STAMP)
+install: $(STAMP)  ## create .venv and install the pinned dependencies (the other targets do it first)
 
 demo/.complete: $(STAMP) scripts/mirflow/demo.py
 	$(BIN)/python -m mirflow.demo demo
 
-demo: demo/.complete
+demo: demo/.complete  ## generate the demo corpus (demo/)
 
-run: $(STAMP) $(DEMO_DEP)
-	@set -o pipefail; status=0; \
-	$(BIN)/snakemake --cores $(CORES) $(CONFIG_FILES) --config $(CONFIG_ARGS) $(SNAKEMAKE_ARGS) || status=$$?; \
-	exit $$status
+run: $(STAMP) $(DEMO_DEP)  ## process INPUT (default: the demo) into RESULTS; V=1 prints Snakemake's full output
+	@$(BIN)/python -m mirflow.run $(if $(V),-v) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) \
+	  --cores $(CORES) $(CONFIG_FILES) --config $(CONFIG_ARGS) $(SNAKEMAKE_ARGS)
 
-models: $(STAMP) $(DEMO_DEP)
+models: $(STAMP) $(DEMO_DEP)  ## fetch the model files (Demucs, ADTOF, Essentia...) into models/, sha256-verified
 	$(BIN)/snakemake fetch_models --cores 1 $(CONFIG_FILES) --config $(CONFIG_ARGS)
 
-dry-run: $(STAMP) $(DEMO_DEP)
+dry-run: $(STAMP) $(DEMO_DEP)  ## list the jobs a run would execute, without running them
 	$(BIN)/snakemake -n --cores $(CORES) $(CONFIG_FILES) --config $(CONFIG_ARGS) $(SNAKEMAKE_ARGS)
 
-report: $(STAMP)
+report: $(STAMP)  ## rebuild the corpus report (RESULTS/stats/) from the .INFO files present
 	$(BIN)/python -m mirflow.stats "$(RESULTS)"
 	$(BIN)/python -m mirflow.stats "$(RESULTS)" --crops
 
-summary: $(STAMP)
+summary: $(STAMP)  ## the end-of-run summary of RESULTS again: tracks, failed jobs, where to look
 	$(BIN)/python -m mirflow.summary "$(RESULTS)" $(INPUT)
 
-lint: $(STAMP)
+lint: $(STAMP)  ## snakemake --lint
 	$(BIN)/snakemake --lint
 
-readme: $(STAMP)
+readme: $(STAMP)  ## regenerate the README's feature table from the catalogue
 	$(BIN)/python -m mirflow.catalogue --readme README.md
 
-test: $(STAMP)
+test: $(STAMP)  ## install (first time), then run the test suite
 	$(BIN)/python -m pytest -q
 
-clean-results:
+clean-results:  ## delete RESULTS and .snakemake (all results!)
 	rm -rf "$(RESULTS)" .snakemake

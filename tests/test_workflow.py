@@ -251,7 +251,7 @@ def test_corrupt_and_empty_inputs_fail_only_their_own_track(workdir):
                                                                      ("empty", "probe_audio")]
         for bad in ("corrupt", "empty"):
             assert not (workdir / "results" / bad / f"{bad}.INFO").exists()
-        assert "tracks with a complete .INFO: 3 / 5" in err
+        assert "  tracks: 3 complete, 0 partial, 2 failed (of 5)" in err
     finally:
         (music / "corrupt.flac").unlink()
         (music / "empty.wav").unlink()

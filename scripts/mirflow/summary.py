@@ -12,6 +12,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from .runlog import read_record, record_failures, record_path
 from .runner import FAILURE_MARKER
 
 _FAILURE = re.compile(FAILURE_MARKER + r" track=(?P<track>.*) step=(?P<step>\S+) reason=(?P<reason>.*)$")
@@ -60,8 +61,11 @@ def startup_report(input_dir: str, results_dir: str, tracks: list, missing: dict
     return "\n".join(lines)
 
 
-def collect_failures(results_dir: str) -> list[dict[str, str]]:
-    """Failed steps, read from the failure marker in each rule log (a successful rerun rewrites its log)."""
+def marker_failures(results_dir: str) -> list[dict[str, str]]:
+    """Failed steps whose rule log holds mirflow's failure message (a successful rerun rewrites its log).
+
+    Only a complement to the run record: a process killed by a signal writes no message.
+    """
     failures = []
     root = Path(results_dir)
     if not root.is_dir():
@@ -82,32 +86,128 @@ def collect_failures(results_dir: str) -> list[dict[str, str]]:
     return failures
 
 
-def render_summary(results_dir: str, tracks: list | None = None) -> str:
-    """End-of-run summary: complete .INFO files, failures with reasons, where the results are."""
+def collect_failures(results_dir: str) -> list[dict[str, str]]:
+    """Every failed job: Snakemake's record of the last run(s) (``logs/run_record.json``, whatever killed the
+    job), plus failure messages in rule logs the record does not cover (a run whose scheduler was killed)."""
+    recorded = record_failures(results_dir)
+    seen = {os.path.abspath(f["log"]) for f in recorded if f.get("log")}
+    extra = [f for f in marker_failures(results_dir) if os.path.abspath(f["log"]) not in seen]
+    return [*recorded, *extra]
+
+
+def track_folders(results_dir: str) -> list[str]:
+    """Track ids present in a results folder: folders with a ``features/`` or ``logs/`` folder (every job of a
+    track logs to ``<track>/logs/``; the results folder's own ``logs/`` is the corpus jobs'; crops are not tracks)."""
+    found = []
+    root = os.path.abspath(results_dir)
+    for dirpath, dirnames, _ in os.walk(root):
+        if dirpath != root and ("features" in dirnames or "logs" in dirnames):
+            found.append(os.path.relpath(dirpath, root).replace(os.sep, "/"))
+            dirnames[:] = []  # nothing below a track folder is another track
+        else:
+            dirnames[:] = [d for d in dirnames if not d.startswith(".") and d not in ("stats", "logs", "audiocraft")]
+    return sorted(found)
+
+
+def reason_group(reason: str) -> str:
+    """The kind of a failure: its reason without file names and details, so equal causes group together."""
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", reason.split(" Fix: ")[0])
+    text = re.sub(r"\s*\([^()]*[…:][^()]*\)", "", text)  # details that name files or quote libraries
+    return text.strip().rstrip(".")[:160]
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def _shown(path: str) -> str:
+    """A path relative to the current folder when it lies below it (shorter to read), else absolute."""
+    rel = os.path.relpath(path)
+    return rel if not rel.startswith("..") else os.path.abspath(path)
+
+
+def render_summary(results_dir: str, tracks: list | None = None, run: dict | None = None,
+                   max_per_group: int = 5) -> str:
+    """End-of-run summary: tracks complete / partial / failed, audio processed and throughput, failed jobs
+    grouped by reason (track, step, log), then where to look next.
+
+    Parameters
+    ----------
+    results_dir : str
+        The results folder.
+    tracks : list of Track, optional
+        The collection (counts tracks not started too); without it, the track folders in ``results_dir``.
+    run : dict, optional
+        ``wall_s``, ``audio_s`` and ``tracks_finished`` of the run just ended; default: the run record's.
+    max_per_group : int
+        Failed jobs listed per reason (the rest are counted; ``make summary`` lists them all the same way).
+    """
     root = Path(results_dir)
     failures = collect_failures(results_dir)
-    failed_tracks = {f["track"] for f in failures}
-    if tracks is None:
-        total = len(sorted(root.glob("**/*.INFO")))
-        complete = total - len(failed_tracks)
+    failed_tracks = {f["track"] for f in failures if f.get("track")}
+    if tracks is not None:
+        ids = {t.id: t.name for t in tracks}
     else:
-        total = len(tracks)
-        # An .INFO left from an earlier run is not complete while a step of its track failed.
-        complete = sum(1 for t in tracks
-                       if (root / t.id / f"{t.name}.INFO").is_file() and t.id not in failed_tracks)
-    lines = ["", "mirflow summary", "---------------",
-             f"results: {os.path.abspath(results_dir)}",
-             f"tracks with a complete .INFO: {complete} / {total}"]
+        ids = {tid: tid.rsplit("/", 1)[-1] for tid in track_folders(results_dir)}
+        ids.update({t: t.rsplit("/", 1)[-1] for t in failed_tracks if t not in ids})
+    complete = partial = failed = pending = 0
+    for tid, name in ids.items():
+        if tid in failed_tracks:
+            failed += 1
+        elif (root / tid / f"{name}.INFO").is_file():
+            complete += 1
+        elif (root / tid).is_dir():
+            partial += 1
+        else:
+            pending += 1
+    lines = ["", f"mirflow summary: {_shown(str(root))}",
+             f"  tracks: {complete} complete, {partial} partial, {failed} failed"
+             + (f", {pending} not started" if pending else "") + f" (of {len(ids)})"]
+    if run is None:
+        sections = read_record(results_dir)["sections"].values()
+        run = {"wall_s": sum(s.get("wall_s", 0) for s in sections),
+               "audio_s": sum(s.get("audio_s", 0) for s in sections),
+               "tracks_finished": sum(s.get("tracks_finished", 0) for s in sections)} if sections else None
+    if run and run.get("tracks_finished"):
+        wall, audio = max(run["wall_s"], 1e-9), run["audio_s"]
+        lines.append(f"  processed: {run['tracks_finished']} track(s), {audio / 3600:.2f} h of audio in "
+                     f"{_duration(wall)} ({audio / wall:.2f} s of audio per s, "
+                     f"{run['tracks_finished'] * 3600 / wall:.0f} tracks/h)")
+    elif run:
+        lines.append(f"  processed: no track finished in {_duration(run['wall_s'])}")
     if failures:
-        lines.append(f"failed steps: {len(failures)}")
-        for f in failures[:20]:
-            lines.append(f"  {f['track']} / {f['step']}: {f['reason']}")
-            lines.append(f"      log: {f['log']}")
-        if len(failures) > 20:
-            lines.append(f"  ... and {len(failures) - 20} more (python -m mirflow.summary {results_dir})")
-        lines.append("the other tracks are complete; `make report` builds the corpus report of what exists")
+        groups: dict[str, list[dict]] = {}
+        for f in failures:
+            groups.setdefault(reason_group(f["reason"]), []).append(f)
+        lines.append(f"  failed jobs: {len(failures)} ({len(groups)} reason(s)); each log has the details:")
+        for group, members in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+            lines.append(f"    {len(members)} x {group}")
+            for f in members[:max_per_group]:
+                where = f"{f['track']} / {f['step']}" if f.get("track") else f"(corpus) {f['step']}"
+                lines.append(f"      {where}: {_shown(f['log']) if f.get('log') else 'no log'}")
+            if len(members) > max_per_group:
+                lines.append(f"      ... and {len(members) - max_per_group} more (the full list: "
+                             f"{_shown(str(record_path(results_dir)))})")
+        first = failures[0]
+        lines.append(f"  first failure in full: {first['reason'][:400]}")
     else:
-        lines.append("failed steps: none")
+        lines.append("  failed jobs: none")
+    lines.append("  next:")
+    report = root / "stats" / "report_tracks.html"
+    lines.append(f"    report      {_shown(str(report))}" if report.is_file()
+                 else "    report      not built (it needs every track; `make report` builds it from what exists)")
+    for label, path in (("SAT config", root / "sat_config.json"),):
+        if path.is_file():
+            lines.append(f"    {label:11s} {_shown(str(path))}")
+    manifests = sorted(p for p in (root / "audiocraft").glob("*") if p.is_file()) if (root / "audiocraft").is_dir() else []
+    for path in manifests[:3]:
+        lines.append(f"    AudioCraft  {_shown(str(path))}")
+    logs = root / "logs"
+    lines.append(f"    logs        {_shown(str(logs))}/ (Snakemake's full record in snakemake/, "
+                 "each job's log in <track>/logs/)")
     return "\n".join(lines) + "\n"
 
 

@@ -2,6 +2,7 @@
 import os
 import re
 import sys
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,6 +24,7 @@ configure_numba_cache()
 import yaml
 
 from mirflow.audio import AUDIO_EXTENSIONS
+from mirflow.batches import select_batch
 from mirflow.configcheck import config_problem, merge as merge_config, type_overrides
 from mirflow.errors import MirflowError
 from mirflow.jsonio import check_writable_folder
@@ -30,6 +32,7 @@ from mirflow.models import load_manifest, missing_files
 from mirflow.names import (exempt_track_names_from_periodic_check, set_aside, snakemake_wildcard_in,
                            track_wildcard_values)
 from mirflow.registry import FAMILIES, STEM_NAMES, STEP_VERSIONS
+from mirflow.runlog import record_snakemake_log
 from mirflow.summary import render_summary, startup_report
 from mirflow.tracks import discover_tracks
 
@@ -65,6 +68,9 @@ try:
             config["input_dir"], exclude_dirs=(RESULTS, MODELS_DIR, *config.get("exclude_dirs", []))
         )
     }
+    # One batch of a split run (`--config batch=i/n`, set by `python -m mirflow.run`): a chunk of the sorted ids.
+    if config.get("batch"):
+        TRACKS = {i: TRACKS[i] for i in select_batch(TRACKS, config["batch"])}
 except MirflowError as err:
     raise WorkflowError(f"mirflow: {err}")
 for _folder, _key in ((RESULTS, "results_dir"), (config["input_dir"], "input_dir")):
@@ -73,7 +79,8 @@ for _folder, _key in ((RESULTS, "results_dir"), (config["input_dir"], "input_dir
                             "Snakemake reads as a wildcard. Fix: use a folder path without braces.")
 # A track whose name the workflow cannot carry fails alone, in rule unusable_track (probe.smk); every other
 # track runs. Corpus-level outputs live beside the track folders, so a track may not take their names.
-UNUSABLE = set_aside(TRACKS, results_dir=RESULTS, reserved={"stats", "logs", "sat_index.json", "sat_config.json"})
+UNUSABLE = set_aside(TRACKS, results_dir=RESULTS,
+                     reserved={"stats", "logs", "audiocraft", "sat_index.json", "sat_config.json"})
 if not TRACKS and not UNUSABLE:
     raise WorkflowError(f"mirflow: no audio files ({', '.join(AUDIO_EXTENSIONS)}) under input_dir "
                         f"'{config['input_dir']}'. Fix: point input_dir at your music folder "
@@ -372,5 +379,17 @@ def print_startup_report():
 print_startup_report()
 
 
-def print_run_summary():
-    print(render_summary(RESULTS, list(TRACKS.values())), file=sys.stderr)
+RUN_STARTED = time.time()
+
+
+def finish_run(log, exit_code):
+    """A direct `snakemake` run: record its failed jobs from Snakemake's own log and print the summary.
+
+    Under the driver (`python -m mirflow.run`, what `make run` calls) the driver does both from the output it
+    reads, so the summary is printed once.
+    """
+    if os.environ.get("MIRFLOW_DRIVER"):
+        return
+    entry = record_snakemake_log(RESULTS, log, section=config.get("batch") or "all", started=RUN_STARTED,
+                                 exit_code=exit_code)
+    print(render_summary(RESULTS, list(TRACKS.values()), run=entry), file=sys.stderr)
