@@ -20,7 +20,7 @@ from mirflow.errors import MirflowError
 from mirflow.models import load_manifest, missing_files
 from mirflow.registry import FAMILIES, STEM_NAMES, STEP_VERSIONS
 from mirflow.summary import render_summary, startup_report
-from mirflow.tracks import discover_tracks
+from mirflow.track_index import INDEX_NAME, load_track_index, trust_requested
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -36,15 +36,18 @@ SEPARATION = config["separation"]
 STEM_EXT = "mp3" if SEPARATION["format"] == "mp3" else "flac"
 CATALOGUE = os.path.relpath(os.path.join(SCRIPTS_DIR, "mirflow", "catalogue.yaml"))
 
+# Discovery goes through the track index in the results folder: only changed folders are listed again and
+# only new or edited files have their headers read; a job Snakemake starts (cluster, group) trusts the index
+# without touching the input folder (mirflow.track_index; MIRFLOW_TRUST_TRACK_INDEX=1 forces that).
 try:
-    TRACKS = {
-        t.id: t
-        for t in discover_tracks(
-            config["input_dir"], exclude_dirs=(RESULTS, MODELS_DIR, *config.get("exclude_dirs", []))
-        )
-    }
+    TRACK_INDEX = load_track_index(
+        config["input_dir"], os.path.join(RESULTS, INDEX_NAME),
+        exclude_dirs=(RESULTS, MODELS_DIR, *config.get("exclude_dirs", [])),
+        trust=trust_requested(workflow.is_main_process),
+    )
 except MirflowError as err:
     raise WorkflowError(f"mirflow: {err}")
+TRACKS = {t.id: t for t in TRACK_INDEX.tracks}
 # Corpus-level outputs live beside the track folders in the results folder.
 _RESERVED = {"stats", "logs", "sat_index.json", "sat_config.json"}
 _clashes = sorted(t.id for t in TRACKS.values() if t.id.split("/", 1)[0] in _RESERVED)
@@ -313,8 +316,11 @@ def print_startup_report():
                          config["models"]["auto_fetch"]), file=sys.stderr)
 
 
-# Printed when the workflow is parsed, so it appears for runs, dry-runs and "Nothing to be done" alike.
-print_startup_report()
+# Printed when the workflow is parsed, so it appears for runs, dry-runs and "Nothing to be done" alike (not in
+# the jobs Snakemake starts: they re-parse the workflow for one job).
+if workflow.is_main_process:
+    print(f"mirflow: {TRACK_INDEX.stats.describe()}; {TRACK_INDEX.audio_summary()}", file=sys.stderr)
+    print_startup_report()
 
 
 def print_run_summary():
