@@ -43,6 +43,7 @@ import soundfile as sf
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 PER_FOLDER = 100
+LINKS_PER_SOURCE = 50_000
 DIRECTORY_OUTPUTS = ("crops", "embeddings")
 
 
@@ -54,11 +55,12 @@ def build_corpus(root: Path, n: int, seconds: float = 5.0, sample_rate: int = 44
         return music
     shutil.rmtree(root, ignore_errors=True)
     music.mkdir(parents=True)
-    source = root / "source.wav"
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     tone = 0.2 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 2 * t))
-    sf.write(source, np.stack([tone, tone], axis=1), sample_rate, subtype="PCM_16")
     for i in range(n):
+        if i % LINKS_PER_SOURCE == 0:  # file systems cap the links of one file (ext4: 65,000)
+            source = root / f"source{i // LINKS_PER_SOURCE}.wav"
+            sf.write(source, np.stack([tone, tone], axis=1), sample_rate, subtype="PCM_16")
         folder = music / f"a{i // PER_FOLDER:04d}"
         if i % PER_FOLDER == 0:
             folder.mkdir()
@@ -112,11 +114,18 @@ class PeakMemory:
         return self.peak
 
 
+#: Snakemake's entry point, with the touch executor's 0.1 s sleep per job removed: ``--touch`` then writes the
+#: records of every job (the state a real run leaves) at the scheduler's own speed. Used for ``--touch`` only.
+FAST_TOUCH = ("import sys, snakemake.executors.touch as t; t.Executor.SLEEPING_TIME = 0; "
+              "from snakemake.cli import main; sys.argv[0] = 'snakemake'; main()")
+
+
 def run_snakemake(wd: Path, args: list[str], extra: list[str], config: list[str], env: dict | None = None,
                   log_name: str = "snakemake") -> dict:
     """Run Snakemake in ``wd``; wall time, peak memory, return code; stdout/stderr kept in ``wd/<log_name>.log``."""
     configfiles = ["config/config.yaml"] + (["config/bench.yaml"] if (wd / "config" / "bench.yaml").exists() else [])
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--cores", "2", *args, *extra,
+    entry = ["-c", FAST_TOUCH] if "--touch" in args else ["-m", "snakemake"]
+    cmd = [sys.executable, *entry, "-s", str(SNAKEFILE), "--cores", "2", *args, *extra,
            "--configfile", *configfiles, "--config", "input_dir=music", "results_dir=results", *config]
     log_path = wd / f"{log_name}.log"
     started = time.perf_counter()
@@ -140,7 +149,7 @@ def job_count(text: str) -> int:
 
 def create_outputs(wd: Path, dry_run_log: str) -> int:
     """Create every output a dry run listed, empty, with mtimes in job order (inputs before outputs)."""
-    stamp = time.time() - 3600
+    stamp = time.time() - 30  # after the inputs (built earlier), before now
     outputs = []
     for line in dry_run_log.splitlines():
         line = line.strip()
@@ -176,7 +185,7 @@ def recorded_compute_s(results: Path) -> float:
     return total
 
 
-def measure(root: Path, n: int, args: argparse.Namespace, dry_only: bool) -> dict:
+def measure(root: Path, n: int, args: argparse.Namespace, dry_only: bool, parse_only: bool = False) -> dict:
     music = build_corpus(root / "corpora" / str(n), n)
     corpus = music.parent
     extra = shlex.split(args.extra)
@@ -188,6 +197,12 @@ def measure(root: Path, n: int, args: argparse.Namespace, dry_only: bool) -> dic
     out["parse_again_s"] = run_snakemake(wd, ["--list-rules"], extra, config, log_name="parse2")["wall_s"]
     out["parse_trusted_s"] = run_snakemake(wd, ["--list-rules"], extra, config, log_name="parse3",
                                            env={"MIRFLOW_TRUST_TRACK_INDEX": "1"})["wall_s"]
+    out["index_lines"] = [line for name in ("parse1", "parse2", "parse3")
+                          for line in (wd / f"{name}.log").read_text().splitlines() if "track index" in line]
+    if parse_only:
+        print(f"  N={n}: parse {out['parse_first_s']:.1f} / {out['parse_again_s']:.1f} / "
+              f"{out['parse_trusted_s']:.1f} s", flush=True)
+        return out
     dry = run_snakemake(wd, ["-n"], extra, config, log_name="dryrun")
     out.update(dry_s=dry["wall_s"], dry_gb=dry["peak_gb"], jobs=job_count(dry["log"]))
     print(f"  N={n}: dry-run {dry['wall_s']:.1f} s, {dry['peak_gb']:.2f} GB, {out['jobs']} jobs", flush=True)
@@ -232,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, nargs="*", default=[1000, 10000], help="corpus sizes (full measurement)")
     parser.add_argument("--dry-only", type=int, nargs="*", default=[], help="corpus sizes for the dry run only")
+    parser.add_argument("--parse-only", type=int, nargs="*", default=[], help="corpus sizes for the parse only")
     parser.add_argument("--exec-n", type=int, default=40, help="tracks of the real run (0: skip)")
     parser.add_argument("--touch-max", type=int, default=2000,
                         help="largest N whose no-op rerun gets Snakemake's records via --touch")
@@ -243,19 +259,21 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.workdir)
     rows = [measure(root, n, args, dry_only=False) for n in args.n]
     rows += [measure(root, n, args, dry_only=True) for n in args.dry_only]
+    rows += [measure(root, n, args, dry_only=True, parse_only=True) for n in args.parse_only]
     execution = measure_exec(root, args.exec_n, shlex.split(args.extra)) if args.exec_n else {}
     print(f"\nmirflow scale benchmark (extra: '{args.extra}', batch: '{args.batch or 'all'}')")
-    print("| tracks | jobs | first parse s | re-parse s | trusted parse s | dry-run s | dry-run GB | "
-          "no-op rerun s | no-op GB | --touch jobs/s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    columns = [("tracks", "n", "{:,}"), ("jobs", "jobs", "{:,}"), ("first parse s", "parse_first_s", "{:.1f}"),
+               ("re-parse s", "parse_again_s", "{:.1f}"), ("trusted parse s", "parse_trusted_s", "{:.1f}"),
+               ("dry-run s", "dry_s", "{:.1f}"), ("dry-run GB", "dry_gb", "{:.2f}"),
+               ("no-op rerun s", "noop_s", "{:.1f}"), ("no-op GB", "noop_gb", "{:.2f}"),
+               ("--touch jobs/s", "touch_jobs_per_s", "{:.1f}")]
+    print("| " + " | ".join(c[0] for c in columns) + " |")
+    print("|" + "---|" * len(columns))
     for r in rows:
-        noop = f"{r['noop_s']:.1f}" + ("" if r.get("noop_records") else " (no records)") if "noop_s" in r else "-"
-        print(f"| {r['n']:,} | {r['jobs']:,} | {r['parse_first_s']:.1f} | {r['parse_again_s']:.1f} | "
-              f"{r['parse_trusted_s']:.1f} | {r['dry_s']:.1f} | {r['dry_gb']:.2f} | {noop} | "
-              f"{r['noop_gb']:.2f} | " if "noop_gb" in r else
-              f"| {r['n']:,} | {r['jobs']:,} | {r['parse_first_s']:.1f} | {r['parse_again_s']:.1f} | "
-              f"{r['parse_trusted_s']:.1f} | {r['dry_s']:.1f} | {r['dry_gb']:.2f} | - | - | ", end="")
-        print(f"{r['touch_jobs_per_s']:.1f} |" if "touch_jobs_per_s" in r else "- |")
+        print("| " + " | ".join(fmt.format(r[key]) if key in r else "-" for _, key, fmt in columns) + " |")
+    for r in rows:
+        for line in r.get("index_lines", []):
+            print(f"  N={r['n']:,}: {line.strip()}")
     if execution:
         print(f"\nreal run, --cores 1, {execution['exec_jobs']} metadata jobs: {execution['exec_wall_s']:.1f} s "
               f"(dry run {execution['exec_dry_s']:.1f} s, compute in _meta {execution['exec_compute_s']:.1f} s): "

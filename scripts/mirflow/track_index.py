@@ -174,6 +174,7 @@ def load_track_index(input_dir: str | os.PathLike, index_path: str | os.PathLike
                 "extensions": sorted(extensions)}
     stored, why = _load(index_path, identity)
     stats = IndexStats()
+    save, scanned_ns = False, 0
     if trust and stored is not None:
         dirs = stored["dirs"]
         stats.trusted = True
@@ -187,21 +188,37 @@ def load_track_index(input_dir: str | os.PathLike, index_path: str | os.PathLike
         dirs = _refresh(root, stored["dirs"] if stored else {}, stored["scanned_ns"] if stored else 0,
                         set(identity["excluded"]), tuple(extensions), read_header, stats)
         # Saved when anything was listed or read again (new scan time: settles entries that were racy).
-        if write and (stored is None or stats.listed or stats.headers_read):
-            index_path.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(index_path, json.dumps(
-                {"format": INDEX_FORMAT, "version": INDEX_VERSION, **identity, "scanned_ns": scanned_ns,
-                 "dirs": dirs}, ensure_ascii=False, separators=(",", ":")))
-    candidates: dict[str, list] = defaultdict(list)
+        save = write and (stored is None or bool(stats.listed) or bool(stats.headers_read)
+                          or not isinstance(stored.get("tracks"), list))
     headers = {}
     for rel_dir, entry in dirs.items():
-        for track_id, item in folder_candidates(root, rel_dir, list(entry["files"])):
-            candidates[track_id].append(item)
         base = str(root) if rel_dir == "." else os.path.join(str(root), rel_dir)
         for name, (_size, _mtime, header) in entry["files"].items():
             headers[os.path.join(base, name)] = header
     stats.folders, stats.files = len(dirs), len(headers)
-    return TrackIndex(assemble_tracks(candidates), headers, stats)
+    # Tracks depend only on the folders' file names: reuse the stored list unless a folder was listed again.
+    if stored is not None and not stats.listed and isinstance(stored.get("tracks"), list):
+        try:
+            tracks = [Track(i, audio, stems, tuple(notes)) for i, audio, stems, notes in stored["tracks"]]
+        except (TypeError, ValueError):
+            tracks = _assemble(root, dirs)
+    else:
+        tracks = _assemble(root, dirs)
+    if save:
+        index_path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(index_path, json.dumps(
+            {"format": INDEX_FORMAT, "version": INDEX_VERSION, **identity, "scanned_ns": scanned_ns, "dirs": dirs,
+             "tracks": [[t.id, t.audio, t.stems, list(t.notes)] for t in tracks]},
+            ensure_ascii=False, separators=(",", ":")))
+    return TrackIndex(tracks, headers, stats)
+
+
+def _assemble(root: Path, dirs: dict) -> list[Track]:
+    candidates: dict[str, list] = defaultdict(list)
+    for rel_dir, entry in dirs.items():
+        for track_id, item in folder_candidates(root, rel_dir, list(entry["files"])):
+            candidates[track_id].append(item)
+    return assemble_tracks(candidates)
 
 
 def _refresh(root: Path, old_dirs: dict, old_scanned_ns: int, excluded: set[str], extensions: tuple[str, ...],
