@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import subprocess
@@ -129,6 +130,7 @@ def run_snakemake(wd: Path, args: list[str], extra: list[str], config: list[str]
            "--configfile", *configfiles, "--config", "input_dir=music", "results_dir=results", *config]
     log_path = wd / f"{log_name}.log"
     started = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=wd, stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONPATH": str(REPO / "scripts"), **(env or {})})
@@ -136,10 +138,12 @@ def run_snakemake(wd: Path, args: list[str], extra: list[str], config: list[str]
         rc = proc.wait()
     wall = time.perf_counter() - started
     peak = mem.stop()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     text = log_path.read_text(errors="replace")
     if rc != 0:
         raise RuntimeError(f"snakemake {' '.join(args)} failed ({rc}); see {log_path}:\n{text[-3000:]}")
-    return {"wall_s": wall, "peak_gb": peak / 1e9, "log": text, "cmd": shlex.join(cmd)}
+    return {"wall_s": wall, "cpu_s": cpu, "peak_gb": peak / 1e9, "log": text, "cmd": shlex.join(cmd)}
 
 
 def job_count(text: str) -> int:
@@ -193,10 +197,10 @@ def measure(root: Path, n: int, args: argparse.Namespace, dry_only: bool, parse_
     out: dict = {"n": n}
     wd = prepare_workdir(corpus)
     # Parse only (no DAG): first parse builds the index, the next ones refresh it or trust it.
-    out["parse_first_s"] = run_snakemake(wd, ["--list-rules"], extra, config, log_name="parse1")["wall_s"]
-    out["parse_again_s"] = run_snakemake(wd, ["--list-rules"], extra, config, log_name="parse2")["wall_s"]
-    out["parse_trusted_s"] = run_snakemake(wd, ["--list-rules"], extra, config, log_name="parse3",
-                                           env={"MIRFLOW_TRUST_TRACK_INDEX": "1"})["wall_s"]
+    for key, name, env in (("parse_first", "parse1", None), ("parse_again", "parse2", None),
+                           ("parse_trusted", "parse3", {"MIRFLOW_TRUST_TRACK_INDEX": "1"})):
+        run = run_snakemake(wd, ["--list-rules"], extra, config, log_name=name, env=env)
+        out[f"{key}_s"], out[f"{key}_cpu_s"] = run["wall_s"], run["cpu_s"]
     out["index_lines"] = [line for name in ("parse1", "parse2", "parse3")
                           for line in (wd / f"{name}.log").read_text().splitlines() if "track index" in line]
     if parse_only:
@@ -204,7 +208,7 @@ def measure(root: Path, n: int, args: argparse.Namespace, dry_only: bool, parse_
               f"{out['parse_trusted_s']:.1f} s", flush=True)
         return out
     dry = run_snakemake(wd, ["-n"], extra, config, log_name="dryrun")
-    out.update(dry_s=dry["wall_s"], dry_gb=dry["peak_gb"], jobs=job_count(dry["log"]))
+    out.update(dry_s=dry["wall_s"], dry_cpu_s=dry["cpu_s"], dry_gb=dry["peak_gb"], jobs=job_count(dry["log"]))
     print(f"  N={n}: dry-run {dry['wall_s']:.1f} s, {dry['peak_gb']:.2f} GB, {out['jobs']} jobs", flush=True)
     if dry_only:
         return out
@@ -215,7 +219,7 @@ def measure(root: Path, n: int, args: argparse.Namespace, dry_only: bool, parse_
     noop = run_snakemake(wd, [], extra, config, log_name="noop")
     if "Nothing to be done" not in noop["log"]:
         raise RuntimeError(f"the no-op rerun had work to do: see {wd}/noop.log")
-    out.update(outputs_created=created, noop_s=noop["wall_s"], noop_gb=noop["peak_gb"],
+    out.update(outputs_created=created, noop_s=noop["wall_s"], noop_cpu_s=noop["cpu_s"], noop_gb=noop["peak_gb"],
                noop_records=n <= args.touch_max)
     return out
 
@@ -261,11 +265,15 @@ def main(argv: list[str] | None = None) -> int:
     rows += [measure(root, n, args, dry_only=True) for n in args.dry_only]
     rows += [measure(root, n, args, dry_only=True, parse_only=True) for n in args.parse_only]
     execution = measure_exec(root, args.exec_n, shlex.split(args.extra)) if args.exec_n else {}
-    print(f"\nmirflow scale benchmark (extra: '{args.extra}', batch: '{args.batch or 'all'}')")
+    print(f"\nmirflow scale benchmark (extra: '{args.extra}', batch: '{args.batch or 'all'}'; "
+          f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: CPU s = user + system "
+          "of the Snakemake process tree, wall s include waiting for a busy machine)")
     columns = [("tracks", "n", "{:,}"), ("jobs", "jobs", "{:,}"), ("first parse s", "parse_first_s", "{:.1f}"),
-               ("re-parse s", "parse_again_s", "{:.1f}"), ("trusted parse s", "parse_trusted_s", "{:.1f}"),
-               ("dry-run s", "dry_s", "{:.1f}"), ("dry-run GB", "dry_gb", "{:.2f}"),
-               ("no-op rerun s", "noop_s", "{:.1f}"), ("no-op GB", "noop_gb", "{:.2f}"),
+               ("re-parse s", "parse_again_s", "{:.1f}"), ("re-parse CPU s", "parse_again_cpu_s", "{:.1f}"),
+               ("trusted parse s", "parse_trusted_s", "{:.1f}"), ("dry-run s", "dry_s", "{:.1f}"),
+               ("dry-run CPU s", "dry_cpu_s", "{:.1f}"), ("dry-run GB", "dry_gb", "{:.2f}"),
+               ("no-op rerun s", "noop_s", "{:.1f}"), ("no-op CPU s", "noop_cpu_s", "{:.1f}"),
+               ("no-op GB", "noop_gb", "{:.2f}"),
                ("--touch jobs/s", "touch_jobs_per_s", "{:.1f}")]
     print("| " + " | ".join(c[0] for c in columns) + " |")
     print("|" + "---|" * len(columns))
