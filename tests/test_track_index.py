@@ -159,3 +159,10 @@ def test_headers_of_bad_and_unsupported_files_are_reasons(tmp_path):
     summary = index.audio_summary()
     assert "1 file(s) with a bad header" in summary and "junk.flac: unreadable header" in summary
     assert summary.startswith("0.0 h of audio in 1 full-mix headers")
+
+
+def test_unwritable_index_location_still_gives_the_tracks(tmp_path):
+    root = _corpus(tmp_path)
+    (tmp_path / "results").write_text("a file where the results folder should be")
+    index = _load(root, tmp_path)
+    assert index.tracks == discover_tracks(root) and "not saved" in index.stats.rebuilt

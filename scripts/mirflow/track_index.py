@@ -205,11 +205,14 @@ def load_track_index(input_dir: str | os.PathLike, index_path: str | os.PathLike
     else:
         tracks = _assemble(root, dirs)
     if save:
-        index_path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(index_path, json.dumps(
-            {"format": INDEX_FORMAT, "version": INDEX_VERSION, **identity, "scanned_ns": scanned_ns, "dirs": dirs,
-             "tracks": [[t.id, t.audio, t.stems, list(t.notes)] for t in tracks]},
-            ensure_ascii=False, separators=(",", ":")))
+        try:
+            index_path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(index_path, json.dumps(
+                {"format": INDEX_FORMAT, "version": INDEX_VERSION, **identity, "scanned_ns": scanned_ns,
+                 "dirs": dirs, "tracks": [[t.id, t.audio, t.stems, list(t.notes)] for t in tracks]},
+                ensure_ascii=False, separators=(",", ":")))
+        except OSError as err:  # a read-only results folder: the next parse scans again
+            stats.rebuilt = f"{stats.rebuilt}; not saved: {err.strerror or err}".lstrip("; ")
     return TrackIndex(tracks, headers, stats)
 
 
