@@ -66,6 +66,12 @@ def build_corpus(root: Path, n: int, seconds: float = 5.0, sample_rate: int = 44
         if i % PER_FOLDER == 0:
             folder.mkdir()
         os.link(source, folder / f"t{i:06d}.wav")
+    # Files and folders dated 10 s back: a scan right after would treat them as modified during it ("racy").
+    past = time.time() - 10
+    for folder in [music, *music.iterdir()]:
+        os.utime(folder, (past, past))
+    for i in range(0, n, LINKS_PER_SOURCE):
+        os.utime(root / f"source{i // LINKS_PER_SOURCE}.wav", (past, past))  # hard links share the time
     marker.touch()
     return music
 
