@@ -102,30 +102,51 @@ def discover_tracks(input_dir: str | os.PathLike, exclude_dirs: tuple[str, ...] 
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames
                              if not d.startswith(".") and str(Path(dirpath, d).resolve()) not in excluded)
-        audio = sorted(f for f in filenames if _is_audio(f, extensions))
-        by_stem: dict[str, list[str]] = defaultdict(list)
-        for f in audio:
-            by_stem[f.rsplit(".", 1)[0]].append(os.path.join(dirpath, f))
         rel_dir = Path(dirpath).relative_to(root).as_posix()
-        loose = dict(by_stem)
-        if "full_mix" in by_stem:
-            mix, ignored = _pick(by_stem["full_mix"])
-            stems, notes = {}, [f"ignored {os.path.basename(i)} (same track as {os.path.basename(mix)})"
-                                for i in ignored]
-            for stem in STEM_NAMES:
-                if stem in by_stem:
-                    stems[stem], more = _pick(by_stem[stem])
-                    notes += [f"ignored stem {os.path.basename(i)} (using {os.path.basename(stems[stem])})"
-                              for i in more]
-                    loose.pop(stem)
-            loose.pop("full_mix")
-            track_id = rel_dir if rel_dir != "." else root.name
-            candidates[track_id].append((mix, stems, notes))
-        for base, paths in loose.items():
-            for path in paths:
-                track_id = base if rel_dir == "." else f"{rel_dir}/{base}"
-                candidates[track_id].append((path, {}, []))
+        for track_id, item in folder_candidates(root, rel_dir, [f for f in filenames if _is_audio(f, extensions)]):
+            candidates[track_id].append(item)
+    return assemble_tracks(candidates)
 
+
+def folder_candidates(root: Path, rel_dir: str, audio_names: list[str]
+                      ) -> list[tuple[str, tuple[str, dict, list[str]]]]:
+    """The tracks one folder holds: (track id, (full mix path, stems, notes)) for each.
+
+    Parameters
+    ----------
+    root : Path
+        The resolved input folder.
+    rel_dir : str
+        The folder, relative to ``root`` (POSIX separators, ``"."`` for ``root`` itself).
+    audio_names : list of str
+        Names of the audio files directly in that folder.
+    """
+    dirpath = str(root) if rel_dir == "." else os.path.join(str(root), rel_dir)
+    by_stem: dict[str, list[str]] = defaultdict(list)
+    for f in sorted(audio_names):
+        by_stem[f.rsplit(".", 1)[0]].append(os.path.join(dirpath, f))
+    out = []
+    loose = dict(by_stem)
+    if "full_mix" in by_stem:
+        mix, ignored = _pick(by_stem["full_mix"])
+        stems, notes = {}, [f"ignored {os.path.basename(i)} (same track as {os.path.basename(mix)})"
+                            for i in ignored]
+        for stem in STEM_NAMES:
+            if stem in by_stem:
+                stems[stem], more = _pick(by_stem[stem])
+                notes += [f"ignored stem {os.path.basename(i)} (using {os.path.basename(stems[stem])})"
+                          for i in more]
+                loose.pop(stem)
+        loose.pop("full_mix")
+        out.append((rel_dir if rel_dir != "." else root.name, (mix, stems, notes)))
+    for base, paths in loose.items():
+        for path in paths:
+            out.append((base if rel_dir == "." else f"{rel_dir}/{base}", (path, {}, [])))
+    return out
+
+
+def assemble_tracks(candidates: dict[str, list[tuple[str, dict, list[str]]]]) -> list[Track]:
+    """Tracks from every folder's candidates, with unique ids (see :func:`discover_tracks`), sorted by id."""
     tracks = []
     for track_id, items in candidates.items():
         if len(items) == 1:
@@ -141,7 +162,9 @@ def discover_tracks(input_dir: str | os.PathLike, exclude_dirs: tuple[str, ...] 
             tracks.append(Track(unique_id, mix, stems, tuple(notes)))
     ids = [t.id for t in tracks]
     if len(set(ids)) != len(ids):
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        raise ConfigError(f"several inputs map to the same track id: {dupes}.",
+        seen, dupes = set(), set()
+        for i in ids:
+            (dupes if i in seen else seen).add(i)
+        raise ConfigError(f"several inputs map to the same track id: {sorted(dupes)}.",
                           "rename one of the files so that each track has a unique path.")
     return sorted(tracks, key=lambda t: t.id)

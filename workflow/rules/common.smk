@@ -34,7 +34,7 @@ from mirflow.names import (exempt_track_names_from_periodic_check, set_aside, sn
 from mirflow.registry import FAMILIES, STEM_NAMES, STEP_VERSIONS
 from mirflow.runlog import record_snakemake_log
 from mirflow.summary import render_summary, startup_report
-from mirflow.tracks import discover_tracks
+from mirflow.track_index import INDEX_NAME, load_track_index, trust_requested
 
 
 # Nested command-line overrides arrive with string scalars (Snakemake parses them with YAML's BaseLoader):
@@ -61,13 +61,16 @@ SEPARATION = config["separation"]
 STEM_EXT = "mp3" if SEPARATION["format"] == "mp3" else "flac"
 CATALOGUE = os.path.relpath(os.path.join(SCRIPTS_DIR, "mirflow", "catalogue.yaml"))
 
+# Discovery goes through the track index in the results folder: only changed folders are listed again and
+# only new or edited files have their headers read; a job Snakemake starts (cluster, group) trusts the index
+# without touching the input folder (mirflow.track_index; MIRFLOW_TRUST_TRACK_INDEX=1 forces that).
 try:
-    TRACKS = {
-        t.id: t
-        for t in discover_tracks(
-            config["input_dir"], exclude_dirs=(RESULTS, MODELS_DIR, *config.get("exclude_dirs", []))
-        )
-    }
+    TRACK_INDEX = load_track_index(
+        config["input_dir"], os.path.join(RESULTS, INDEX_NAME),
+        exclude_dirs=(RESULTS, MODELS_DIR, *config.get("exclude_dirs", [])),
+        trust=trust_requested(workflow.is_main_process),
+    )
+    TRACKS = {t.id: t for t in TRACK_INDEX.tracks}
     # One batch of a split run (`--config batch=i/n`, set by `python -m mirflow.run`): a chunk of the sorted ids.
     if config.get("batch"):
         TRACKS = {i: TRACKS[i] for i in select_batch(TRACKS, config["batch"])}
@@ -204,12 +207,17 @@ def _track_stems(track_id):
     track = TRACKS[track_id]
     if track.stems and not SEPARATION["force"]:
         return dict(track.stems), None
+    return _separated_stems(track.id)
+
+
+def _separated_stems(track_id):
+    """The separation rule's stems of a track (stem -> path), or none and why."""
     if not SEPARATION["enabled"]:
         return {}, "no stems: none provided beside the track and separation is disabled (separation.enabled)"
     reason = model_missing_reason(SEPARATION["model"])
     if reason:
         return {}, f"no stems: none provided beside the track and {reason}"
-    return {s: escape(f"{RESULTS}/{track.id}/stems/{s}.{STEM_EXT}") for s in STEM_NAMES}, None
+    return {s: escape(f"{RESULTS}/{track_id}/stems/{s}.{STEM_EXT}") for s in STEM_NAMES}, None
 
 
 def stem_inputs(wildcards):
@@ -292,21 +300,47 @@ def family_plan(track):
 def _family_plan(track_id):
     # Cached per parse: input functions of several rules ask for the same track's plan.
     track = TRACKS[track_id]
-    planned, missing = {}, {}
+    names, missing = _plan_by_stems(*_stem_signature(track_id))
+    return {name: escape(f"{RESULTS}/{track.id}/features/{name}.json") for name in names}, missing
+
+
+def _stem_signature(track_id):
+    """What a track's plan depends on: which stems it has, or why it has none."""
+    track = TRACKS[track_id]
+    if track.stems and not SEPARATION["force"]:
+        return tuple(sorted(track.stems)), None
+    return _separated_signature()
+
+
+@lru_cache(maxsize=None)
+def _separated_signature():
+    # Tracks without provided stems (or with separation.force) all get the same stems, or none for one reason.
+    stems, reason = _separated_stems("")
+    return tuple(sorted(stems)), reason
+
+
+@lru_cache(maxsize=None)
+def _plan_by_stems(stem_names, no_stems_reason):
+    """Families that run (names) and those that do not (family -> reason) for tracks with these stems.
+
+    The same for every track with the same stems, so it is worked out once per kind of track, not per track:
+    the start-up report over 100,000 tracks asks for every track's plan at each parse.
+    """
+    planned, missing = [], {}
     for name, fam in FAMILIES.items():
         if not config["families"].get(name, True):
             missing[name] = f"disabled in the config (families: {name}: false)"
-        elif fam.needs_stems and track_stems(track)[1]:
-            missing[name] = track_stems(track)[1]
-        elif any(s not in track_stems(track)[0] for s in fam.needed_stems):
+        elif fam.needs_stems and no_stems_reason:
+            missing[name] = no_stems_reason
+        elif any(s not in stem_names for s in fam.needed_stems):
             missing[name] = f"needs the {' and '.join(fam.needed_stems)} stem, which the track does not have"
         elif any(model_missing_reason(m) for m in family_models(fam)):
             missing[name] = next(model_missing_reason(m) for m in family_models(fam) if model_missing_reason(m))
         elif fam.any_of_models and all(model_missing_reason(m) for m in fam.any_of_models):
             missing[name] = f"none of the models {', '.join(fam.any_of_models)} is present (`make models` fetches them)"
         else:
-            planned[name] = escape(f"{RESULTS}/{track.id}/features/{name}.json")
-    return planned, missing
+            planned.append(name)
+    return tuple(planned), missing
 
 
 def merge_inputs(wildcards):
@@ -366,7 +400,8 @@ def model_table():
 
 def print_startup_report():
     print(startup_report(config["input_dir"], RESULTS, list(TRACKS.values()),
-                         {t.id: family_plan(t)[1] for t in TRACKS.values()}, model_table(), MODELS_DIR,
+                         {t.id: _plan_by_stems(*_stem_signature(t.id))[1] for t in TRACKS.values()},
+                         model_table(), MODELS_DIR,
                          config["models"]["auto_fetch"]), file=sys.stderr)
     if UNUSABLE:
         print(f"mirflow: {len(UNUSABLE)} input(s) set aside, each failing alone in rule unusable_track "
@@ -375,8 +410,11 @@ def print_startup_report():
             print(f"    {track.audio!r}: {reason}", file=sys.stderr)
 
 
-# Printed when the workflow is parsed, so it appears for runs, dry-runs and "Nothing to be done" alike.
-print_startup_report()
+# Printed when the workflow is parsed, so it appears for runs, dry-runs and "Nothing to be done" alike (not in
+# the jobs Snakemake starts: they re-parse the workflow for one job).
+if workflow.is_main_process:
+    print(f"mirflow: {TRACK_INDEX.stats.describe()}; {TRACK_INDEX.audio_summary()}", file=sys.stderr)
+    print_startup_report()
 
 
 RUN_STARTED = time.time()

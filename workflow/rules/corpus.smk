@@ -4,8 +4,7 @@
 
 rule corpus_report:
     input:
-        infos=all_info_files(),
-        crops=all_crop_dirs(),
+        unpack(lambda wildcards: {"infos": all_info_files(), "crops": all_crop_dirs()}),
     output:
         tracks_csv=f"{RESULTS}/stats/features_tracks.csv",
         tracks_json=f"{RESULTS}/stats/stats_tracks.json",
@@ -26,7 +25,7 @@ rule corpus_report:
 
 rule training_exports:
     input:
-        all_info_files(),
+        lambda wildcards: all_info_files(),
     output:
         index=f"{RESULTS}/sat_index.json",
         config=f"{RESULTS}/sat_config.json",
