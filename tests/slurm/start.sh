@@ -17,10 +17,16 @@ for cmd in munged mungekey mariadbd mariadb-install-db mariadb slurmdbd slurmctl
     die "missing $cmd: apt-get install -y slurmctld slurmd slurmdbd slurm-client munge mariadb-server"
 done
 export PATH="$PATH:/usr/sbin"
-if [ -f "$STATE/etc/slurm.conf" ] && SLURM_CONF="$STATE/etc/slurm.conf" scontrol ping 2>/dev/null | grep -q UP; then
+if [ -f "$STATE/etc/slurm.conf" ] && SLURM_CONF="$STATE/etc/slurm.conf" timeout 5 scontrol ping 2>/dev/null | grep -q UP; then
   say "already running in $STATE"; echo "export SLURM_CONF=$STATE/etc/slurm.conf"; exit 0
 fi
+other=$(readlink /etc/slurm/slurm.conf 2>/dev/null || true)
+if [ -n "$other" ] && [ "$other" != "$STATE/etc/slurm.conf" ] && [ -e "$other" ]; then
+  die "another test SLURM is running ($other; stop it with tests/slurm/stop.sh $(dirname "$(dirname "$other")"))"
+fi
 rm -rf "$STATE"; mkdir -p "$STATE"/{etc,log,munge,db,ctld,d,run}
+# On any failure below, stop what was started (keeping the logs for the message).
+trap 'rc=$?; if [ $rc != 0 ]; then cp -r "$STATE/log" "$STATE.failed-logs" 2>/dev/null; bash "$(dirname "$0")/stop.sh" "$STATE"; say "logs kept in $STATE.failed-logs"; fi' EXIT
 HOST=$(hostname -s)
 # This machine's CPUs and memory as slurmd sees them (RealMemory a little below, so the node is never drained
 # for having less memory than configured).
@@ -97,7 +103,9 @@ AccountingStoragePort=$((PORT_BASE+9))
 AccountingStoragePass=$STATE/munge/munge.socket
 AccountingStorageTRES=gres/gpu
 JobAcctGatherType=jobacct_gather/linux
-JobAcctGatherFrequency=5
+JobAcctGatherFrequency=2
+# sacct shows the plugin's --comment (rule and wildcards of each submission).
+AccountingStoreFlags=job_comment
 JobCompType=jobcomp/none
 MinJobAge=300
 SchedulerParameters=sched_interval=2,bf_interval=2
@@ -107,6 +115,13 @@ NodeName=$HOST CPUs=$CPUS RealMemory=$MEM Gres=gpu:1 State=UNKNOWN
 PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
 export SLURM_CONF="$STATE/etc/slurm.conf"
+# The executor plugin deletes every SLURM_* variable inside a job (SLURM_CONF too) before its `srun`, which then
+# finds no configuration: point the default path at this one. Only when the machine has none of its own.
+if [ ! -e /etc/slurm/slurm.conf ] || [ "$(readlink /etc/slurm/slurm.conf)" = "$SLURM_CONF" ]; then
+  mkdir -p /etc/slurm && ln -sfn "$SLURM_CONF" /etc/slurm/slurm.conf
+else
+  die "/etc/slurm/slurm.conf exists (a real SLURM here?): not starting a test SLURM beside it"
+fi
 
 slurmdbd </dev/null >/dev/null 2>&1   # reads slurmdbd.conf beside $SLURM_CONF
 for _ in $(seq 40); do timeout 5 sacctmgr -n list cluster >/dev/null 2>&1 && break; sleep 0.5; done

@@ -12,5 +12,6 @@ for d in slurmd slurmctld slurmdbd mariadb munged; do
   for _ in $(seq 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
   kill -9 "$pid" 2>/dev/null || true
 done
+[ "$(readlink /etc/slurm/slurm.conf 2>/dev/null)" = "$SLURM_CONF" ] && rm -f /etc/slurm/slurm.conf
 rm -rf "$STATE"
 echo "slurm-stop: stopped, $STATE removed" >&2

@@ -1,0 +1,155 @@
+"""Which SLURM job ran (and failed) a Snakemake job: read from Snakemake's own log of a cluster run.
+
+With ``--workflow-profile workflow/profiles/slurm`` the executor plugin logs one line per submission::
+
+    Job 12 has been submitted with SLURM jobid 4711 (log: /abs/.snakemake/slurm_logs/rule_x/A/4711.log).
+    Job 5bd3e6e9-... has been submitted with SLURM jobid 4712 (log: /abs/.snakemake/slurm_logs/group_signal.../4712.log).
+
+(a group job is named by a uuid), and Snakemake logs each failure as an ``Error in rule R:`` block (jobid,
+output, log, and for a single-rule submission ``external_jobid``) or, for a group submission, an
+``Error in group G:`` block whose message names the SLURM job (``SLURM-job '4712' failed ...``), whose ``log``
+is the SLURM log, and whose ``jobs:`` lists every rule job of the group. Both go to the run's log file
+(``.snakemake/log/*.snakemake.log``), which is what :func:`failed_slurm_jobs` reads.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_SUBMITTED = re.compile(r"Job (?P<job>\S+) has been submitted with SLURM jobid (?P<slurm>[\w]+) \(log: (?P<log>.+)\)\.\s*$")
+_ARRAY = re.compile(r"Submitted array job with Snakemake IDs (?P<jobs>[\d,]+) and SLURM job ID (?P<slurm>\d+)")
+_SLURM_FAILED = re.compile(r"SLURM-job '(?P<slurm>[\w]+)' failed")
+_ERROR_RULE = re.compile(r"^(?P<indent>\s*)Error in rule (?P<rule>\S+?):?\s*$")
+_ERROR_GROUP = re.compile(r"^\s*Error in group (?P<group>\S+?):?\s*$")
+_FIELD = re.compile(r"^\s+(?P<key>jobid|output|log|external_jobid|message): (?P<value>.*)$")
+_GROUP_RULE = re.compile(r"^\s+rule (?P<rule>\S+):\s*$")
+_LOG_SUFFIX = " (check log file(s) for error details)"
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    """One failed Snakemake job of a cluster run and the SLURM job that carried it.
+
+    ``slurm_jobid`` and ``slurm_log`` are None when the log does not name them (e.g. the submission itself
+    failed); ``group`` is the Snakemake group when the job ran inside a group submission.
+    """
+
+    rule: str
+    jobid: str
+    output: tuple[str, ...] = ()
+    log: tuple[str, ...] = ()
+    slurm_jobid: str | None = None
+    slurm_log: str | None = None
+    group: str | None = None
+    message: str = field(default="", compare=False)
+
+
+def slurm_submissions(log_text: str) -> dict[str, tuple[str, str | None]]:
+    """Snakemake job id (a number, or a group job's uuid) -> (SLURM job id, SLURM log path), from a run's log.
+
+    Array submissions (one line for many jobs) map each job to ``<id>_<task>`` without a log path.
+    """
+    out: dict[str, tuple[str, str | None]] = {}
+    for line in log_text.splitlines():
+        m = _SUBMITTED.search(line)
+        if m:
+            out[m["job"]] = (m["slurm"], m["log"])
+            continue
+        m = _ARRAY.search(line)
+        if m:
+            for task, job in enumerate(m["jobs"].split(","), start=1):
+                out[job] = (f"{m['slurm']}_{task}", None)
+    return out
+
+
+def _split(value: str) -> tuple[str, ...]:
+    value = value.removesuffix(_LOG_SUFFIX)
+    return tuple(v.strip() for v in value.split(", ") if v.strip())
+
+
+def failed_slurm_jobs(log_text: str) -> list[FailedJob]:
+    """Every failed job of a cluster run with its SLURM job id and SLURM log, in the order Snakemake logged them.
+
+    Parameters
+    ----------
+    log_text : str
+        Contents of the run's Snakemake log (``.snakemake/log/<time>.snakemake.log``) or its stderr.
+
+    Returns
+    -------
+    list of FailedJob
+        One entry per failed Snakemake job (a failed group submission yields one per job of the group, all
+        naming the group's SLURM job), deduplicated by Snakemake job id.
+    """
+    submissions = slurm_submissions(log_text)
+    by_slurm_id = {slurm: log for slurm, log in submissions.values()}
+    failed: dict[str, FailedJob] = {}
+    lines = log_text.splitlines()
+    i = 0
+    while i < len(lines):
+        group = _ERROR_GROUP.match(lines[i])
+        rule = _ERROR_RULE.match(lines[i])
+        if group:
+            i, entries = _read_group(lines, i + 1, group["group"], by_slurm_id)
+            for entry in entries:
+                failed.setdefault(entry.jobid, entry)
+            continue
+        if rule:
+            fields, i = _read_fields(lines, i + 1)
+            jobid = fields.get("jobid", "")
+            slurm = fields.get("external_jobid") or _slurm_in(fields.get("message", "")) or \
+                submissions.get(jobid, (None, None))[0]
+            entry = FailedJob(rule=rule["rule"], jobid=jobid, output=_split(fields.get("output", "")),
+                              log=_split(fields.get("log", "")), slurm_jobid=slurm,
+                              slurm_log=by_slurm_id.get(slurm) if slurm else None,
+                              message=fields.get("message", ""))
+            if jobid in failed and failed[jobid].slurm_jobid:
+                continue  # the group block already named this job's submission
+            failed[jobid] = entry
+            continue
+        i += 1
+    return list(failed.values())
+
+
+def _slurm_in(message: str) -> str | None:
+    m = _SLURM_FAILED.search(message)
+    return m["slurm"] if m else None
+
+
+def _read_fields(lines: list[str], i: int) -> tuple[dict[str, str], int]:
+    fields: dict[str, str] = {}
+    while i < len(lines):
+        m = _FIELD.match(lines[i])
+        if not m:
+            break
+        fields.setdefault(m["key"], m["value"].strip())
+        i += 1
+    return fields, i
+
+
+def _read_group(lines: list[str], i: int, group: str, by_slurm_id: dict) -> tuple[int, list[FailedJob]]:
+    header, i = _read_fields(lines, i)
+    slurm = _slurm_in(header.get("message", ""))
+    slurm_log = by_slurm_id.get(slurm) if slurm else None
+    if not slurm_log and header.get("log"):
+        slurm_log = _split(header["log"])[0]
+    entries = []
+    if i < len(lines) and lines[i].strip() == "jobs:":
+        i += 1
+        while i < len(lines):
+            m = _GROUP_RULE.match(lines[i])
+            if not m:
+                break
+            fields, i = _read_fields(lines, i + 1)
+            entries.append(FailedJob(rule=m["rule"], jobid=fields.get("jobid", ""),
+                                     output=_split(fields.get("output", "")), log=_split(fields.get("log", "")),
+                                     slurm_jobid=slurm, slurm_log=slurm_log, group=group,
+                                     message=header.get("message", "")))
+    return i, entries
+
+
+def latest_snakemake_log(workdir: str | Path = ".") -> Path | None:
+    """The newest ``.snakemake/log/*.snakemake.log`` under ``workdir`` (the run just finished), or None."""
+    logs = sorted(Path(workdir, ".snakemake", "log").glob("*.snakemake.log"))
+    return logs[-1] if logs else None
