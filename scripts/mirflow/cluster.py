@@ -5,16 +5,17 @@ With ``--workflow-profile workflow/profiles/slurm`` the executor plugin logs one
     Job 12 has been submitted with SLURM jobid 4711 (log: /abs/.snakemake/slurm_logs/rule_x/A/4711.log).
     Job 5bd3e6e9-... has been submitted with SLURM jobid 4712 (log: /abs/.snakemake/slurm_logs/group_signal.../4712.log).
 
-(a group job is named by a uuid), and Snakemake logs each failure as an ``Error in rule R:`` block (jobid,
-output, log, and for a single-rule submission ``external_jobid``) or, for a group submission, an
-``Error in group G:`` block whose message names the SLURM job (``SLURM-job '4712' failed ...``), whose ``log``
-is the SLURM log, and whose ``jobs:`` lists every rule job of the group. Both go to the run's log file
-(``.snakemake/log/*.snakemake.log``), which is what :func:`failed_slurm_jobs` reads.
+(a group job is named by a uuid), and Snakemake logs each failure: a single-rule submission as an
+``Error in rule R:`` block (jobid, output, log, ``external_jobid``), a group submission as a block
+``message: Error in group G`` / ``log: <SLURM log>`` / ``jobs:`` listing every rule job of the group (jobid,
+output, log), followed by the jobs' own ``Error in rule`` blocks. With show-failed-logs the SLURM log is
+printed too, holding the inner Snakemake's errors under job ids of its own: those are skipped. All of it goes
+to the run's log file (``.snakemake/log/*.snakemake.log``), which is what :func:`failed_slurm_jobs` reads.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 _SUBMITTED = re.compile(r"Job (?P<job>\S+) has been submitted with SLURM jobid (?P<slurm>[\w]+) \(log: (?P<log>.+)\)\.\s*$")
@@ -22,6 +23,7 @@ _ARRAY = re.compile(r"Submitted array job with Snakemake IDs (?P<jobs>[\d,]+) an
 _SLURM_FAILED = re.compile(r"SLURM-job '(?P<slurm>[\w]+)' failed")
 _ERROR_RULE = re.compile(r"^(?P<indent>\s*)Error in rule (?P<rule>\S+?):?\s*$")
 _ERROR_GROUP = re.compile(r"^\s*Error in group (?P<group>\S+?):?\s*$")
+_GROUP_IN_MESSAGE = re.compile(r"^\s+message: Error in group (?P<group>\S+?):?\s*$")
 _FIELD = re.compile(r"^\s+(?P<key>jobid|output|log|external_jobid|message): (?P<value>.*)$")
 _GROUP_RULE = re.compile(r"^\s+rule (?P<rule>\S+):\s*$")
 _LOG_SUFFIX = " (check log file(s) for error details)"
@@ -80,36 +82,73 @@ def failed_slurm_jobs(log_text: str) -> list[FailedJob]:
     -------
     list of FailedJob
         One entry per failed Snakemake job (a failed group submission yields one per job of the group, all
-        naming the group's SLURM job), deduplicated by Snakemake job id.
+        naming the group's SLURM job and log), deduplicated by Snakemake job id.
     """
     submissions = slurm_submissions(log_text)
-    by_slurm_id = {slurm: log for slurm, log in submissions.values()}
+    slurm_by_log = {log: slurm for slurm, log in submissions.values() if log}
+    log_by_slurm = {slurm: log for slurm, log in submissions.values()}
     failed: dict[str, FailedJob] = {}
     lines = log_text.splitlines()
     i = 0
+    block: dict[str, str] = {}  # fields seen since the last timestamp or block
+    group_name = None
     while i < len(lines):
-        group = _ERROR_GROUP.match(lines[i])
-        rule = _ERROR_RULE.match(lines[i])
-        if group:
-            i, entries = _read_group(lines, i + 1, group["group"], by_slurm_id)
-            for entry in entries:
-                failed.setdefault(entry.jobid, entry)
+        line = lines[i]
+        if line.lstrip().startswith("Logfile ") and line.rstrip().endswith(":") and i + 1 < len(lines) \
+                and lines[i + 1].lstrip().startswith("====="):
+            # a job's log shown by show-failed-logs: a group's log holds the inner Snakemake's own errors,
+            # whose job ids are not the run's; skip to the closing rule
+            i += 2
+            while i < len(lines) and not lines[i].lstrip().startswith("====="):
+                i += 1
+            i += 1
             continue
+        m = _ERROR_GROUP.match(line) or _GROUP_IN_MESSAGE.match(line)
+        if m:
+            group_name = m["group"]
+        if lines[i].strip() == "jobs:":
+            # a group's error: its fields (message, SLURM log) came just before; its rule jobs follow
+            slurm_log = _split(block["log"])[0] if block.get("log") else None
+            slurm = _slurm_in(block.get("message", "")) or slurm_by_log.get(slurm_log) or _id_of_log(slurm_log)
+            slurm_log = slurm_log or log_by_slurm.get(slurm)
+            i += 1
+            while i < len(lines) and (m := _GROUP_RULE.match(lines[i])):
+                fields, i = _read_fields(lines, i + 1)
+                jobid = fields.get("jobid", "")
+                failed[jobid] = FailedJob(rule=m["rule"], jobid=jobid, output=_split(fields.get("output", "")),
+                                          log=_split(fields.get("log", "")), slurm_jobid=slurm, slurm_log=slurm_log, group=group_name,
+                                          message=block.get("message", ""))
+            block, group_name = {}, None
+            continue
+        rule = _ERROR_RULE.match(line)
         if rule:
             fields, i = _read_fields(lines, i + 1)
             jobid = fields.get("jobid", "")
+            known = failed.get(jobid)
+            if known and known.slurm_jobid:  # already named by its group's block
+                failed[jobid] = replace(known, log=known.log or _split(fields.get("log", "")))
+                continue
             slurm = fields.get("external_jobid") or _slurm_in(fields.get("message", "")) or \
                 submissions.get(jobid, (None, None))[0]
-            entry = FailedJob(rule=rule["rule"], jobid=jobid, output=_split(fields.get("output", "")),
-                              log=_split(fields.get("log", "")), slurm_jobid=slurm,
-                              slurm_log=by_slurm_id.get(slurm) if slurm else None,
-                              message=fields.get("message", ""))
-            if jobid in failed and failed[jobid].slurm_jobid:
-                continue  # the group block already named this job's submission
-            failed[jobid] = entry
+            failed[jobid] = FailedJob(rule=rule["rule"], jobid=jobid, output=_split(fields.get("output", "")),
+                                      log=_split(fields.get("log", "")), slurm_jobid=slurm,
+                                      slurm_log=log_by_slurm.get(slurm) if slurm else None,
+                                      message=fields.get("message", ""))
+            block = {}
             continue
+        f = _FIELD.match(line)
+        if f:
+            block.setdefault(f["key"], f["value"].strip())
+        elif line.startswith("["):  # a timestamp starts a new record
+            block = {}
         i += 1
     return list(failed.values())
+
+
+def _id_of_log(path: str | None) -> str | None:
+    """The SLURM job id in a plugin log path (``.../<id>.log``)."""
+    m = re.search(r"/(\d+(?:_\d+)?)\.log$", path or "")
+    return m[1] if m else None
 
 
 def _slurm_in(message: str) -> str | None:
@@ -126,27 +165,6 @@ def _read_fields(lines: list[str], i: int) -> tuple[dict[str, str], int]:
         fields.setdefault(m["key"], m["value"].strip())
         i += 1
     return fields, i
-
-
-def _read_group(lines: list[str], i: int, group: str, by_slurm_id: dict) -> tuple[int, list[FailedJob]]:
-    header, i = _read_fields(lines, i)
-    slurm = _slurm_in(header.get("message", ""))
-    slurm_log = by_slurm_id.get(slurm) if slurm else None
-    if not slurm_log and header.get("log"):
-        slurm_log = _split(header["log"])[0]
-    entries = []
-    if i < len(lines) and lines[i].strip() == "jobs:":
-        i += 1
-        while i < len(lines):
-            m = _GROUP_RULE.match(lines[i])
-            if not m:
-                break
-            fields, i = _read_fields(lines, i + 1)
-            entries.append(FailedJob(rule=m["rule"], jobid=fields.get("jobid", ""),
-                                     output=_split(fields.get("output", "")), log=_split(fields.get("log", "")),
-                                     slurm_jobid=slurm, slurm_log=slurm_log, group=group,
-                                     message=header.get("message", "")))
-    return i, entries
 
 
 def latest_snakemake_log(workdir: str | Path = ".") -> Path | None:
