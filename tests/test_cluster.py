@@ -43,6 +43,15 @@ Error in rule multiband_rms_stems:
     jobid: 3
     output: results/Band/features/multiband_rms_stems.json
     log: results/Band/logs/multiband_rms_stems.log (check log file(s) for error details)
+Logfile results/Band/logs/multiband_rms_stems.log:
+================================================================================
+mirflow: track=Band step=multiband_rms_stems reason=killed
+================================================================================
+[Fri Dec  4 16:42:02 2026]
+Error in rule spectral:
+    message: None
+    jobid: 4
+    output: results/loose/features/spectral.json
 Exiting because a job execution failed. Look above for error messages
 ================================================================================
 Logfile results/Band/logs/spectral_stems.log not found.
@@ -81,7 +90,7 @@ def test_submissions_map_snakemake_jobs_and_groups_to_slurm_ids_and_logs():
 
 def test_every_job_of_a_failed_group_names_the_group_s_slurm_job_and_log():
     failed = failed_slurm_jobs(RUN_LOG)
-    assert [f.jobid for f in failed] == ["5", "2", "18", "7"]  # the inner run's job 3 and 99 are not the run's
+    assert [f.jobid for f in failed] == ["5", "2", "18", "7"]  # the inner run's jobs 3, 4 and 99 are not the run's
     assert {f.slurm_jobid for f in failed} == {"2"}
     assert {f.slurm_log for f in failed} == {GROUP_LOG}
     assert {f.group for f in failed} == {"signal"}

@@ -94,14 +94,10 @@ def failed_slurm_jobs(log_text: str) -> list[FailedJob]:
     group_name = None
     while i < len(lines):
         line = lines[i]
-        if line.lstrip().startswith("Logfile ") and line.rstrip().endswith(":") and i + 1 < len(lines) \
-                and lines[i + 1].lstrip().startswith("====="):
+        if _is_shown_log(lines, i):
             # a job's log shown by show-failed-logs: a group's log holds the inner Snakemake's own errors,
             # whose job ids are not the run's; skip to the closing rule
-            i += 2
-            while i < len(lines) and not lines[i].lstrip().startswith("====="):
-                i += 1
-            i += 1
+            i = _skip_shown_log(lines, i)
             continue
         m = _ERROR_GROUP.match(line) or _GROUP_IN_MESSAGE.match(line)
         if m:
@@ -143,6 +139,25 @@ def failed_slurm_jobs(log_text: str) -> list[FailedJob]:
             block = {}
         i += 1
     return list(failed.values())
+
+
+def _is_shown_log(lines: list[str], i: int) -> bool:
+    """Line i opens a log shown by show-failed-logs: ``Logfile <path>:`` then a rule of ``=``."""
+    return lines[i].lstrip().startswith("Logfile ") and lines[i].rstrip().endswith(":") and i + 1 < len(lines) \
+        and lines[i + 1].lstrip().startswith("=====")
+
+
+def _skip_shown_log(lines: list[str], i: int) -> int:
+    """Index after the shown log opening at line i; a group's log nests the inner run's own shown logs."""
+    depth, i = 1, i + 2
+    while i < len(lines) and depth:
+        if _is_shown_log(lines, i):
+            depth, i = depth + 1, i + 2
+            continue
+        if lines[i].lstrip().startswith("====="):
+            depth -= 1
+        i += 1
+    return i
 
 
 def _id_of_log(path: str | None) -> str | None:
