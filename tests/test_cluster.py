@@ -36,6 +36,10 @@ Job 22 has been submitted with SLURM jobid 5 (log: /w/.snakemake/slurm_logs/rule
 Logfile {GROUP_LOG}:
 ================================================================================
 slurmstepd-vm: error: *** JOB 2 ON vm CANCELLED AT 2026-12-04T16:42:02 ***
+
+SNAKEMAKE
+=========
+  Workflow ID: 12ce9041-b6fa-416a-9409-2cdfc48df51e
 srun: error: Slurm job 2 has expired
 [Fri Dec  4 16:42:02 2026]
 Error in rule multiband_rms_stems:

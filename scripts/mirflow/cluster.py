@@ -144,7 +144,13 @@ def failed_slurm_jobs(log_text: str) -> list[FailedJob]:
 def _is_shown_log(lines: list[str], i: int) -> bool:
     """Line i opens a log shown by show-failed-logs: ``Logfile <path>:`` then a rule of ``=``."""
     return lines[i].lstrip().startswith("Logfile ") and lines[i].rstrip().endswith(":") and i + 1 < len(lines) \
-        and lines[i + 1].lstrip().startswith("=====")
+        and _is_rule(lines[i + 1])
+
+
+def _is_rule(line: str) -> bool:
+    """Snakemake's 80-character delimiter of a shown log (not the inner run's short banner underline)."""
+    stripped = line.strip()
+    return len(stripped) >= 40 and set(stripped) == {"="}
 
 
 def _skip_shown_log(lines: list[str], i: int) -> int:
@@ -154,7 +160,7 @@ def _skip_shown_log(lines: list[str], i: int) -> int:
         if _is_shown_log(lines, i):
             depth, i = depth + 1, i + 2
             continue
-        if lines[i].lstrip().startswith("====="):
+        if _is_rule(lines[i]):
             depth -= 1
         i += 1
     return i
