@@ -1,5 +1,12 @@
 # Model files: each is a file target under models_dir, fetched from its official source and verified by sha256.
 # `snakemake fetch_models` fetches every model of the enabled families in advance.
+# On a cluster these run in the head process (login node: network, one fetch each), never in a cluster job.
+
+
+localrules:
+    fetch_model_file,
+    verify_model_file,
+    fetch_models,
 
 
 rule fetch_model_file:

@@ -1,0 +1,194 @@
+"""Which SLURM job ran (and failed) a Snakemake job: read from Snakemake's own log of a cluster run.
+
+With ``--workflow-profile workflow/profiles/slurm`` the executor plugin logs one line per submission::
+
+    Job 12 has been submitted with SLURM jobid 4711 (log: /abs/.snakemake/slurm_logs/rule_x/A/4711.log).
+    Job 5bd3e6e9-... has been submitted with SLURM jobid 4712 (log: /abs/.snakemake/slurm_logs/group_signal.../4712.log).
+
+(a group job is named by a uuid), and Snakemake logs each failure: a single-rule submission as an
+``Error in rule R:`` block (jobid, output, log, ``external_jobid``), a group submission as a block
+``message: Error in group G`` / ``log: <SLURM log>`` / ``jobs:`` listing every rule job of the group (jobid,
+output, log), followed by the jobs' own ``Error in rule`` blocks. With show-failed-logs the SLURM log is
+printed too, holding the inner Snakemake's errors under job ids of its own: those are skipped. All of it goes
+to the run's log file (``.snakemake/log/*.snakemake.log``), which is what :func:`failed_slurm_jobs` reads.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+_SUBMITTED = re.compile(r"Job (?P<job>\S+) has been submitted with SLURM jobid (?P<slurm>[\w]+) \(log: (?P<log>.+)\)\.\s*$")
+_ARRAY = re.compile(r"Submitted array job with Snakemake IDs (?P<jobs>[\d,]+) and SLURM job ID (?P<slurm>\d+)")
+_SLURM_FAILED = re.compile(r"SLURM-job '(?P<slurm>[\w]+)' failed")
+_ERROR_RULE = re.compile(r"^(?P<indent>\s*)Error in rule (?P<rule>\S+?):?\s*$")
+_ERROR_GROUP = re.compile(r"^\s*Error in group (?P<group>\S+?):?\s*$")
+_GROUP_IN_MESSAGE = re.compile(r"^\s+message: Error in group (?P<group>\S+?):?\s*$")
+_FIELD = re.compile(r"^\s+(?P<key>jobid|output|log|external_jobid|message): (?P<value>.*)$")
+_GROUP_RULE = re.compile(r"^\s+rule (?P<rule>\S+):\s*$")
+_LOG_SUFFIX = " (check log file(s) for error details)"
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    """One failed Snakemake job of a cluster run and the SLURM job that carried it.
+
+    ``slurm_jobid`` and ``slurm_log`` are None when the log does not name them (e.g. the submission itself
+    failed); ``group`` is the Snakemake group when the job ran inside a group submission.
+    """
+
+    rule: str
+    jobid: str
+    output: tuple[str, ...] = ()
+    log: tuple[str, ...] = ()
+    slurm_jobid: str | None = None
+    slurm_log: str | None = None
+    group: str | None = None
+    message: str = field(default="", compare=False)
+
+
+def slurm_submissions(log_text: str) -> dict[str, tuple[str, str | None]]:
+    """Snakemake job id (a number, or a group job's uuid) -> (SLURM job id, SLURM log path), from a run's log.
+
+    Array submissions (one line for many jobs) map each job to ``<id>_<task>`` without a log path.
+    """
+    out: dict[str, tuple[str, str | None]] = {}
+    for line in log_text.splitlines():
+        m = _SUBMITTED.search(line)
+        if m:
+            out[m["job"]] = (m["slurm"], m["log"])
+            continue
+        m = _ARRAY.search(line)
+        if m:
+            for task, job in enumerate(m["jobs"].split(","), start=1):
+                out[job] = (f"{m['slurm']}_{task}", None)
+    return out
+
+
+def _split(value: str) -> tuple[str, ...]:
+    value = value.removesuffix(_LOG_SUFFIX)
+    return tuple(v.strip() for v in value.split(", ") if v.strip())
+
+
+def failed_slurm_jobs(log_text: str) -> list[FailedJob]:
+    """Every failed job of a cluster run with its SLURM job id and SLURM log, in the order Snakemake logged them.
+
+    Parameters
+    ----------
+    log_text : str
+        Contents of the run's Snakemake log (``.snakemake/log/<time>.snakemake.log``) or its stderr.
+
+    Returns
+    -------
+    list of FailedJob
+        One entry per failed Snakemake job (a failed group submission yields one per job of the group, all
+        naming the group's SLURM job and log), deduplicated by Snakemake job id.
+    """
+    submissions = slurm_submissions(log_text)
+    slurm_by_log = {log: slurm for slurm, log in submissions.values() if log}
+    log_by_slurm = {slurm: log for slurm, log in submissions.values()}
+    failed: dict[str, FailedJob] = {}
+    lines = log_text.splitlines()
+    i = 0
+    block: dict[str, str] = {}  # fields seen since the last timestamp or block
+    group_name = None
+    while i < len(lines):
+        line = lines[i]
+        if _is_shown_log(lines, i):
+            # a job's log shown by show-failed-logs: a group's log holds the inner Snakemake's own errors,
+            # whose job ids are not the run's; skip to the closing rule
+            i = _skip_shown_log(lines, i)
+            continue
+        m = _ERROR_GROUP.match(line) or _GROUP_IN_MESSAGE.match(line)
+        if m:
+            group_name = m["group"]
+        if lines[i].strip() == "jobs:":
+            # a group's error: its fields (message, SLURM log) came just before; its rule jobs follow
+            slurm_log = _split(block["log"])[0] if block.get("log") else None
+            slurm = _slurm_in(block.get("message", "")) or slurm_by_log.get(slurm_log) or _id_of_log(slurm_log)
+            slurm_log = slurm_log or log_by_slurm.get(slurm)
+            i += 1
+            while i < len(lines) and (m := _GROUP_RULE.match(lines[i])):
+                fields, i = _read_fields(lines, i + 1)
+                jobid = fields.get("jobid", "")
+                failed[jobid] = FailedJob(rule=m["rule"], jobid=jobid, output=_split(fields.get("output", "")),
+                                          log=_split(fields.get("log", "")), slurm_jobid=slurm, slurm_log=slurm_log, group=group_name,
+                                          message=block.get("message", ""))
+            block, group_name = {}, None
+            continue
+        rule = _ERROR_RULE.match(line)
+        if rule:
+            fields, i = _read_fields(lines, i + 1)
+            jobid = fields.get("jobid", "")
+            known = failed.get(jobid)
+            if known and known.slurm_jobid:  # already named by its group's block
+                failed[jobid] = replace(known, log=known.log or _split(fields.get("log", "")))
+                continue
+            slurm = fields.get("external_jobid") or _slurm_in(fields.get("message", "")) or \
+                submissions.get(jobid, (None, None))[0]
+            failed[jobid] = FailedJob(rule=rule["rule"], jobid=jobid, output=_split(fields.get("output", "")),
+                                      log=_split(fields.get("log", "")), slurm_jobid=slurm,
+                                      slurm_log=log_by_slurm.get(slurm) if slurm else None,
+                                      message=fields.get("message", ""))
+            block = {}
+            continue
+        f = _FIELD.match(line)
+        if f:
+            block.setdefault(f["key"], f["value"].strip())
+        elif line.startswith("["):  # a timestamp starts a new record
+            block = {}
+        i += 1
+    return list(failed.values())
+
+
+def _is_shown_log(lines: list[str], i: int) -> bool:
+    """Line i opens a log shown by show-failed-logs: ``Logfile <path>:`` then a rule of ``=``."""
+    return lines[i].lstrip().startswith("Logfile ") and lines[i].rstrip().endswith(":") and i + 1 < len(lines) \
+        and _is_rule(lines[i + 1])
+
+
+def _is_rule(line: str) -> bool:
+    """Snakemake's 80-character delimiter of a shown log (not the inner run's short banner underline)."""
+    stripped = line.strip()
+    return len(stripped) >= 40 and set(stripped) == {"="}
+
+
+def _skip_shown_log(lines: list[str], i: int) -> int:
+    """Index after the shown log opening at line i; a group's log nests the inner run's own shown logs."""
+    depth, i = 1, i + 2
+    while i < len(lines) and depth:
+        if _is_shown_log(lines, i):
+            depth, i = depth + 1, i + 2
+            continue
+        if _is_rule(lines[i]):
+            depth -= 1
+        i += 1
+    return i
+
+
+def _id_of_log(path: str | None) -> str | None:
+    """The SLURM job id in a plugin log path (``.../<id>.log``)."""
+    m = re.search(r"/(\d+(?:_\d+)?)\.log$", path or "")
+    return m[1] if m else None
+
+
+def _slurm_in(message: str) -> str | None:
+    m = _SLURM_FAILED.search(message)
+    return m["slurm"] if m else None
+
+
+def _read_fields(lines: list[str], i: int) -> tuple[dict[str, str], int]:
+    fields: dict[str, str] = {}
+    while i < len(lines):
+        m = _FIELD.match(lines[i])
+        if not m:
+            break
+        fields.setdefault(m["key"], m["value"].strip())
+        i += 1
+    return fields, i
+
+
+def latest_snakemake_log(workdir: str | Path = ".") -> Path | None:
+    """The newest ``.snakemake/log/*.snakemake.log`` under ``workdir`` (the run just finished), or None."""
+    logs = sorted(Path(workdir, ".snakemake", "log").glob("*.snakemake.log"))
+    return logs[-1] if logs else None

@@ -1,0 +1,123 @@
+"""mirflow.cluster: failed jobs of a cluster run mapped to their SLURM job id and SLURM log.
+
+The log below is an excerpt of a real run (tests/slurm/test_slurm.py on a single-node SLURM 22.05, plugin
+2.8.0): SLURM job 2, a group of four signal jobs, was killed mid-run; job 3 and the single-rule jobs completed.
+Paths shortened to /w.
+"""
+from __future__ import annotations
+
+from mirflow.cluster import FailedJob, failed_slurm_jobs, latest_snakemake_log, slurm_submissions
+
+GROUP_LOG = "/w/.snakemake/slurm_logs/group_signal_loudness_multiband_rms_stems_spectral_spectral_stems/2.log"
+RUN_LOG = f"""\
+Job 707d8c9e-7bf1-5018-aabf-542acac85716 has been submitted with SLURM jobid 3 (log: /w/.snakemake/slurm_logs/group_signal_descriptors_metadata_multiband_rms_multiband_rms_stems_spectral_.../3.log).
+Job bc25b992-63c5-5e6d-94a7-4df7aa71633f has been submitted with SLURM jobid 2 (log: {GROUP_LOG}).
+Job 22 has been submitted with SLURM jobid 5 (log: /w/.snakemake/slurm_logs/rule_corpus_report/5.log).
+[Fri Dec  4 16:42:42 2026]
+    message: Error in group signal
+    log: {GROUP_LOG} (check log file(s) for error details)
+    jobs:
+        rule spectral_stems:
+            jobid: 5
+            output: results/Band/features/spectral_stems.json
+            log: results/Band/logs/spectral_stems.log (check log file(s) for error details)
+        rule loudness:
+            jobid: 2
+            output: results/Band/features/loudness.json
+            log: results/Band/logs/loudness.log (check log file(s) for error details)
+        rule spectral:
+            jobid: 18
+            output: results/loose/features/spectral.json
+            log: results/loose/logs/spectral.log (check log file(s) for error details)
+        rule multiband_rms_stems:
+            jobid: 7
+            output: results/Band/features/multiband_rms_stems.json
+            log: results/Band/logs/multiband_rms_stems.log (check log file(s) for error details)
+Logfile {GROUP_LOG}:
+================================================================================
+slurmstepd-vm: error: *** JOB 2 ON vm CANCELLED AT 2026-12-04T16:42:02 ***
+
+SNAKEMAKE
+=========
+  Workflow ID: 12ce9041-b6fa-416a-9409-2cdfc48df51e
+srun: error: Slurm job 2 has expired
+[Fri Dec  4 16:42:02 2026]
+Error in rule multiband_rms_stems:
+    message: None
+    jobid: 3
+    output: results/Band/features/multiband_rms_stems.json
+    log: results/Band/logs/multiband_rms_stems.log (check log file(s) for error details)
+Logfile results/Band/logs/multiband_rms_stems.log:
+================================================================================
+mirflow: track=Band step=multiband_rms_stems reason=killed
+================================================================================
+[Fri Dec  4 16:42:02 2026]
+Error in rule spectral:
+    message: None
+    jobid: 4
+    output: results/loose/features/spectral.json
+Exiting because a job execution failed. Look above for error messages
+================================================================================
+Logfile results/Band/logs/spectral_stems.log not found.
+    [Fri Dec  4 16:42:42 2026]
+    Error in rule loudness:
+        message: None
+        jobid: 2
+        input: /w/music/Band/full_mix.flac
+        output: results/Band/features/loudness.json
+        log: results/Band/logs/loudness.log (check log file(s) for error details)
+    Logfile results/Band/logs/loudness.log:
+    ================================================================================
+    Error in rule timbral:
+        jobid: 99
+    ================================================================================
+"""
+# A single-rule submission that failed (the format of snakemake's job error plus the plugin's message).
+RULE_LOG = """\
+Job 43 has been submitted with SLURM jobid 4711 (log: /w/.snakemake/slurm_logs/rule_corpus_report/4711.log).
+[Fri Dec  4 16:50:00 2026]
+Error in rule corpus_report:
+    message: SLURM-job '4711' failed, SLURM status is: 'OUT_OF_MEMORY'. For further error details see the cluster/cloud log and the log files of the involved rule(s).
+    jobid: 43
+    output: results/stats/features_tracks.csv, results/stats/stats_tracks.json
+    log: results/logs/corpus_report.log, /w/.snakemake/slurm_logs/rule_corpus_report/4711.log (check log file(s) for error details)
+    external_jobid: 4711
+"""
+
+
+def test_submissions_map_snakemake_jobs_and_groups_to_slurm_ids_and_logs():
+    subs = slurm_submissions(RUN_LOG)
+    assert subs["bc25b992-63c5-5e6d-94a7-4df7aa71633f"] == ("2", GROUP_LOG)
+    assert subs["22"] == ("5", "/w/.snakemake/slurm_logs/rule_corpus_report/5.log")
+    assert len(subs) == 3
+
+
+def test_every_job_of_a_failed_group_names_the_group_s_slurm_job_and_log():
+    failed = failed_slurm_jobs(RUN_LOG)
+    assert [f.jobid for f in failed] == ["5", "2", "18", "7"]  # the inner run's jobs 3, 4 and 99 are not the run's
+    assert {f.slurm_jobid for f in failed} == {"2"}
+    assert {f.slurm_log for f in failed} == {GROUP_LOG}
+    assert {f.group for f in failed} == {"signal"}
+    loudness = next(f for f in failed if f.rule == "loudness")
+    assert loudness == FailedJob(rule="loudness", jobid="2", output=("results/Band/features/loudness.json",),
+                                 log=("results/Band/logs/loudness.log",), slurm_jobid="2", slurm_log=GROUP_LOG,
+                                 group="signal")
+    assert ("spectral", ("results/loose/features/spectral.json",)) in [(f.rule, f.output) for f in failed]
+
+
+def test_a_failed_single_rule_submission_names_its_slurm_job_and_log():
+    (failed,) = failed_slurm_jobs(RULE_LOG)
+    assert (failed.rule, failed.jobid, failed.slurm_jobid) == ("corpus_report", "43", "4711")
+    assert failed.slurm_log == "/w/.snakemake/slurm_logs/rule_corpus_report/4711.log"
+    assert failed.output == ("results/stats/features_tracks.csv", "results/stats/stats_tracks.json")
+    assert failed.group is None and "OUT_OF_MEMORY" in failed.message
+
+
+def test_a_local_run_or_a_clean_run_has_no_slurm_failures(tmp_path):
+    assert failed_slurm_jobs("Finished jobid: 0 (Rule: all)\n45 of 45 steps (100%) done\n") == []
+    assert latest_snakemake_log(tmp_path) is None
+    logs = tmp_path / ".snakemake" / "log"
+    logs.mkdir(parents=True)
+    for name in ("2026-12-04T161742.455831.snakemake.log", "2026-12-04T163008.134628.snakemake.log"):
+        (logs / name).write_text("")
+    assert latest_snakemake_log(tmp_path).name == "2026-12-04T163008.134628.snakemake.log"
