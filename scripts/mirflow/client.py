@@ -42,7 +42,8 @@ def lane_paths(state_dir: str, lane: str) -> dict[str, str]:
     if len(os.fsencode(sock)) > _SUN_PATH_MAX - 4:
         digest = hashlib.sha256(os.fsencode(base)).hexdigest()[:20]
         sock = f"/tmp/mirflow-{os.getuid()}-{digest}.sock"
-    return {"sock": sock, "lock": base + ".lock", "start_lock": base + ".start.lock", "log": base + ".log"}
+    return {"sock": sock, "lock": base + ".lock", "start_lock": base + ".start.lock", "log": base + ".log",
+            "pid": base + ".pid"}
 
 
 def timeout_for(conf: dict, step: str) -> float | None:

@@ -19,6 +19,7 @@ exited (checked twice a second) or it has been idle for ``--idle-exit-s`` second
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import fcntl
 import io
 import json
@@ -188,6 +189,8 @@ class Worker:
         self.listener.bind(self.paths["sock"])
         os.chmod(self.paths["sock"], 0o600)
         self.listener.listen(256)
+        with open(self.paths["pid"], "w") as handle:
+            handle.write(f"{os.getpid()}\n")
         self.sel.register(self.listener, selectors.EVENT_READ, "accept")
         return True
 
@@ -210,10 +213,11 @@ class Worker:
             self.sel.unregister(self.listener)
             self.listener.close()
             self.listener = None
-            try:
-                os.unlink(self.paths["sock"])
-            except FileNotFoundError:
-                pass
+            for path in (self.paths["sock"], self.paths["pid"]):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
         for job in list(self.jobs.values()):
             if job.pid:
                 _kill(job.pid)
@@ -510,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=f"%(asctime)s {args.lane} %(process)d "
                         "%(levelname)s %(name)s %(message)s")
+    faulthandler.enable()  # a crashing job leaves its Python stack in the worker's log
     os.makedirs(args.dir, exist_ok=True)
     worker = Worker(args.lane, os.path.abspath(args.dir), args.idle_exit_s)
     if not worker.bind():
