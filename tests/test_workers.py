@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -175,3 +176,54 @@ def test_an_idle_worker_exits(tmp_path, conf):
     conf["idle_exit_s"] = 1
     assert run_in_worker(crashy(tmp_path, "idle", "ok"), conf) == 0
     assert wait_gone(worker_pid(conf, "cpu"), 5.0)
+
+
+def _timing_free(value):
+    """A JSON value without wall-clock timings (they differ between any two runs)."""
+    if isinstance(value, dict):
+        return {k: _timing_free(v) for k, v in value.items() if not (k.endswith("_s") and "time" in k or
+                                                                      k.endswith("load_s"))}
+    if isinstance(value, list):
+        return [_timing_free(v) for v in value]
+    return value
+
+
+@pytest.mark.slow
+def test_workflow_values_are_identical_with_and_without_workers(tmp_path):
+    """The demo-like tiny corpus (a track with provided stems, a loose file; crops on) run with workers and
+    with `workers: false`: every key of every track and crop .INFO is equal, provenance too but timings."""
+    from test_workflow import BAND, LOOSE, SNAKEFILE, SR, _tone_mix
+
+    runs = {}
+    for mode in ("workers", "in_process"):
+        wd = tmp_path / mode
+        music = wd / "music"
+        (music / BAND).mkdir(parents=True)
+        (music / "Album").mkdir()
+        stems = _tone_mix()
+        for name, data in stems.items():
+            sf.write(music / BAND / f"{name}.flac", data, SR)
+        sf.write(music / BAND / "full_mix.flac", sum(stems.values()), SR)
+        sf.write(music / f"{LOOSE}.ogg", sum(_tone_mix(seed=1).values()), SR)
+        # captions_feature is left out: llama.cpp's output is checked by its own tests.
+        extra = {"crops": {**CONFIG["crops"], "length_samples": 88200}, "families": {"captions_feature": False},
+                 "workers": mode == "workers"}
+        (wd / "extra.yaml").write_text(yaml.safe_dump(extra))
+        shutil.copytree(REPO / "config", wd / "config")
+        proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--cores", "2",
+                               "--configfile", "config/config.yaml", "extra.yaml",
+                               "--config", "input_dir=music", "results_dir=results"],
+                              cwd=wd, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert (wd / "results" / ".mirflow").exists() == (mode == "workers")
+        runs[mode] = {str(p.relative_to(wd)): json.loads(p.read_text(encoding="utf-8"))
+                      for p in sorted((wd / "results").rglob("*.INFO"))}
+    assert len(runs["workers"]) == 6  # 2 tracks + 4 crops
+    assert runs["workers"].keys() == runs["in_process"].keys()
+    for path, info in runs["workers"].items():
+        other = runs["in_process"][path]
+        assert info.keys() == other.keys(), path
+        for key in info:
+            if key != "_provenance":
+                assert info[key] == other[key], (path, key)
+        assert _timing_free(info["_provenance"]) == _timing_free(other["_provenance"]), path

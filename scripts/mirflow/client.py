@@ -14,15 +14,11 @@ parsed, so switching workers on or off never changes a job's params (nothing rer
 from __future__ import annotations
 
 import errno
-import fcntl
-import hashlib
 import json
 import os
 import socket
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 ENV = "MIRFLOW_WORKERS"
 #: Seconds a client waits for a freshly started worker to accept connections.
@@ -40,6 +36,8 @@ def lane_paths(state_dir: str, lane: str) -> dict[str, str]:
     base = os.path.join(state_dir, f"{host}.{lane}")
     sock = base + ".sock"
     if len(os.fsencode(sock)) > _SUN_PATH_MAX - 4:
+        import hashlib
+
         digest = hashlib.sha256(os.fsencode(base)).hexdigest()[:20]
         sock = f"/tmp/mirflow-{os.getuid()}-{digest}.sock"
     return {"sock": sock, "lock": base + ".lock", "start_lock": base + ".start.lock", "log": base + ".log",
@@ -63,9 +61,11 @@ def _connect(path: str) -> socket.socket | None:
         return None
 
 
-def _start_worker(conf: dict, lane: str, paths: dict[str, str]) -> subprocess.Popen:
+def _start_worker(conf: dict, lane: str, paths: dict[str, str]):
     """Start a worker detached from this job (its own session), logging to the lane's log."""
-    package_root = str(Path(__file__).resolve().parents[1])
+    import subprocess
+
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     with open(paths["log"], "ab") as log:
@@ -85,6 +85,8 @@ def connect(conf: dict, lane: str) -> socket.socket | None:
     sock = _connect(paths["sock"])
     if sock is not None:
         return sock
+    import fcntl
+
     os.makedirs(conf["dir"], exist_ok=True)
     with open(paths["start_lock"], "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -171,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         if status is not None:
             return status
         sys.stderr.write("mirflow: no worker could be started; running this job in its own process.\n")
+    if sys.flags.no_site:  # the shell command starts Python without site-packages (faster); the job needs them
+        import site
+
+        site.main()
     from .jobspec import execute
 
     return execute(request)

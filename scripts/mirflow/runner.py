@@ -9,6 +9,7 @@ a non-zero exit so Snakemake marks the job failed and removes partial outputs.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib
 import logging
@@ -34,13 +35,16 @@ log = logging.getLogger("mirflow")
 
 def library_versions(names: tuple[str, ...] | list[str]) -> dict[str, str]:
     """Installed version of each distribution (``"not installed"`` when absent)."""
-    out = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    return {name: _version(name) for name in names}
+
+
+@functools.lru_cache(maxsize=None)
+def _version(name: str) -> str:
+    # Cached: scanning the installed distributions costs tens of ms, and a warm worker asks once.
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def file_fingerprint(path: str, chunk: int = 1 << 20) -> dict[str, Any]:

@@ -65,6 +65,11 @@ for _name in ("loudness", "spectral", "multiband_rms"):
 def warm_models(request: dict[str, Any]) -> None:
     """Build the CPU models a job of this step will use, in the long-lived parent (once each)."""
     step = step_of(request)
+    from .registry import FAMILIES
+    from .runner import library_versions
+
+    if step in FAMILIES:
+        library_versions(FAMILIES[step].libraries)  # cached per process: every later fork inherits it
     if step in ("rhythm", "rhythm_stems", "crops"):
         from .features import rhythm_detectors as det
 

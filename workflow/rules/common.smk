@@ -60,11 +60,13 @@ os.environ["MIRFLOW_WORKERS"] = json.dumps({
     "timeout_s": _WORKERS.get("timeout_s", {}),
     "snakemake_pid": os.getpid(),
 })
-# Jobs run the thin client with this Python (the environment's own `python` under --use-conda).
+# Jobs run the thin client with this Python (the environment's own `python` under --use-conda), without
+# site-packages (-S: it needs only the standard library; it enables them itself to run a job in process).
 _JOB_PYTHON = ("python" if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
                else sys.executable)
 JOB_SHELL = " ".join(shlex.quote(p).replace("{", "{{").replace("}", "}}")
-                     for p in (_JOB_PYTHON, os.path.join(SCRIPTS_DIR, "rule_job.py"))) + " {params.job:q} {log:q} {threads}"
+                     for p in (_JOB_PYTHON, "-S", os.path.join(SCRIPTS_DIR, "rule_job.py"))) + \
+    " {params.job:q} {log:q} {threads}"
 
 
 def _named_pairs(files):
