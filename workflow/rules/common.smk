@@ -53,13 +53,14 @@ except MirflowError as err:
 # so switching workers on or off reruns nothing. `workers: false` runs every job in its own process.
 _WORKERS = config.get("workers", True)
 _WORKERS = {"enabled": _WORKERS} if isinstance(_WORKERS, bool) else dict(_WORKERS)
-os.environ["MIRFLOW_WORKERS"] = json.dumps({
+# Set here (not required from the user), also in each job's own Snakemake process on a cluster.
+os.environ.update(MIRFLOW_WORKERS=json.dumps({
     "enabled": bool(_WORKERS.get("enabled", True)),
     "dir": os.path.abspath(os.path.join(RESULTS, ".mirflow")),
     "idle_exit_s": _WORKERS.get("idle_exit_s", 300),
     "timeout_s": _WORKERS.get("timeout_s", {}),
     "snakemake_pid": os.getpid(),
-})
+}))
 # Jobs run the thin client with this Python (the environment's own `python` under --use-conda), without
 # site-packages (-S: it needs only the standard library; it enables them itself to run a job in process).
 _JOB_PYTHON = ("python" if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
