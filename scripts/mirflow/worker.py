@@ -80,6 +80,10 @@ def warm_models(request: dict[str, Any]) -> None:
         from .features.harmony import madmom_key_processor
 
         madmom_key_processor()
+    if step == "timbral":  # numba compiles it (or reads its disk cache) once; every fork inherits it
+        from .compat.timbral import _compiled_envelope_kernel
+
+        _compiled_envelope_kernel()
     if step == "bass_transcription" and int(request.get("threads", 1)) == 1:
         # onnxruntime sessions with more than one thread own a thread pool, which a fork does not copy.
         from .families import load_bass_model
@@ -119,7 +123,9 @@ def run_request(request: dict[str, Any]) -> tuple[int, str]:
     finally:
         sys.stderr = real
         real.flush()
-    return code, tee.buffer_text.getvalue()
+    text = tee.buffer_text.getvalue()
+    # The job's stderr goes back to its client; progress bars can be long, the message is at the end.
+    return code, text if len(text) <= 65536 else "[... earlier output in the worker's log ...]\n" + text[-65536:]
 
 
 @dataclass
