@@ -5,6 +5,9 @@ standard library; the work runs in a warm mirflow worker (or in this process wit
 """
 import sys
 
-from mirflow.client import main
+# This folder goes last, as Snakemake's `script:` put it: a mirflow on PYTHONPATH keeps precedence.
+sys.path.append(sys.path.pop(0))
+
+from mirflow.client import main  # noqa: E402
 
 sys.exit(main())
