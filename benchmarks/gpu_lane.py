@@ -94,7 +94,9 @@ def run(mode: str, job_list: list[dict], root: Path) -> list[tuple[str, float, f
         else:
             env = {**os.environ, "MIRFLOW_WORKERS": json.dumps({"enabled": False})}
             spec = {k: v for k, v in job.items() if k not in ("log", "threads")}
-            status = subprocess.run([sys.executable, str(REPO / "scripts" / "rule_job.py"), json.dumps(spec),
+            # -S as in the workflow's shell command: the client needs no site-packages (and an installed mirflow
+            # of another version must not shadow this checkout's).
+            status = subprocess.run([sys.executable, "-S", str(REPO / "scripts" / "rule_job.py"), json.dumps(spec),
                                      job["log"][0], str(job["threads"])], env=env, cwd=root).returncode
         wall = time.perf_counter() - started
         if status != 0:
@@ -119,13 +121,14 @@ def main() -> None:
     parser.add_argument("--segment-s", type=float, default=4.0, help="Demucs segment (<= 7.8 s)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--modes", default="warm,fresh", help="comma-separated: warm, fresh")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="mirflow-gpulane-"))
     bag, checkpoint = models(root / "models")
     job_list = jobs(root, args.jobs, args.seconds, bag, checkpoint, args)
     print(f"{args.jobs} tracks of {args.seconds:g} s, htdemucs_ft (4 random HTDemucs) + Audiobox (random), "
           f"device {args.device}, {args.threads} threads; machine load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    results = {mode: run(mode, job_list, root) for mode in ("warm", "fresh")}
+    results = {mode: run(mode, job_list, root) for mode in args.modes.split(",")}
     print("| mode | jobs | lane wall s | compute s | compute share (all jobs) | compute share (warm: first job per model excluded) |")
     print("|---|---|---|---|---|---|")
     for mode, rows in results.items():
