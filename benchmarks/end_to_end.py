@@ -49,8 +49,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--in-process", action="store_true", help="also this checkout with workers: false")
+    parser.add_argument("--music", type=Path, help="reuse the songs rendered by an earlier run (its music/ folder)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="mirflow-e2e-"))
+    if args.music:
+        (root / "music").symlink_to(args.music.resolve())
     corpus(root / "music", args.songs, args.seconds)
     print(f"machine: {machine()}; {args.songs} songs of {args.seconds:g} s with provided stems, --cores {args.cores}")
     common = {"families": {"captions_feature": False}}
