@@ -159,7 +159,6 @@ def test_worker_exits_when_its_snakemake_process_dies(tmp_path, conf):
     snakemake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
         assert run_in_worker(crashy(tmp_path, "owned", "ok", owner_pid=snakemake.pid), conf) == 0
-        conf["snakemake_pid"] = snakemake.pid
         server = worker_pid(conf, "cpu")
         time.sleep(1.5)
         assert _alive(server)  # still there while its Snakemake runs
