@@ -218,7 +218,10 @@ def test_workflow_values_are_identical_with_and_without_workers(tmp_path):
         proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--cores", "2",
                                "--configfile", "config/config.yaml", "extra.yaml",
                                "--config", "input_dir=music", "results_dir=results"],
-                              cwd=wd, capture_output=True, text=True, timeout=900)
+                              cwd=wd, capture_output=True, text=True, timeout=900,
+                              # A private numba cache: another process rewriting the shared one (librosa's, in
+                              # site-packages) must not crash either run; both start from the same empty cache.
+                              env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")})
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert (wd / "results" / ".mirflow").exists() == (mode == "workers")
         runs[mode] = {str(p.relative_to(wd)): comparable(json.loads(p.read_text(encoding="utf-8")), str(wd))
