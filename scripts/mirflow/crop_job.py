@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from .provenance import absent_reasons
 from .registry import FAMILIES, STEM_NAMES
 from .resolved import resolve_keys
 from .result import FeatureResult
-from .runner import resolve
+from .runner import JobContext, compute_family
 
 
 def beat_positions(beats: np.ndarray, downbeats: np.ndarray, tolerance_s: float = 1e-3) -> np.ndarray:
@@ -70,39 +70,25 @@ def _crop_signal(samples: np.ndarray, sample_rate: int, path: str) -> AudioSigna
 def compute_crop_families(mix: AudioSignal, stems: dict[str, AudioSignal], skipped_stems: list[str],
                           beats: np.ndarray, downbeats: np.ndarray, settings: dict[str, dict]) -> tuple[
                               FeatureResult, dict[str, int]]:
-    """Every ``computed`` family on one crop. Returns the values/reasons and the family versions used."""
-    from .features.harmony import compute_harmony
-    from .features.rhythm import analyse_stem_rhythm
+    """Every ``computed`` family on one crop. Returns the values/reasons and the family versions used.
 
+    The families run through the same processor as track jobs (``runner.compute_family``) on a job
+    context holding the crop's audio, its stems and the track's grids sliced to it; only the full-mix
+    rhythm differs (its grids come from the track, not from a new beat tracking of the crop).
+    """
     catalogue = load_catalogue()
     result, versions = FeatureResult(), {}
-    special: dict[str, Callable[[], FeatureResult]] = {
-        "rhythm": lambda: crop_rhythm(mix, beats, downbeats, settings["rhythm"]),
-        "harmony": lambda: compute_harmony(
-            {s: stems[s] for s in settings["harmony"].get("harmonic_stems", ()) if s in stems} or mix,
-            settings["harmony"]),
-    }
-    per_stem_special = {"rhythm_stems": lambda sig, stem: analyse_stem_rhythm(sig, beats, settings["rhythm"], stem)}
+    ctx = JobContext({}, signals={"audio": mix, **stems},
+                     unavailable={s: "stem not cropped (crops.skip_stems)" for s in skipped_stems},
+                     grids={"beats": beats})
     for name, fam in FAMILIES.items():
         if catalogue.crop_policy.get(name) != "computed" or name not in settings:
             continue
         versions[name] = fam.version
-        if fam.scope == "mix":
-            part = special[name]() if name in special else resolve(fam.compute)(mix, settings[name])
-            result.update(part)
-            continue
-        for stem in STEM_NAMES:
-            keys = catalogue.stem_keys(name, stem)
-            if not keys:
-                continue
-            reason = ("stem not cropped (crops.skip_stems)" if stem in skipped_stems else
-                      "stem not available" if stem not in stems else
-                      "silent stem" if stems[stem].is_digital_silence() else None)
-            if reason:
-                result.mark_all_absent(keys, reason)
-                continue
-            compute = per_stem_special.get(name) or (lambda sig, _s, f=fam: resolve(f.compute)(sig, settings[name]))
-            result.update(compute(stems[stem], stem), suffix=f"_{stem}")
+        if name == "rhythm":
+            result.update(crop_rhythm(mix, beats, downbeats, settings[name]))
+        else:
+            result.update(compute_family(fam, settings[name], ctx))
     return result, versions
 
 

@@ -6,12 +6,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .modelcache import cached_model
 from .result import FeatureResult
 from .runner import JobContext
 
 
 def read_beats(ctx: JobContext) -> np.ndarray | None:
     """The track's beat grid when the job has one as input (``beats``), else None."""
+    if "beats" in ctx.grids:
+        return ctx.grids["beats"]
     if not ctx.has("beats"):
         return None
     from .features.rhythm import read_times
@@ -28,7 +31,8 @@ def drums_family(ctx: JobContext, settings: dict) -> FeatureResult:
     from .transcription.drums import compute_drums
 
     (weights,) = ctx.model_files()
-    model = adtof.load_model(weights, device=settings.get("device", "auto"))
+    device = settings.get("device", "auto")
+    model = cached_model("adtof", weights, lambda: adtof.load_model(weights, device=device), device)
     source = "drums" if ctx.has("drums") else "audio"
     params = {k: v for k, v in settings.items() if k != "device"}
     result = compute_drums(model, ctx.audio(source), params,
@@ -61,6 +65,14 @@ def bass_note_statistics(pitches: np.ndarray, duration_s: float) -> FeatureResul
     return result
 
 
+def load_bass_model(threads: int):
+    """Basic Pitch's bundled ONNX model, loaded once per process (see mirflow.modelcache)."""
+    from .transcription import bass
+
+    path = bass.bundled_model_path()
+    return cached_model("basic_pitch", path, lambda: bass.load_model(path, threads=threads), threads)
+
+
 def bass_family(ctx: JobContext, settings: dict) -> FeatureResult:
     """Basic Pitch (shipped ONNX model) on the bass stem: ``bass_basicpitch.mid`` plus note statistics."""
     from .transcription import bass
@@ -75,8 +87,7 @@ def bass_family(ctx: JobContext, settings: dict) -> FeatureResult:
         write_bytes_atomic(ctx.outputs["midi"], midi_file_bytes([], channel=0, program=33, track_name="bass"))
         result.meta["input"] = "bass stem (silent: empty MIDI written)"
         return result
-    model_path = bass.bundled_model_path()
-    model = bass.load_model(model_path, threads=ctx.threads)
+    model = load_bass_model(ctx.threads)
     transcription = bass.transcribe(model, signal, settings)
     bass.write_bass_midi(ctx.outputs["midi"], transcription, beats=read_beats(ctx), params=settings)
     pitches = np.array([n.pitch for n in transcription.notes], dtype=float)
@@ -131,7 +142,9 @@ def classifiers_family(ctx: JobContext, settings: dict) -> FeatureResult:
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # TF 2.5 otherwise takes the whole GPU
     from .classifiers import classify, load_classifiers, model_paths_from_files, write_embedding_npy
 
-    models = load_classifiers(model_paths_from_files(ctx.model_files()), threads=ctx.threads)
+    paths = model_paths_from_files(ctx.model_files())
+    models = cached_model("essentia_classifiers", sorted(paths.values()),
+                          lambda: load_classifiers(paths, threads=ctx.threads), ctx.threads)
     result, embeddings = classify(models, ctx.audio("audio"), settings)
     out = Path(ctx.outputs["embeddings"])
     out.mkdir(parents=True, exist_ok=True)
@@ -149,7 +162,8 @@ def aesthetics_family(ctx: JobContext, settings: dict) -> FeatureResult:
     from .aesthetics import load_aesthetics_model, predict_aesthetics
 
     (checkpoint,) = ctx.model_files()
-    loaded = load_aesthetics_model(checkpoint, settings.get("device", "auto"))
+    device = settings.get("device", "auto")
+    loaded = cached_model("audiobox_aesthetics", checkpoint, lambda: load_aesthetics_model(checkpoint, device), device)
     return predict_aesthetics(loaded, ctx.audio("audio"), settings)
 
 

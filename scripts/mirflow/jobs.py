@@ -41,6 +41,7 @@ def separate_job(smk) -> None:
 
         from .audio import load_audio
         from .jsonio import write_json_atomic
+        from .modelcache import cached_model
         from .registry import STEM_NAMES
         from .runner import audio_facts, file_fingerprint, library_versions
         from .separation import load_separator, pick_device, separate, write_stem
@@ -50,7 +51,9 @@ def separate_job(smk) -> None:
         checkpoints = [str(p) for k, p in smk.input.items() if k.startswith("model_file_")]
         signal = load_audio(smk.input.audio)
         loaded = time.perf_counter()
-        separator = load_separator(settings["model"], checkpoints, device)
+        separator = cached_model("demucs", checkpoints,
+                                 lambda: load_separator(settings["model"], checkpoints, device),
+                                 settings["model"], device)
         model_load_s = time.perf_counter() - loaded
         stems, sample_rate, meta = separate(separator, signal, settings, device)
         written = {name: write_stem(smk.output[name], stems[name], sample_rate, settings) for name in STEM_NAMES}

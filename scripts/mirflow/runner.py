@@ -9,6 +9,7 @@ a non-zero exit so Snakemake marks the job failed and removes partial outputs.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib
 import logging
@@ -25,24 +26,26 @@ from .audio import AudioSignal, load_audio
 from .catalogue import load_catalogue
 from .errors import MirflowError
 from .jitcache import ensure_warm
+from .jobspec import FAILURE_MARKER  # noqa: F401 - re-exported: the marker a failed job leaves in its log
 from .jsonio import write_json_atomic
 from .registry import STEM_NAMES, Family, family as lookup_family
 from .result import FeatureResult
 
-#: Marker a failed job leaves in its log; `python -m mirflow.summary` lists them.
-FAILURE_MARKER = "MIRFLOW-FAILED"
 log = logging.getLogger("mirflow")
 
 
 def library_versions(names: tuple[str, ...] | list[str]) -> dict[str, str]:
     """Installed version of each distribution (``"not installed"`` when absent)."""
-    out = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    return {name: _version(name) for name in names}
+
+
+@functools.lru_cache(maxsize=None)
+def _version(name: str) -> str:
+    # Cached: scanning the installed distributions costs tens of ms, and a warm worker asks once.
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def file_fingerprint(path: str, chunk: int = 1 << 20) -> dict[str, Any]:
@@ -132,16 +135,21 @@ class JobContext:
     """
 
     def __init__(self, inputs: dict[str, str], outputs: dict[str, str] | None = None, threads: int = 1,
-                 track: str = ""):
+                 track: str = "", signals: dict[str, AudioSignal] | None = None,
+                 unavailable: dict[str, str] | None = None, grids: dict[str, Any] | None = None):
         self.inputs = dict(inputs)
         self.outputs = dict(outputs or {})
         self.threads = threads
         self.track = track
         self.audio_facts: dict[str, dict] = {}
-        self._cache: dict[str, AudioSignal] = {}
+        # Crops hand in audio already in memory (``signals``), stems deliberately left out with their
+        # reason (``unavailable``) and grids already sliced (``grids``): the family code is the same.
+        self._cache: dict[str, AudioSignal] = dict(signals or {})
+        self.unavailable = dict(unavailable or {})
+        self.grids = dict(grids or {})
 
     def has(self, name: str) -> bool:
-        return name in self.inputs
+        return name in self.inputs or name in self._cache
 
     def path(self, name: str) -> str:
         return self.inputs[name]
@@ -171,7 +179,7 @@ def for_each_stem(ctx: JobContext, family_name: str, compute_stem: Callable[[Aud
         if not keys:
             continue
         if not ctx.has(stem):
-            result.mark_all_absent(keys, "stem not available")
+            result.mark_all_absent(keys, ctx.unavailable.get(stem, "stem not available"))
             continue
         signal = ctx.audio(stem)
         if signal.is_digital_silence():

@@ -11,12 +11,13 @@ rule captions_feature:
         family="captions_feature",
         version=family_version("captions_feature"),
         settings=family_settings("captions_feature"),
+        job=family_job("captions_feature"),
     log:
         family_log("captions_feature"),
     conda:
         "../../envs/mirflow.yaml"
-    script:
-        "../../scripts/rule_family.py"
+    shell:
+        JOB_SHELL
 
 
 rule captions_flamingo:
@@ -28,11 +29,12 @@ rule captions_flamingo:
         family="captions_flamingo",
         version=family_version("captions_flamingo"),
         settings=family_settings("captions_flamingo"),
+        job=family_job("captions_flamingo", lane="gpu"),
     resources:
         gpu=1,
     log:
         family_log("captions_flamingo"),
     conda:
         "../../envs/mirflow.yaml"
-    script:
-        "../../scripts/rule_family.py"
+    shell:
+        JOB_SHELL

@@ -11,14 +11,15 @@ rule classifiers:
         family="classifiers",
         version=family_version("classifiers"),
         settings=family_settings("classifiers"),
+        job=family_job("classifiers", lane="gpu"),
     resources:
         gpu=1,
     log:
         family_log("classifiers"),
     conda:
         "../../envs/mirflow.yaml"
-    script:
-        "../../scripts/rule_family.py"
+    shell:
+        JOB_SHELL
 
 
 rule aesthetics:
@@ -30,11 +31,12 @@ rule aesthetics:
         family="aesthetics",
         version=family_version("aesthetics"),
         settings=family_settings("aesthetics"),
+        job=family_job("aesthetics", lane="gpu"),
     resources:
         gpu=1,
     log:
         family_log("aesthetics"),
     conda:
         "../../envs/mirflow.yaml"
-    script:
-        "../../scripts/rule_family.py"
+    shell:
+        JOB_SHELL

@@ -1,11 +1,14 @@
 # Config validation, track discovery and the helpers every rule uses (paths, inputs, params).
+import json
 import os
 import re
+import shlex
 import sys
 import time
 from functools import lru_cache
 from pathlib import Path
 
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 # The mirflow package lives in scripts/. Rule scripts find it because Snakemake puts a script's folder on
@@ -90,6 +93,54 @@ if not TRACKS and not UNUSABLE:
                         "(--config input_dir=/path/to/music, or make run INPUT=/path/to/music).")
 # Legal names such as "Intro____________________" must not trip Snakemake's periodic-wildcard guard.
 exempt_track_names_from_periodic_check(track_wildcard_values(TRACKS.values()))
+# Warm workers (README, "Architecture: warm workers"): jobs hand their work to a long-lived mirflow
+# worker per host and results folder. Its settings reach the jobs through the environment, not params,
+# so switching workers on or off reruns nothing. `workers: false` runs every job in its own process.
+_WORKERS = config.get("workers", True)
+_WORKERS = {"enabled": _WORKERS} if isinstance(_WORKERS, bool) else dict(_WORKERS)
+# Set here (not required from the user), also in each job's own Snakemake process on a cluster.
+os.environ.update(MIRFLOW_WORKERS=json.dumps({
+    "enabled": bool(_WORKERS.get("enabled", True)),
+    "dir": os.path.abspath(os.path.join(RESULTS, ".mirflow")),
+    "idle_exit_s": _WORKERS.get("idle_exit_s", 300),
+    "timeout_s": _WORKERS.get("timeout_s", {}),
+    "snakemake_pid": os.getpid(),
+}))
+# Jobs run the thin client with this Python (the environment's own `python` under --use-conda), without
+# site-packages (-S: it needs only the standard library; it enables them itself to run a job in process).
+_JOB_PYTHON = ("python" if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+               else sys.executable)
+JOB_SHELL = " ".join(shlex.quote(p).replace("{", "{{").replace("}", "}}")
+                     for p in (_JOB_PYTHON, "-S", os.path.join(SCRIPTS_DIR, "rule_job.py"))) + \
+    " {params.job:q} {log:q} {threads}"
+
+
+def _named_pairs(files):
+    """[(name or None, path)] of a Snakemake file list, in order."""
+    names = {start: name for name, (start, end) in files._names.items() if end is None or end - start == 1}
+    return [(names.get(i), str(path)) for i, path in enumerate(files)]
+
+
+def job_spec(entry, rule, lane="cpu", **params):
+    """Param `job`: the JSON a rule's shell command hands to scripts/rule_job.py (mirflow.jobspec).
+
+    ``params`` values may be functions of the wildcards. The spec holds only what the job's params,
+    inputs and outputs already determine, so it adds no rerun trigger of its own.
+    """
+    def spec(wildcards, input, output):
+        return json.dumps({
+            "entry": entry, "rule": rule, "lane": lane,
+            "input": _named_pairs(input), "output": _named_pairs(output),
+            "params": {k: (v(wildcards) if callable(v) else v) for k, v in params.items()},
+            "wildcards": dict(wildcards.items()),
+        }, ensure_ascii=False)
+
+    return spec
+
+
+def family_job(name, lane="cpu"):
+    """Param `job` of a feature family's rule."""
+    return job_spec("mirflow.runner:run_family_job", name, lane, family=name, settings=family_settings(name))
 
 
 wildcard_constraints:

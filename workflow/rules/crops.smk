@@ -13,9 +13,11 @@ rule crops:
         families=crop_family_settings(),
         exports=config["exports"],
         resolved=config["resolved"],
+        job=job_spec("mirflow.crop_job:crops_job", "crops", settings=config["crops"],
+                     families=crop_family_settings(), exports=config["exports"], resolved=config["resolved"]),
     log:
         f"{RESULTS}/{{parent}}{{name}}/logs/crops.log",
     conda:
         "../../envs/mirflow.yaml"
-    script:
-        "../../scripts/rule_crops.py"
+    shell:
+        JOB_SHELL

@@ -11,12 +11,13 @@ rule loudness:
         family="loudness",
         version=family_version("loudness"),
         settings=family_settings("loudness"),
+        job=family_job("loudness"),
     log:
         family_log("loudness"),
     conda:
         "../../envs/mirflow.yaml"
-    script:
-        "../../scripts/rule_family.py"
+    shell:
+        JOB_SHELL
 
 
 rule loudness_stems:
@@ -28,12 +29,13 @@ rule loudness_stems:
         family="loudness_stems",
         version=family_version("loudness_stems"),
         settings=family_settings("loudness_stems"),
+        job=family_job("loudness_stems"),
     log:
         family_log("loudness_stems"),
     conda:
         "../../envs/mirflow.yaml"
-    script:
-        "../../scripts/rule_family.py"
+    shell:
+        JOB_SHELL
 
 
 rule spectral:
@@ -45,12 +47,13 @@ rule spectral:
         family="spectral",
         version=family_version("spectral"),
         settings=family_settings("spectral"),
+        job=family_job("spectral"),
     log:
         family_log("spectral"),
     conda:
         "../../envs/mirflow.yaml"
-    script:
-        "../../scripts/rule_family.py"
+    shell:
+        JOB_SHELL
 
 
 rule spectral_stems:
@@ -62,12 +65,13 @@ rule spectral_stems:
         family="spectral_stems",
         version=family_version("spectral_stems"),
         settings=family_settings("spectral_stems"),
+        job=family_job("spectral_stems"),
     log:
         family_log("spectral_stems"),
     conda:
         "../../envs/mirflow.yaml"
-    script:
-        "../../scripts/rule_family.py"
+    shell:
+        JOB_SHELL
 
 
 rule multiband_rms:
@@ -79,12 +83,13 @@ rule multiband_rms:
         family="multiband_rms",
         version=family_version("multiband_rms"),
         settings=family_settings("multiband_rms"),
+        job=family_job("multiband_rms"),
     log:
         family_log("multiband_rms"),
     conda:
         "../../envs/mirflow.yaml"
-    script:
-        "../../scripts/rule_family.py"
+    shell:
+        JOB_SHELL
 
 
 rule multiband_rms_stems:
@@ -96,12 +101,13 @@ rule multiband_rms_stems:
         family="multiband_rms_stems",
         version=family_version("multiband_rms_stems"),
         settings=family_settings("multiband_rms_stems"),
+        job=family_job("multiband_rms_stems"),
     log:
         family_log("multiband_rms_stems"),
     conda:
         "../../envs/mirflow.yaml"
-    script:
-        "../../scripts/rule_family.py"
+    shell:
+        JOB_SHELL
 
 
 rule harmony:
@@ -113,12 +119,13 @@ rule harmony:
         family="harmony",
         version=family_version("harmony"),
         settings=family_settings("harmony"),
+        job=family_job("harmony"),
     log:
         family_log("harmony"),
     conda:
         "../../envs/mirflow.yaml"
-    script:
-        "../../scripts/rule_family.py"
+    shell:
+        JOB_SHELL
 
 
 rule harmony_stems:
@@ -130,12 +137,13 @@ rule harmony_stems:
         family="harmony_stems",
         version=family_version("harmony_stems"),
         settings=family_settings("harmony_stems"),
+        job=family_job("harmony_stems"),
     log:
         family_log("harmony_stems"),
     conda:
         "../../envs/mirflow.yaml"
-    script:
-        "../../scripts/rule_family.py"
+    shell:
+        JOB_SHELL
 
 
 rule timbral:
@@ -147,12 +155,13 @@ rule timbral:
         family="timbral",
         version=family_version("timbral"),
         settings=family_settings("timbral"),
+        job=family_job("timbral"),
     log:
         family_log("timbral"),
     conda:
         "../../envs/mirflow.yaml"
-    script:
-        "../../scripts/rule_family.py"
+    shell:
+        JOB_SHELL
 
 
 rule descriptors:
@@ -164,12 +173,13 @@ rule descriptors:
         family="descriptors",
         version=family_version("descriptors"),
         settings=family_settings("descriptors"),
+        job=family_job("descriptors"),
     log:
         family_log("descriptors"),
     conda:
         "../../envs/mirflow.yaml"
-    script:
-        "../../scripts/rule_family.py"
+    shell:
+        JOB_SHELL
 
 
 rule metadata:
@@ -181,9 +191,10 @@ rule metadata:
         family="metadata",
         version=family_version("metadata"),
         settings=family_settings("metadata"),
+        job=family_job("metadata"),
     log:
         family_log("metadata"),
     conda:
         "../../envs/mirflow.yaml"
-    script:
-        "../../scripts/rule_family.py"
+    shell:
+        JOB_SHELL

@@ -11,9 +11,11 @@ rule merge_info:
         version=STEP_VERSIONS["merge_info"],
         missing=missing_families,
         resolved=config["resolved"],
+        job=job_spec("mirflow.merge:run_merge_job", "merge_info", missing=missing_families,
+                     resolved=config["resolved"]),
     log:
         f"{RESULTS}/{{track}}/logs/merge_{{name}}.log",
     conda:
         "../../envs/mirflow.yaml"
-    script:
-        "../../scripts/rule_merge.py"
+    shell:
+        JOB_SHELL

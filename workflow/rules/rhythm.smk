@@ -15,12 +15,13 @@ rule rhythm:
         family="rhythm",
         version=family_version("rhythm"),
         settings=family_settings("rhythm"),
+        job=family_job("rhythm"),
     log:
         f"{RESULTS}/{{parent}}{{name}}/logs/rhythm.log",
     conda:
         "../../envs/mirflow.yaml"
-    script:
-        "../../scripts/rule_family.py"
+    shell:
+        JOB_SHELL
 
 
 rule rhythm_stems:
@@ -32,9 +33,10 @@ rule rhythm_stems:
         family="rhythm_stems",
         version=family_version("rhythm_stems"),
         settings=family_settings("rhythm_stems"),
+        job=family_job("rhythm_stems"),
     log:
         family_log("rhythm_stems"),
     conda:
         "../../envs/mirflow.yaml"
-    script:
-        "../../scripts/rule_family.py"
+    shell:
+        JOB_SHELL

@@ -13,11 +13,12 @@ rule separate_stems:
     params:
         version=STEP_VERSIONS["separate_stems"],
         settings=SEPARATION,
+        job=job_spec("mirflow.jobs:separate_job", "separate_stems", lane="gpu", settings=SEPARATION),
     resources:
         gpu=1,
     log:
         f"{RESULTS}/{{track}}/logs/separate_stems.log",
     conda:
         "../../envs/mirflow.yaml"
-    script:
-        "../../scripts/rule_separate.py"
+    shell:
+        JOB_SHELL

@@ -11,14 +11,15 @@ rule drums:
         family="drums",
         version=family_version("drums"),
         settings=family_settings("drums"),
+        job=family_job("drums", lane="gpu"),
     resources:
         gpu=1,
     log:
         family_log("drums"),
     conda:
         "../../envs/mirflow.yaml"
-    script:
-        "../../scripts/rule_family.py"
+    shell:
+        JOB_SHELL
 
 
 rule bass_transcription:
@@ -31,9 +32,10 @@ rule bass_transcription:
         family="bass_transcription",
         version=family_version("bass_transcription"),
         settings=family_settings("bass_transcription"),
+        job=family_job("bass_transcription"),
     log:
         family_log("bass_transcription"),
     conda:
         "../../envs/mirflow.yaml"
-    script:
-        "../../scripts/rule_family.py"
+    shell:
+        JOB_SHELL

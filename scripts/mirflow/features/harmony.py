@@ -277,6 +277,19 @@ def essentia_key(profile_c: np.ndarray, profile_type: str = "edmm") -> tuple[int
 _MADMOM_PROCESSOR = None
 
 
+def madmom_key_processor():
+    """madmom's CNN key model, built once per process (a warm worker builds it before forking jobs)."""
+    global _MADMOM_PROCESSOR
+    if _MADMOM_PROCESSOR is None:
+        import onnxruntime
+
+        onnxruntime.set_default_logger_severity(3)
+        from madmom.features.key import CNNKeyRecognitionProcessor
+
+        _MADMOM_PROCESSOR = CNNKeyRecognitionProcessor()
+    return _MADMOM_PROCESSOR
+
+
 def madmom_key(mono: np.ndarray, sample_rate: int) -> tuple[str, float]:
     """Global key with madmom's CNN key recogniser.
 
@@ -294,20 +307,15 @@ def madmom_key(mono: np.ndarray, sample_rate: int) -> tuple[str, float]:
     confidence : float
         Softmax probability of that label (0-1).
     """
-    global _MADMOM_PROCESSOR
-    import onnxruntime
+    from madmom.features.key import key_prediction_to_label
 
-    onnxruntime.set_default_logger_severity(3)
-    from madmom.features.key import CNNKeyRecognitionProcessor, key_prediction_to_label
-
-    if _MADMOM_PROCESSOR is None:
-        _MADMOM_PROCESSOR = CNNKeyRecognitionProcessor()
+    processor = madmom_key_processor()
     audio = np.asarray(mono, dtype=np.float32)
     if sample_rate != 44100:
         import librosa
 
         audio = librosa.resample(audio, orig_sr=sample_rate, target_sr=44100, res_type="soxr_hq")
-    probabilities = np.asarray(_MADMOM_PROCESSOR(audio))
+    probabilities = np.asarray(processor(audio))
     return str(key_prediction_to_label(probabilities)), float(np.max(probabilities))
 
 
