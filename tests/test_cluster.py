@@ -121,3 +121,24 @@ def test_a_local_run_or_a_clean_run_has_no_slurm_failures(tmp_path):
     for name in ("2026-12-04T161742.455831.snakemake.log", "2026-12-04T163008.134628.snakemake.log"):
         (logs / name).write_text("")
     assert latest_snakemake_log(tmp_path).name == "2026-12-04T163008.134628.snakemake.log"
+
+
+def test_the_run_record_and_the_summary_name_each_failed_job_s_slurm_job(tmp_path):
+    from mirflow.runlog import record_snakemake_log
+    from mirflow.summary import render_summary
+
+    results = tmp_path / "results"
+    (results / "Band" / "logs").mkdir(parents=True)
+    log = tmp_path / "run.snakemake.log"
+    # The excerpt's relative paths as the head process sees them: results/ under the working folder.
+    log.write_text(RUN_LOG.replace("results/", f"{results}/"), encoding="utf-8")
+    entry = record_snakemake_log(str(results), str(log), section="all", started=0.0, exit_code=1)
+    by_step = {(f["track"], f["step"]): f for f in entry["failures"]}
+    # Every job of the killed group submission, each naming SLURM job 2 and its log, once.
+    for key in [("Band", "spectral_stems"), ("Band", "loudness"), ("loose", "spectral"),
+                ("Band", "multiband_rms_stems")]:
+        assert by_step[key]["slurm_jobid"] == "2", key
+        assert by_step[key]["slurm_log"] == GROUP_LOG
+    assert len(entry["failures"]) == len(by_step)
+    text = render_summary(str(results), run=entry)
+    assert f"SLURM job 2, log {GROUP_LOG}" in text

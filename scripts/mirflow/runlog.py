@@ -54,6 +54,8 @@ class JobFailure:
     reason: str
     log: str
     jobid: int | None = None
+    slurm_jobid: str | None = None  # on a cluster: the SLURM job that carried it (mirflow.cluster)
+    slurm_log: str | None = None
 
 
 @dataclass
@@ -327,6 +329,28 @@ def audio_seconds(track_ids: list[str], results_dir: str) -> float:
     return total
 
 
+def add_cluster_failures(state: RunState, text: str, results_dir: str) -> None:
+    """On a cluster run, name the SLURM job and log of each failed job, and add the jobs of a failed group
+    submission (Snakemake logs those as "Error in group", without a block per job)."""
+    from .cluster import failed_slurm_jobs
+
+    by_log = {os.path.abspath(f.log): f for f in state.failures if f.log}
+    by_jobid = {str(f.jobid): f for f in state.failures if f.jobid is not None}
+    for job in failed_slurm_jobs(text):
+        log = job.log[0] if job.log else ""
+        known = by_log.get(os.path.abspath(log)) if log else by_jobid.get(job.jobid)
+        if known is None:
+            where = f"group {job.group}" if job.group else "its submission"
+            known = JobFailure(track=track_from_log(log, results_dir) if log else "", step=step_of(job.rule, log),
+                               rule=job.rule, log=log, jobid=int(job.jobid) if job.jobid.isdigit() else None,
+                               reason=f"SLURM job {job.slurm_jobid or '?'} ({where}) failed"
+                                      + (f": {job.message}" if job.message else ""))
+            state.failures.append(known)
+            if log:
+                by_log[os.path.abspath(log)] = known
+        known.slurm_jobid, known.slurm_log = job.slurm_jobid, job.slurm_log
+
+
 def record_snakemake_log(results_dir: str, log_files: list[str] | str, *, section: str, started: float,
                          exit_code: int) -> dict:
     """After a direct ``snakemake`` run (the Snakefile's onsuccess/onerror): parse Snakemake's log file and
@@ -339,6 +363,7 @@ def record_snakemake_log(results_dir: str, log_files: list[str] | str, *, sectio
         except OSError:
             continue
     state = parse_log(text, results_dir)
+    add_cluster_failures(state, text, results_dir)
     done = finished_tracks(state, results_dir)
     entry = record_entry(state, started=started, ended=time.time(), exit_code=exit_code,
                          log=paths[0] if paths else "", audio_s=audio_seconds(done, results_dir),

@@ -188,6 +188,8 @@ def render_summary(results_dir: str, tracks: list | None = None, run: dict | Non
             for f in members[:max_per_group]:
                 where = f"{f['track']} / {f['step']}" if f.get("track") else f"(corpus) {f['step']}"
                 lines.append(f"      {where}: {_shown(f['log']) if f.get('log') else 'no log'}")
+                if f.get("slurm_jobid"):
+                    lines.append(f"        SLURM job {f['slurm_jobid']}, log {f.get('slurm_log') or '(none named)'}")
             if len(members) > max_per_group:
                 lines.append(f"      ... and {len(members) - max_per_group} more (the full list: "
                              f"{_shown(str(record_path(results_dir)))})")
