@@ -100,3 +100,21 @@ def test_a_stem_twin_with_the_same_params_stores_them_once_and_the_info_layout_i
     text = path.read_text(encoding="utf-8")
     assert '      "params": {"block_s": 0.4, "gate": [-70, -10]},\n' in text  # a family's params on one line
     assert text.startswith('{\n  "lra": 3.0,\n  "lufs": -14.0,\n  "_provenance": {\n')
+
+
+def test_a_family_reading_other_families_lists_them_by_name_not_by_file():
+    from mirflow.provenance import shared_inputs
+
+    fp = {"path": "/m/a.flac", "size_bytes": 10, "quick_sha256": "ab"}
+    families = {
+        "loudness": {"inputs": {"audio": fp}, "audio": {"audio": {"sample_rate": 44100}}},
+        "captions_feature": {"inputs": {"features_rhythm": {"path": "/r/t/features/rhythm.json", "size_bytes": 5,
+                                                            "quick_sha256": "cd"},
+                                        "features_harmony": {"path": "/r/t/features/harmony.json", "size_bytes": 6,
+                                                             "quick_sha256": "ef"}}},
+    }
+    out, inputs = shared_inputs(families)
+    assert out["captions_feature"]["inputs"] == {}
+    assert out["captions_feature"]["reads_families"] == ["harmony", "rhythm"]
+    assert list(inputs) == ["/m/a.flac"] and inputs["/m/a.flac"]["sample_rate"] == 44100
+    assert "reads_families" not in out["loudness"]

@@ -96,7 +96,8 @@ def shared_inputs(families: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, 
     Returns
     -------
     families : dict
-        The same, with ``inputs`` as name -> path and no ``audio``.
+        The same, with ``inputs`` as name -> path and no ``audio``; the track's own partial JSONs a family
+        read (inputs ``features_<family>``) are listed by family name in ``reads_families``.
     inputs : dict
         path -> fingerprint plus audio facts (sorted by path).
 
@@ -111,7 +112,12 @@ def shared_inputs(families: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, 
         meta = dict(meta)
         audio = meta.pop("audio", None) or {}
         refs = {}
+        reads = []
         for name, fingerprint in (meta.get("inputs") or {}).items():
+            if name.startswith("features_"):
+                # The track's own partial JSON of another family: that family's entry is its provenance.
+                reads.append(name[len("features_"):])
+                continue
             if not isinstance(fingerprint, Mapping) or "path" not in fingerprint:
                 refs[name] = fingerprint
                 continue
@@ -127,5 +133,7 @@ def shared_inputs(families: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, 
             refs[name] = path
         if "inputs" in meta:
             meta["inputs"] = refs
+        if reads:
+            meta["reads_families"] = sorted(reads)
         out[family] = meta
     return out, dict(sorted(inputs.items()))
