@@ -216,7 +216,7 @@ def test_replacing_one_input_reruns_only_that_track(workdir):
     sf.write(loose, sum(_tone_mix(seed=7).values()), SR)
     jobs = plan(workdir)
     assert jobs and all(path.startswith((f"results/{LOOSE}/", *CORPUS_OUTPUTS)) for _, path in jobs), jobs
-    assert {rule for rule, _ in jobs} == MIX_ONLY | AFTER_INFO
+    assert {rule for rule, _ in jobs} == MIX_ONLY | AFTER_INFO | {"probe_audio"}
     snakemake(workdir)
     assert plan(workdir) == set()
 
@@ -227,7 +227,7 @@ def test_adding_a_track_runs_only_its_jobs(workdir):
              subtype="FLOAT")
     jobs = plan(workdir)
     assert jobs and all(path.startswith(("results/new track/", *CORPUS_OUTPUTS)) for _, path in jobs), jobs
-    assert {rule for rule, _ in jobs} == MIX_ONLY | AFTER_INFO
+    assert {rule for rule, _ in jobs} == MIX_ONLY | AFTER_INFO | {"probe_audio"}
 
 
 def test_corrupt_and_empty_inputs_fail_only_their_own_track(workdir):
@@ -266,7 +266,7 @@ def test_touching_a_large_input_reruns_only_that_track(workdir):
     os.utime(big, (future, future))
     jobs = plan(workdir)
     assert jobs and all(path.startswith(("results/new track/", *CORPUS_OUTPUTS)) for _, path in jobs), jobs
-    assert {rule for rule, _ in jobs} == MIX_ONLY | AFTER_INFO
+    assert {rule for rule, _ in jobs} == MIX_ONLY | AFTER_INFO | {"probe_audio"}
 
 
 def test_config_errors_name_the_key(workdir):

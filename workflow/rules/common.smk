@@ -162,8 +162,14 @@ def unusable_tracks():
 
 
 def probe_path(track):
-    """The probe record of a track, as an input that never triggers a rerun by itself."""
-    return ancient(f"{RESULTS}/{track.id}/logs/probe.json")
+    """The probe record of a track, a plain input of every family job.
+
+    Not ``ancient()``: Snakemake 9 then skips the rerun check of every job downstream of a probe that must run
+    (it masks them, and drops a masked job whose only upstream inputs are ancient), so a replaced input file
+    would be re-probed but none of its families rerun. The probe reruns only with its input files, which rerun
+    the families anyway, or with its own version.
+    """
+    return f"{RESULTS}/{track.id}/logs/probe.json"
 
 
 def probe_inputs(wildcards):
