@@ -59,7 +59,7 @@ lint: $(STAMP)  ## snakemake --lint
 	$(BIN)/snakemake --lint
 
 readme: $(STAMP)  ## regenerate the README's feature table from the catalogue
-	$(BIN)/python -m mirflow.catalogue --readme README.md
+	$(BIN)/python -m mirflow.catalogue --readme docs/features.md
 
 test: $(STAMP)  ## install (first time), then run the test suite
 	$(BIN)/python -m pytest -q

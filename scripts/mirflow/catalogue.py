@@ -2,8 +2,8 @@
 
 ``catalogue.yaml`` (next to this module) lists each key with its family, type,
 unit, expected range, description and producer. The merge validates values
-against it, the README's feature table is generated from it
-(``python -m mirflow.catalogue --readme README.md``), and statistics take their
+against it, the feature reference (docs/features.md) is generated from it
+(``python -m mirflow.catalogue --readme docs/features.md``), and statistics take their
 units from it. Per-stem keys are templates (``lufs_{stem}``) expanded over the
 entry's ``stems``.
 """
