@@ -184,8 +184,8 @@ TIMINGS = {"wall_time_s", "decoding_s", "network_s", "preprocessing_s", "load_s"
 
 def comparable(value, folder: str):
     """A JSON value without timings and with the run's folder written as <run>."""
-    if isinstance(value, dict):
-        return {k: comparable(v, folder) for k, v in value.items() if k not in TIMINGS}
+    if isinstance(value, dict):  # keys too: _provenance.inputs is keyed by each input file's path
+        return {k.replace(folder, "<run>"): comparable(v, folder) for k, v in value.items() if k not in TIMINGS}
     if isinstance(value, list):
         return [comparable(v, folder) for v in value]
     return value.replace(folder, "<run>") if isinstance(value, str) else value

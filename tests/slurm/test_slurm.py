@@ -32,9 +32,9 @@ DAEMONS = ("munged", "mungekey", "mariadbd", "mariadb-install-db", "slurmdbd", "
            "sacct", "squeue", "scancel")
 SR = 22050
 # Small groups so that the tiny corpus still makes several submissions of the signal group (one to cancel).
-GROUP_COMPONENTS = ("--group-components", "signal=8", "finish=3", "models=2", "listen=2")
+GROUP_COMPONENTS = ("--group-components", "probe=2", "signal=8", "finish=3", "models=2", "listen=2")
 # The corpus outputs (every track's .INFO feeds them) and the per-track steps after the families.
-DOWNSTREAM = {"merge_info", "crops", "corpus_report", "training_exports"}
+DOWNSTREAM = {"merge_info", "crops", "corpus_report", "training_exports", "audiocraft_manifest"}
 
 
 def _why_not() -> str | None:
@@ -149,8 +149,12 @@ def runs(slurm, tmp_path_factory):
     jobs = _job_count(cluster, slurm)
     # Cluster run: cancel the second submission a few seconds after it starts running.
     t0 = time.monotonic()
-    head = subprocess.Popen(["/usr/bin/time", "-v", *_cmd(*GROUP_COMPONENTS)], cwd=cluster, env=slurm,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # The head's output goes to a file: Snakemake prints every failed job's shell command and log, more than a
+    # pipe holds while this loop is not reading it (the head then blocks in its logger, never finishing).
+    head_out = cluster / "head.out"
+    with open(head_out, "w", encoding="utf-8") as sink:
+        head = subprocess.Popen(["/usr/bin/time", "-v", *_cmd(*GROUP_COMPONENTS)], cwd=cluster, env=slurm,
+                                stdout=sink, stderr=subprocess.STDOUT, text=True)
     cancelled = None
     seen: set[str] = set()
     while head.poll() is None and time.monotonic() - t0 < 900:
@@ -164,7 +168,8 @@ def runs(slurm, tmp_path_factory):
             # leaves the state "CANCELLED by <uid>", which the plugin (2.8.0) never takes for finished.
             subprocess.run(["scancel", "--signal=KILL", "--batch", cancelled], env=slurm, check=True)
         time.sleep(0.5)
-    out, _ = head.communicate(timeout=900)
+    head.wait(timeout=900)
+    out = head_out.read_text(encoding="utf-8", errors="replace")
     first_wall = time.monotonic() - t0
     log = latest_snakemake_log(cluster).read_text(encoding="utf-8")
     return dict(local=local, cluster=cluster, first=head.returncode, first_out=out, first_wall=first_wall,
