@@ -452,8 +452,8 @@ class Worker:
                 with open(os.path.join(job.request.get("cwd", ""), path), "a", encoding="utf-8") as handle:
                     handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} ERROR {FAILURE_MARKER} track={track!r} "
                                  f"step={step} reason={reason}\n")
-            except OSError:
-                pass
+            except OSError as err:  # the reason still reaches the job's stderr through the reply
+                log.warning("could not append the failure to the job log %s: %s", path, err)
         log.warning("failed: track=%r step=%s: %s", track, step, reason)
         self._finish(job, {"exit": 1, "message": message})
 
@@ -470,8 +470,9 @@ class Worker:
             pass
         try:
             job.conn.sendall(json.dumps(reply).encode() + b"\n")
-        except OSError:
-            pass
+        except OSError as err:  # the job's client is gone (killed); Snakemake records that job's failure itself
+            log.warning("could not reply to the client of track=%r step=%s: %s", track_of(job.request),
+                        step_of(job.request), err)
         job.conn.close()
         if self.lane == "gpu":
             self._next_gpu_job()
