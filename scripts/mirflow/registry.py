@@ -49,8 +49,9 @@ class Family:
     needs : tuple of str
         Inputs beyond the full mix: ``"features"`` (the track's other partial JSONs), ``"stems"``
         (skipped for tracks without stems), ``"stem:<name>"``
-        (skipped for tracks without that stem), ``"beats"`` (the
-        track's beat grid from the rhythm family, used when that family is enabled).
+        (skipped for tracks without that stem), ``"prefer:stems"`` / ``"prefer:stem:<name>"`` (used when the
+        track has them, the full mix otherwise), ``"beats"`` (the track's beat grid from the rhythm family,
+        used when that family is enabled).
     optional_models : tuple of str
         Models used when present; the keys they produce are absent (with the reason) otherwise.
     any_of_models : tuple of str
@@ -58,6 +59,12 @@ class Family:
     kind : str
         ``"signal"``: ``compute(signal, settings)`` per signal (mix, or each stem);
         ``"context"``: ``compute(ctx, settings)`` with the job's inputs and outputs (see runner.JobContext).
+    lane : str
+        ``"cpu"`` or ``"gpu"``. A GPU family is its own job holding the GPU slot (``resources: gpu=1``) and runs
+        in the worker's GPU lane; CPU families of a track share one job (see the workflow's job layout).
+    outputs : tuple of (str, str)
+        Files the family writes besides its partial JSON: (role, path relative to the track's result folder,
+        ``{name}`` standing for the track's name; a trailing ``/`` marks a folder).
     """
 
     name: str
@@ -72,6 +79,8 @@ class Family:
     needs: tuple[str, ...] = field(default_factory=tuple)
     optional_models: tuple[str, ...] = field(default_factory=tuple)
     any_of_models: tuple[str, ...] = field(default_factory=tuple)
+    lane: str = "cpu"
+    outputs: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     @property
     def needs_stems(self) -> bool:
@@ -111,11 +120,13 @@ FAMILIES: dict[str, Family] = {
                "RMS level in four Butterworth bands"),
         Family("rhythm", 1, "mix", "rhythm", "mirflow.families:rhythm_family", ("madmom", "essentia", "numpy"),
                "Beat, downbeat and onset grids (.BEATS_GRID, .DOWNBEATS, .ONSETS) and rhythm features",
-               kind="context"),
+               kind="context", outputs=(("beats", "{name}.BEATS_GRID"), ("downbeats", "{name}.DOWNBEATS"),
+                                        ("onsets", "{name}.ONSETS"))),
         Family("rhythm_stems", 1, "stems", "rhythm", "mirflow.families:rhythm_stems_family", ("madmom", "numpy"),
                "Per-stem onset density, syncopation, complexity and evenness", kind="context", needs=("beats",)),
         Family("harmony", 1, "mix", "harmony", "mirflow.families:harmony_family", ("essentia", "madmom", "numpy"),
-               "Chroma, HPCP, tonal interval vector, key (Essentia and madmom)", kind="context"),
+               "Chroma, HPCP, tonal interval vector, key (Essentia and madmom)", kind="context",
+               needs=("prefer:stems",)),
         Family("harmony_stems", 1, "stems", "harmony_stems", "mirflow.features.harmony:compute_harmony_stems",
                ("librosa", "numpy"), "Harmonic movement and variance of the bass, other and vocals stems"),
         Family("timbral", 1, "mix", "timbral", "mirflow.features.timbral:compute_timbral",
@@ -131,23 +142,24 @@ FAMILIES: dict[str, Family] = {
         Family("classifiers", 2, "mix", "classifiers", "mirflow.families:classifiers_family",
                ("essentia-tensorflow", "onnxruntime", "numpy"),
                "Essentia genre/mood/instrument (Discogs-EffNet) and MSD tags (MusiCNN), embeddings", kind="context",
-               optional_models=_ESSENTIA_MODELS, any_of_models=("essentia_discogs_effnet_bs64", "essentia_msd_musicnn")),
+               optional_models=_ESSENTIA_MODELS, any_of_models=("essentia_discogs_effnet_bs64", "essentia_msd_musicnn"),
+               lane="gpu", outputs=(("embeddings", "embeddings/"),)),
         Family("aesthetics", 1, "mix", "aesthetics", "mirflow.families:aesthetics_family",
                ("audiobox-aesthetics", "torch"), "Meta Audiobox Aesthetics ratings", ("audiobox_aesthetics",),
-               kind="context"),
+               kind="context", lane="gpu"),
         Family("captions_feature", 1, "mix", "captions_feature", "mirflow.families:captions_feature_family",
                ("llama-cpp-python",), "Captions written from the computed features by a small text LLM",
                ("smollm2_135m_instruct",), kind="context", needs=("features",)),
         # Its models depend on captions_flamingo.model_variant; the workflow resolves them (common.smk).
         Family("captions_flamingo", 1, "mix", "captions_flamingo", "mirflow.families:captions_flamingo_family",
                ("llama-cpp-python",), "Music Flamingo captions through llama.cpp (audio in-process)",
-               kind="context", needs=("features",)),
+               kind="context", needs=("features",), lane="gpu"),
         Family("drums", 1, "mix", "drums", "mirflow.families:drums_family", ("torch", "madmom", "mido"),
                "ADTOF drum transcription: drums_adtof.mid and hit counts/densities", ("adtof_frame_rnn",),
-               kind="context", needs=("beats",)),
+               kind="context", needs=("beats", "prefer:stem:drums"), lane="gpu", outputs=(("midi", "drums_adtof.mid"),)),
         Family("bass_transcription", 1, "mix", "bass_transcription", "mirflow.families:bass_family",
                ("basic-pitch", "onnxruntime", "mido"), "Basic Pitch bass transcription: bass_basicpitch.mid",
-               kind="context", needs=("stem:bass", "beats")),
+               kind="context", needs=("stem:bass", "beats"), outputs=(("midi", "bass_basicpitch.mid"),)),
     )
 }
 
