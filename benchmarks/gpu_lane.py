@@ -44,7 +44,6 @@ CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 def models(folder: Path) -> tuple[list[str], str]:
     from aesthetics_fixture import write_random_aesthetics_checkpoint
     from demucs_fixture import write_random_htdemucs
-
     from mirflow.separation import bag_definition
 
     bag = [str(write_random_htdemucs(folder / "demucs", signature=sig, seed=i))

@@ -30,6 +30,7 @@ def main() -> int:
     import_s = time.perf_counter() - started
 
     import torch
+
     from demucs_fixture import write_random_htdemucs
     from mirflow.audio import AudioSignal
     from mirflow.separation import bag_definition, load_separator, separate

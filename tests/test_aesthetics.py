@@ -142,7 +142,7 @@ def test_model_input_is_the_float32_channel_mean_resampled_to_16k():
 
 def test_silence_and_too_short_input_are_absent_without_running_the_model():
     # The model object is never touched on these paths.
-    dummy = aes.AestheticsModel(model=None, target_transform={a: (5.0, 1.0) for a in aes.AXES}, device="cpu",
+    dummy = aes.AestheticsModel(model=None, target_transform=dict.fromkeys(aes.AXES, (5.0, 1.0)), device="cpu",
                                 checkpoint_sha256="0" * 64, model_cfg={}, load_s=0.0)
     silent = aes.predict_aesthetics(dummy, as_signal(np.zeros((2, 5 * SR)), SR))
     assert silent.values == {} and set(silent.absent.values()) == {"silent"}

@@ -9,10 +9,10 @@ from conftest import as_signal
 pytest.importorskip("onnxruntime")
 pytest.importorskip("basic_pitch")
 
-from mirflow import demo  # noqa: E402
-from mirflow.errors import MirflowError  # noqa: E402
-from mirflow.transcription import bass  # noqa: E402
-from mirflow.transcription.midi import MidiNote  # noqa: E402
+from mirflow import demo
+from mirflow.errors import MirflowError
+from mirflow.transcription import bass
+from mirflow.transcription.midi import MidiNote
 
 
 @pytest.fixture(scope="module")

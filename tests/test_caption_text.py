@@ -47,8 +47,8 @@ def test_em_dash_is_replaced_before_nfkc_would_see_it():
     ("<|start_of_role|>assistant<|end_of_role|>Short ambient piece.<|end_of_text|>", "Short ambient piece."),
     ("<|start_header_id|>assistant<|end_header_id|>\n\nSlow blues.", "Slow blues."),
     ("<start_of_turn>model\nSlow blues.<end_of_turn>", "Slow blues."),
-    ("<|start|>assistant<|channel|>analysis<|message|>Think first.<|end|>"
-     "<|start|>assistant<|channel|>final<|message|>Fast drum and bass.<|return|>", "Fast drum and bass."),
+    (("<|start|>assistant<|channel|>analysis<|message|>Think first.<|end|>"
+     "<|start|>assistant<|channel|>final<|message|>Fast drum and bass.<|return|>"), "Fast drum and bass."),
     ("<sound>Strings swell.", "Strings swell."),
 ])
 def test_structural_tokens_and_reasoning_are_removed(raw, expected):

@@ -6,8 +6,18 @@ import itertools
 
 import pytest
 
-from mirflow.captions.facts import (allowed_from_facts, allowed_from_text, build_facts, clean_label, key_mentions,
-                                    parse_key, placeholders_in, render_prompt, template_caption, verify_caption)
+from mirflow.captions.facts import (
+    allowed_from_facts,
+    allowed_from_text,
+    build_facts,
+    clean_label,
+    key_mentions,
+    parse_key,
+    placeholders_in,
+    render_prompt,
+    template_caption,
+    verify_caption,
+)
 from mirflow.captions.feature_captions import DEFAULT_PARAMS, caption_from_features, load_caption_model
 from mirflow.captions.llm import Generation
 from mirflow.errors import ConfigError
@@ -183,8 +193,8 @@ def test_contradictions_and_inventions_are_caught(text, problem):
 def test_phrases_inside_an_allowed_phrase_are_fine():
     allowed = allowed_from_facts(build_facts({"essentia_genre": {"Electronic---Drum n Bass": 0.9}}))
     # "bass" (instrument) inside the genre "drum n bass" is not an instrument claim
-    assert verify_caption("An intense drum n bass track.", allowed) == ["mentions mood 'intense', which the "
-                                                                         "features do not give"]
+    assert verify_caption("An intense drum n bass track.", allowed) == [("mentions mood 'intense', which the "
+                                                                         "features do not give")]
     assert verify_caption("A drum and bass track.", allowed) == []
 
 
@@ -345,7 +355,8 @@ def test_real_model_captions_do_not_contradict_the_features(first_run):
 def test_real_model_reruns_are_identical(smol, first_run):
     again = caption_from_features(smol, TRACK, REAL_PARAMS)
     assert again.values == first_run.values
-    strip = lambda meta: {k: {f: v for f, v in r.items() if f != "seconds"} for k, r in meta["captions"].items()}
+    def strip(meta):
+        return {k: {f: v for f, v in r.items() if f != "seconds"} for k, r in meta["captions"].items()}
     assert strip(again.meta) == strip(first_run.meta)
 
 

@@ -2,8 +2,14 @@
 import numpy as np
 import pytest
 
-from mirflow.crops import (apply_fades, leading_silence_end, plan_crops, sequential_crops, slice_grid,
-                           snap_to_zero_crossing)
+from mirflow.crops import (
+    apply_fades,
+    leading_silence_end,
+    plan_crops,
+    sequential_crops,
+    slice_grid,
+    snap_to_zero_crossing,
+)
 
 SR = 1000  # 1 kHz keeps sample arithmetic readable
 

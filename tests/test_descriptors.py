@@ -7,7 +7,11 @@ import pytest
 
 from conftest import as_signal, sine
 from mirflow.features.descriptors import (
-    KEYS, clipped_frames, compute_descriptors, frame_runs, saturation_events,
+    KEYS,
+    clipped_frames,
+    compute_descriptors,
+    frame_runs,
+    saturation_events,
 )
 
 SR = 44100

@@ -273,8 +273,8 @@ def test_prompt_dropout_draws_each_fact_with_its_probability_and_never_invents_o
     from mirflow.exports.prompt import DEFAULT_PARAMS, sample_rng
 
     n = 4000
-    seen = {name: 0 for name in DROPOUT_PARTS}
-    captions = {text: 0 for text in DROPOUT_PARTS["caption"]}
+    seen = dict.fromkeys(DROPOUT_PARTS, 0)
+    captions = dict.fromkeys(DROPOUT_PARTS["caption"], 0)
     for i in range(n):
         prompt, reason = build_prompt(DROPOUT_INFO, {"dropout": 0.3}, sample_rng(7, f"track_{i}.flac", 0.0))
         assert reason is None and prompt

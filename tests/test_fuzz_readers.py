@@ -17,14 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from hypothesis import HealthCheck, Phase, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from conftest import REPO
 from mirflow.audio import AUDIO_EXTENSIONS
 from mirflow.errors import InputAudioError, MirflowError, ResultFileError
-from mirflow.probe import probe_file
 from mirflow.features.rhythm import format_times, read_times
 from mirflow.jsonio import dumps_strict, read_info
+from mirflow.probe import probe_file
 
 CHILD = textwrap.dedent("""
     import json, sys

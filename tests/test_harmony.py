@@ -8,8 +8,18 @@ import pytest
 
 from conftest import as_signal
 from mirflow.features.harmony import (
-    CHROMA_KEYS, HPCP_KEYS, KEYS, TIV_KEYS, TIV_WEIGHTS, compute_harmony, compute_harmony_stems, essentia_key,
-    harmonic_movement, parse_key_label, pitch_class_of, tonal_interval_vector,
+    CHROMA_KEYS,
+    HPCP_KEYS,
+    KEYS,
+    TIV_KEYS,
+    TIV_WEIGHTS,
+    compute_harmony,
+    compute_harmony_stems,
+    essentia_key,
+    harmonic_movement,
+    parse_key_label,
+    pitch_class_of,
+    tonal_interval_vector,
 )
 
 SR = 44100

@@ -77,7 +77,7 @@ def raced_cache(tmp_path_factory):
 
 def test_many_processes_on_a_cold_cache_never_crash(raced_cache):
     _cache, first, later = raced_cache
-    for rc, out, err in first + later:
+    for rc, _out, err in first + later:
         assert rc == 0, f"a job died (rc {rc}, {'SIGSEGV' if rc == -11 else 'see stderr'}):\n{err[-3000:]}"
     # Exactly one process compiled; the three others waited for it and then only loaded.
     assert sorted(out.strip() for _rc, out, _err in first) == ["LOADED", "LOADED", "LOADED", "WARMED"]

@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 
 from conftest import as_signal, sine
-from mirflow.features.loudness import (compute_loudness, integrated_loudness_lufs, k_weighting_sos,
-                                       loudness_range_lu)
+from mirflow.features.loudness import compute_loudness, integrated_loudness_lufs, k_weighting_sos, loudness_range_lu
 
 FS = 48000
 

@@ -4,9 +4,8 @@ import zipfile
 
 import pytest
 
-from mirflow.models import (ModelFile, ModelFileError, fetch_model_file, load_manifest, missing_files,
-                            verify_model_file)
 from conftest import SHARED
+from mirflow.models import ModelFile, ModelFileError, fetch_model_file, load_manifest, missing_files, verify_model_file
 
 
 def _file_with(tmp_path, content=b"weights"):

@@ -8,8 +8,15 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from mirflow.report import (completeness, correlation_color, nice_ticks, render_report, svg_bar_chart,
-                            svg_heatmap, svg_histogram)
+from mirflow.report import (
+    completeness,
+    correlation_color,
+    nice_ticks,
+    render_report,
+    svg_bar_chart,
+    svg_heatmap,
+    svg_histogram,
+)
 from mirflow.runner import FAILURE_MARKER
 from mirflow.stats import build_table, load_records, summarise
 from mirflow.summary import collect_failures
@@ -99,7 +106,7 @@ def test_completeness_states_and_reasons(corpus):
     assert by_track["t2"]["cells"]["loudness_stems"] == ("skipped", "no stems: none provided")
     state, detail = by_track["t1"]["cells"]["loudness_stems"]
     assert state == "partial" and "lufs_drums: silent stem" in detail
-    assert by_track["t0"]["cells"] == {f: ("ok", "computed") for f in ("loudness", "rhythm", "loudness_stems")}
+    assert by_track["t0"]["cells"] == dict.fromkeys(("loudness", "rhythm", "loudness_stems"), ("ok", "computed"))
     assert "decoder exploded" in html_text and "t3 (no .INFO)" in html_text
     assert 'title="loudness_stems: skipped — no stems: none provided"' in html_text
 

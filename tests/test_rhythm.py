@@ -291,7 +291,7 @@ def test_silent_and_near_silent_stems_are_absent():
                     1e-5 * np.random.default_rng(0).standard_normal((2, 44100 * 5))):  # about -100 dBFS
         r = R.analyse_stem_rhythm(as_signal(samples, 44100), np.arange(0.5, 5, 0.5), {}, "vocals")
         assert r.values == {}
-        assert r.absent == {k: "silent stem" for k in R.STEM_KEYS}
+        assert r.absent == dict.fromkeys(R.STEM_KEYS, "silent stem")
 
 
 def test_too_short_signal_is_absent_not_guessed():
@@ -413,7 +413,7 @@ def test_demo_stems_against_full_mix_beats(analysed_demo):
         assert key in drums.values
     silent = demo.render_song(_song("Instrumental Rush"))
     vocals = R.analyse_stem_rhythm(as_signal(silent.stems["vocals"], sr), grids.beats, {}, "vocals")
-    assert vocals.absent == {k: "silent stem" for k in R.STEM_KEYS}
+    assert vocals.absent == dict.fromkeys(R.STEM_KEYS, "silent stem")
 
 
 # --------------------------------------------------------------------------- accuracy on annotated real audio

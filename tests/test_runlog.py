@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import REPO
 from mirflow.batches import batch_count, parse_batch, select_batch
 from mirflow.errors import ConfigError

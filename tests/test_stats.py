@@ -9,8 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mirflow.stats import (build_table, categorical_summary, describe_numeric, find_info_files, load_records,
-                           pairwise_pearson, summarise, table_csv_text, write_outputs)
+from mirflow.stats import (
+    build_table,
+    categorical_summary,
+    describe_numeric,
+    find_info_files,
+    load_records,
+    pairwise_pearson,
+    summarise,
+    table_csv_text,
+    write_outputs,
+)
 
 
 def write_info(root: Path, track_id: str, values: dict, absent: dict | None = None, missing: dict | None = None,

@@ -42,6 +42,7 @@ def place_model_by_hand(workdir, model: str, *shared_parts: str) -> None:
     """Copy a real model file from ../shared into the test's models folder (as a user would) and add the
     packaged manifest entry of that model to the test manifest."""
     import yaml
+
     from conftest import shared_path
 
     weights = shared_path(*shared_parts)
@@ -117,6 +118,7 @@ def test_classifiers_rule_with_real_musicnn_weights(workdir):
     import hashlib
 
     import yaml
+
     from conftest import shared_path
 
     place_model_by_hand(workdir, "essentia_msd_musicnn", "models", "essentia_tf", "msd-musicnn-1.pb")
@@ -159,6 +161,7 @@ def test_classifiers_rule_with_standin_effnet_chain(workdir):
     import hashlib
 
     import yaml
+
     from tf_graph_fixture import standin_effnet, standin_head
 
     pytest.importorskip("essentia.standard")

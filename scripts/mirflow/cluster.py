@@ -86,7 +86,7 @@ def failed_slurm_jobs(log_text: str) -> list[FailedJob]:
     """
     submissions = slurm_submissions(log_text)
     slurm_by_log = {log: slurm for slurm, log in submissions.values() if log}
-    log_by_slurm = {slurm: log for slurm, log in submissions.values()}
+    log_by_slurm = dict(submissions.values())
     failed: dict[str, FailedJob] = {}
     lines = log_text.splitlines()
     i = 0

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import sys
 import time
@@ -93,11 +92,10 @@ def warm() -> list[str]:
     loader's float32 at two sample rates, stereo and mono), plus librosa's peak picking and onset detection
     on float32 and float64 input. Returns what it ran, for the log.
     """
-    import numpy as np
-
     import librosa  # its guvectorize functions compile (or load) here, at import
     import librosa.onset
     import librosa.util
+    import numpy as np
 
     from .compat.timbral import _compiled_envelope_kernel
     from .features.harmony import compute_harmony_stems

@@ -13,7 +13,8 @@ import logging
 import os
 import time
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger("mirflow.models")
 _CACHE: dict[tuple, Any] = {}

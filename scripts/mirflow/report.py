@@ -14,7 +14,8 @@ import html
 import math
 import re
 from collections import Counter, defaultdict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -99,8 +100,8 @@ def svg_histogram(values: Sequence[float], bins: int | Sequence[float] = 20, wid
     x = x[np.isfinite(x)]
     pad_l, pad_r, pad_t, pad_b = 34, 14, 8, 30
     plot_w, plot_h = width - pad_l - pad_r, height - pad_t - pad_b
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(label or "histogram")}">']
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(label or "histogram")}">')]
     if x.size == 0:
         parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="muted">no values</text>')
         return "".join(parts) + "</svg>"
@@ -154,8 +155,8 @@ def svg_bar_chart(labels: Sequence[str], counts: Sequence[int], width: int = 420
     height = max(n, 1) * (bar_height + 4) + 6
     plot_w = width - label_width - 70
     top = max(counts) if counts else 0
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(label or "bar chart")}">']
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(label or "bar chart")}">')]
     if n == 0:
         parts.append('<text x="4" y="16" class="muted">no values</text>')
     for i, (lab, c) in enumerate(zip(labels, counts)):
@@ -198,8 +199,8 @@ def svg_heatmap(labels: Sequence[str], matrix: Sequence[Sequence[float | None]],
     top = label_width
     width = label_width + n * cell + 4
     height = top + n * cell + 4
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(label)}">']
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(label)}">')]
     for i, lab in enumerate(labels):
         y = top + i * cell
         parts.append(f'<text x="{label_width - 4}" y="{y + cell - 3}" class="lbl" text-anchor="end">{esc(lab)}</text>')

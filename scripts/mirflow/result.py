@@ -37,7 +37,7 @@ class FeatureResult:
         for key in keys:
             self.mark_absent(key, reason)
 
-    def update(self, other: "FeatureResult", suffix: str = "") -> None:
+    def update(self, other: FeatureResult, suffix: str = "") -> None:
         """Merge ``other`` into this result, appending ``suffix`` to every key."""
         for key, value in other.values.items():
             self.set(key + suffix, value)

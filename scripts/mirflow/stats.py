@@ -280,8 +280,7 @@ def describe_numeric(values: np.ndarray, files: list[str], iqr_factor: float = 1
     x = values[present]
     out: dict[str, Any] = {"count": int(x.size), "missing": int(values.size - x.size)}
     if x.size == 0:
-        out.update({k: None for k in ("mean", "median", "std", "min", "max", "q1", "q3", "iqr",
-                                      "low_fence", "high_fence")})
+        out.update(dict.fromkeys(("mean", "median", "std", "min", "max", "q1", "q3", "iqr", "low_fence", "high_fence")))
         out.update(outlier_count=0, outliers=[])
         return out
     q1, median, q3 = np.percentile(x, [25, 50, 75])

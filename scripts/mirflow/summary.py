@@ -25,8 +25,8 @@ def startup_report(input_dir: str, results_dir: str, tracks: list, missing: dict
     ``models`` holds rows (model name, missing file paths, steps that need it).
     """
     with_stems = sum(1 for t in tracks if t.stems)
-    lines = [f"mirflow: {len(tracks)} track(s) under '{input_dir}' ({with_stems} with provided stems); "
-             f"results in '{results_dir}'"]
+    lines = [(f"mirflow: {len(tracks)} track(s) under '{input_dir}' ({with_stems} with provided stems); "
+             f"results in '{results_dir}'")]
     notes = [(t.id, n) for t in tracks for n in t.notes]
     for track_id, note in notes[:10]:
         lines.append(f"  note: {track_id}: {note}")

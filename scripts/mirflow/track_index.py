@@ -23,9 +23,9 @@ import json
 import os
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .audio import AUDIO_EXTENSIONS
 from .errors import ConfigError

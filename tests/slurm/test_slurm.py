@@ -78,9 +78,9 @@ def slurm(tmp_path_factory):
 def _tone(seconds: float, seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     t = np.arange(int(SR * seconds)) / SR
-    stems = dict(drums=0.3 * rng.standard_normal(t.size) * np.exp(-(t % 0.5) * 30),
-                 bass=0.3 * np.sin(2 * np.pi * 55 * t), other=0.2 * np.sin(2 * np.pi * 440 * t),
-                 vocals=np.zeros_like(t))
+    stems = {"drums": 0.3 * rng.standard_normal(t.size) * np.exp(-(t % 0.5) * 30),
+                 "bass": 0.3 * np.sin(2 * np.pi * 55 * t), "other": 0.2 * np.sin(2 * np.pi * 440 * t),
+                 "vocals": np.zeros_like(t)}
     return {k: np.stack([v, v], axis=1).astype(np.float32) for k, v in stems.items()}
 
 
@@ -172,8 +172,8 @@ def runs(slurm, tmp_path_factory):
     out = head_out.read_text(encoding="utf-8", errors="replace")
     first_wall = time.monotonic() - t0
     log = latest_snakemake_log(cluster).read_text(encoding="utf-8")
-    return dict(local=local, cluster=cluster, first=head.returncode, first_out=out, first_wall=first_wall,
-                cancelled=cancelled, log=log, jobs=jobs)
+    return {"local": local, "cluster": cluster, "first": head.returncode, "first_out": out, "first_wall": first_wall,
+                "cancelled": cancelled, "log": log, "jobs": jobs}
 
 
 def _job_count(wd: Path, env: dict) -> int:

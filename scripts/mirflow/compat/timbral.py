@@ -62,15 +62,14 @@ with those keywords.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
+import inspect
 import threading
 import types
-from contextlib import contextmanager
-from typing import Iterator
-
-import hashlib
-import inspect
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import librosa
 import librosa.decompose
