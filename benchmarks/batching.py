@@ -29,7 +29,7 @@ import soundfile as sf
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from mirflow.registry import FAMILIES
+from mirflow.registry import FAMILIES  # noqa: E402
 
 
 def build_tree(root: Path, tracks: int, seconds: float = 2.0) -> float:

@@ -101,8 +101,8 @@ def run(mode: str, job_list: list[dict], root: Path) -> list[tuple[str, float, f
         if status != 0:
             raise RuntimeError(f"{mode} {job['rule']} failed: see {job['log'][0]}")
         rows.append((job["rule"], wall, compute_s(job)))
-        print(f"  {mode} {job['rule']:15s} {job['wildcards']['track']}: wall {wall:6.1f} s, compute {rows[-1][2]:6.1f} s",
-              flush=True)
+        print(f"  {mode} {job['rule']:15s} {job['wildcards']['track']}: wall {wall:6.1f} s, "
+              f"compute {rows[-1][2]:6.1f} s", flush=True)
     if mode == "warm":
         log = Path(lane_paths(conf["dir"], "gpu")["log"]).read_text()
         print("  model loads in the warm lane:", [line.split("model-load ")[1].split(" path=")[0]
@@ -126,9 +126,11 @@ def main() -> None:
     bag, checkpoint = models(root / "models")
     job_list = jobs(root, args.jobs, args.seconds, bag, checkpoint, args)
     print(f"{args.jobs} tracks of {args.seconds:g} s, htdemucs_ft (4 random HTDemucs) + Audiobox (random), "
-          f"device {args.device}, {args.threads} threads; machine load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+          f"device {args.device}, {args.threads} threads; "
+          f"machine load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     results = {mode: run(mode, job_list, root) for mode in args.modes.split(",")}
-    print("| mode | jobs | lane wall s | compute s | compute share (all jobs) | compute share (warm: first job per model excluded) |")
+    print("| mode | jobs | lane wall s | compute s | compute share (all jobs) "
+          "| compute share (warm: first job per model excluded) |")
     print("|---|---|---|---|---|---|")
     for mode, rows in results.items():
         wall, comp = sum(r[1] for r in rows), sum(r[2] for r in rows)

@@ -73,7 +73,8 @@ def main() -> None:
     print("| variant | wall s | dry run s | compute s | overhead per job s |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['variant']} | {r['wall_s']:.1f} | {r['dry_s']:.1f} | {r['compute_s']:.1f} | {r['overhead_s']:.3f} |")
+        print(f"| {r['variant']} | {r['wall_s']:.1f} | {r['dry_s']:.1f} | {r['compute_s']:.1f} "
+              f"| {r['overhead_s']:.3f} |")
 
 
 if __name__ == "__main__":

@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     misses = [r for r in rows if r[0] == "synthetic cadences" and min(r[5], r[6]) < 1.0]
     if misses:
         print("\nSynthetic cadences not exactly right (reference: Essentia / madmom):")
-        for _, name, reference, essentia, madmom, _, _ in misses:
+        for _, _name, reference, essentia, madmom, _, _ in misses:
             print(f"- {reference}: {essentia} / {madmom}")
 
     unscored = (("librosa_brahms.ogg", "title: F# minor; orchestral versions are in G minor"),

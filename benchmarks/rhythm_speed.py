@@ -54,6 +54,41 @@ def timed(fn, repeats: int):
     return best_wall, best_cpu, out
 
 
+def bench_length(song, seconds: int, p, repeats: int) -> None:
+    """Print the table rows for ``song`` tiled to ``seconds`` s (a function: its closures run before it returns)."""
+    sr = song.sample_rate
+    frames = seconds * sr
+    signal = AudioSignal(tile(song.mix, frames), sr)
+    mono44, _ = det.resample_for_madmom(signal.mono(), sr)
+    beats_holder = {}
+
+    def full():
+        result, grids = R.analyse_rhythm(signal, {})
+        beats_holder["beats"] = grids.beats
+        return result
+
+    stages = [
+        ("**analyse_rhythm (whole full-mix analysis)**", full),
+        ("  downbeat RNN + DBN", lambda: det.track_beats_and_downbeats(mono44, p)),
+        ("  CNN onsets", lambda: det.madmom_onsets(mono44, p)),
+        ("  Essentia RhythmExtractor2013", lambda: det.essentia_tempo_bpm(mono44, p)),
+    ]
+    for label, fn in stages:
+        wall, cpu, _ = timed(fn, repeats)
+        print(f"| {seconds} s | {label} | {wall:.3f} | {cpu:.3f} | {wall / seconds:.4f} | {cpu / seconds:.4f} |")
+    detections = det.track_beats_and_downbeats(mono44, p)
+    wall, cpu, _ = timed(lambda: det.madmom_tempo_bpm(detections.beat_activation, p), repeats)
+    print(f"| {seconds} s |   madmom tempo | {wall:.3f} | {cpu:.3f} | {wall / seconds:.4f} | {cpu / seconds:.4f} |")
+    stems = {name: AudioSignal(tile(x, frames), sr) for name, x in song.stems.items()}
+
+    def all_stems():
+        return [R.analyse_stem_rhythm(s, beats_holder["beats"], {}, name) for name, s in stems.items()]
+
+    wall, cpu, _ = timed(all_stems, repeats)
+    print(f"| {seconds} s | 4 stems (analyse_stem_rhythm each) | {wall:.3f} | {cpu:.3f} | "
+          f"{wall / seconds:.4f} | {cpu / seconds:.4f} |")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -70,36 +105,7 @@ def main(argv=None) -> int:
     print("| input | stage | wall s | CPU s | RTF wall | RTF CPU |")
     print("|---|---|---|---|---|---|")
     for seconds in (30, 180):
-        frames = seconds * sr
-        signal = AudioSignal(tile(song.mix, frames), sr)
-        mono44, _ = det.resample_for_madmom(signal.mono(), sr)
-        beats_holder = {}
-
-        def full():
-            result, grids = R.analyse_rhythm(signal, {})
-            beats_holder["beats"] = grids.beats
-            return result
-
-        stages = [
-            ("**analyse_rhythm (whole full-mix analysis)**", full),
-            ("  downbeat RNN + DBN", lambda: det.track_beats_and_downbeats(mono44, p)),
-            ("  CNN onsets", lambda: det.madmom_onsets(mono44, p)),
-            ("  Essentia RhythmExtractor2013", lambda: det.essentia_tempo_bpm(mono44, p)),
-        ]
-        for label, fn in stages:
-            wall, cpu, _ = timed(fn, args.repeats)
-            print(f"| {seconds} s | {label} | {wall:.3f} | {cpu:.3f} | {wall / seconds:.4f} | {cpu / seconds:.4f} |")
-        detections = det.track_beats_and_downbeats(mono44, p)
-        wall, cpu, _ = timed(lambda: det.madmom_tempo_bpm(detections.beat_activation, p), args.repeats)
-        print(f"| {seconds} s |   madmom tempo | {wall:.3f} | {cpu:.3f} | {wall / seconds:.4f} | {cpu / seconds:.4f} |")
-        stems = {name: AudioSignal(tile(x, frames), sr) for name, x in song.stems.items()}
-
-        def all_stems():
-            return [R.analyse_stem_rhythm(s, beats_holder["beats"], {}, name) for name, s in stems.items()]
-
-        wall, cpu, _ = timed(all_stems, args.repeats)
-        print(f"| {seconds} s | 4 stems (analyse_stem_rhythm each) | {wall:.3f} | {cpu:.3f} | "
-              f"{wall / seconds:.4f} | {cpu / seconds:.4f} |")
+        bench_length(song, seconds, p, args.repeats)
     return 0
 
 

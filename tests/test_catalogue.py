@@ -1,4 +1,5 @@
-"""The catalogue is complete, consistent with the registry, and the feature reference (docs/features.md) is generated from it."""
+"""The catalogue is complete, consistent with the registry, and the feature reference (docs/features.md) is generated
+from it."""
 import pytest
 
 from conftest import REPO

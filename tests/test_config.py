@@ -45,7 +45,8 @@ def test_config_section_equals_code_defaults(section, module):
     defaults = getattr(importlib.import_module(module), attr)
     # enabled/force decide which tracks are separated (workflow wiring), not how.
     config = {k: v for k, v in CONFIG[section].items()
-              if not (section == "separation" and k in ("enabled", "force")) and not (section == "crops" and k == "enabled")}
+              if not (section == "separation" and k in ("enabled", "force"))
+              and not (section == "crops" and k == "enabled")}
     assert set(config) <= set(defaults), f"unknown keys in config section {section}"
     for key, value in config.items():
         if key == "segment_s" and value is None:

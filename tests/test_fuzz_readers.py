@@ -135,7 +135,8 @@ def test_grid_reader_gives_times_or_a_mirflow_error(data, tmp_path_factory):
 @given(data=st.one_of(st.binary(max_size=512),
                       st.integers(0, len(INFO)).map(lambda n: INFO[:n].encode()),
                       st.integers(1, 200_000).map(lambda n: b"[" * n),
-                      st.sampled_from([b'{"a": NaN}', b'{"a": 1e999}', b"[]", b"3", b"\xff\xfe{}", b'{"a": -Infinity}'])))
+                      st.sampled_from([b'{"a": NaN}', b'{"a": 1e999}', b"[]", b"3", b"\xff\xfe{}",
+                                       b'{"a": -Infinity}'])))
 def test_info_reader_gives_an_object_or_a_mirflow_error(data, tmp_path_factory):
     path = tmp_path_factory.mktemp("info") / "x.INFO"
     path.write_bytes(data)

@@ -44,7 +44,8 @@ FAMILIES = textwrap.dedent("""
     from mirflow.features.timbral import compute_timbral
     for sr, ch, seconds in ((48000, 2, 5.0), (16000, 1, 3.3)):
         t = np.arange(int(sr * seconds)) / sr
-        y = 0.4 * np.sin(2 * np.pi * 110 * t) + 0.2 * np.random.default_rng(sr).standard_normal(t.size) * (t % 0.4 < 0.05)
+        noise = np.random.default_rng(sr).standard_normal(t.size)
+        y = 0.4 * np.sin(2 * np.pi * 110 * t) + 0.2 * noise * (t % 0.4 < 0.05)
         signal = AudioSignal(np.tile(y.astype(np.float32), (ch, 1)), sr)
         assert compute_harmony_stems(signal).values
         assert len(compute_timbral(signal).values) == 8

@@ -85,7 +85,9 @@ def test_a_stem_twin_with_the_same_params_stores_them_once_and_the_info_layout_i
 
     params = {"block_s": 0.4, "gate": [-70, -10]}
     partials = {"loudness": _partial("loudness", {"lufs": -14.0, "lra": 3.0}),
-                "loudness_stems": _partial("loudness_stems", {}, dict.fromkeys(("lufs_drums", "lra_drums", "lufs_bass", "lra_bass", "lufs_other", "lra_other", "lufs_vocals", "lra_vocals"), "silent stem"))}
+                "loudness_stems": _partial("loudness_stems", {}, dict.fromkeys(
+                    ("lufs_drums", "lra_drums", "lufs_bass", "lra_bass", "lufs_other", "lra_other", "lufs_vocals",
+                     "lra_vocals"), "silent stem"))}
     for p in partials.values():
         p["_meta"]["params"] = params
     info = merge_partials("t", partials, {})

@@ -84,7 +84,8 @@ def test_fetch_models_fetches_and_verifies_then_separation_feeds_stem_families(w
     assert meta["model"] == "htdemucs" and meta["device"] == "cpu" and meta["model_samplerate"] == 44100
     assert set(meta["stems"]) == {"drums", "bass", "other", "vocals"}
     stems = info["_provenance"]["families"]["loudness_stems"]["inputs"]  # name -> path in _provenance.inputs
-    assert stems["drums"].endswith("results/no stems/stems/drums.flac") and stems["drums"] in info["_provenance"]["inputs"]
+    assert stems["drums"].endswith("results/no stems/stems/drums.flac")
+    assert stems["drums"] in info["_provenance"]["inputs"]
     assert plan(workdir, *ARGS) == set()
 
 

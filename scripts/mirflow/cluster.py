@@ -18,7 +18,8 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-_SUBMITTED = re.compile(r"Job (?P<job>\S+) has been submitted with SLURM jobid (?P<slurm>[\w]+) \(log: (?P<log>.+)\)\.\s*$")
+_SUBMITTED = re.compile(r"Job (?P<job>\S+) has been submitted with SLURM jobid (?P<slurm>[\w]+) "
+                        r"\(log: (?P<log>.+)\)\.\s*$")
 _ARRAY = re.compile(r"Submitted array job with Snakemake IDs (?P<jobs>[\d,]+) and SLURM job ID (?P<slurm>\d+)")
 _SLURM_FAILED = re.compile(r"SLURM-job '(?P<slurm>[\w]+)' failed")
 _ERROR_RULE = re.compile(r"^(?P<indent>\s*)Error in rule (?P<rule>\S+?):?\s*$")
@@ -112,7 +113,8 @@ def failed_slurm_jobs(log_text: str) -> list[FailedJob]:
                 fields, i = _read_fields(lines, i + 1)
                 jobid = fields.get("jobid", "")
                 failed[jobid] = FailedJob(rule=m["rule"], jobid=jobid, output=_split(fields.get("output", "")),
-                                          log=_split(fields.get("log", "")), slurm_jobid=slurm, slurm_log=slurm_log, group=group_name,
+                                          log=_split(fields.get("log", "")), slurm_jobid=slurm, slurm_log=slurm_log,
+                                          group=group_name,
                                           message=block.get("message", ""))
             block, group_name = {}, None
             continue

@@ -607,9 +607,9 @@ def render_song(spec: SongSpec, sample_rate: int = SAMPLE_RATE) -> RenderedSong:
                        lambda t, m=midi, d=length, v=velocity: 0.33 * v * _piano_tone(t, m, d, nyquist), pan=pan)
 
     for i, note in enumerate(vocal_notes):
-        length = note.offset_s - note.onset_s
+        length, vowel = note.offset_s - note.onset_s, i % len(_VOWELS)
         _add_event(tracks["vocals"], sample_rate, note.onset_s, length,
-                   lambda t, n=note, d=length, vowel=i % len(_VOWELS):
+                   lambda t, n=note, d=length, vowel=vowel:
                    0.75 * n.velocity * _voice_tone(t, n.midi, d, vowel, sample_rate))
 
     raw_mix = tracks["drums"] + tracks["bass"] + tracks["other"] + tracks["vocals"]

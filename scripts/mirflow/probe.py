@@ -2,7 +2,8 @@
 once per track (rule ``probe_audio``) instead of once by every family that reads it.
 
 Every family job of a track takes the probe's record as input ``probe`` (a plain input: see
-``probe_path`` in workflow/rules/common.smk for why not ``ancient``). The probe decodes with the shared loader, so it fails exactly when the families would;
+``probe_path`` in workflow/rules/common.smk for why not ``ancient``). The probe decodes with the shared loader,
+so it fails exactly when the families would;
 a header-only check (the ``metadata`` family reads only headers and tags) would pass a file whose audio
 data is truncated or corrupt.
 """

@@ -372,8 +372,9 @@ def _timing_section(summary: dict) -> str:
                         "<p>No wall times recorded (no partial JSONs under features/).</p>")
     total = timing["total_s"] or 1.0
     rows = "".join(
-        f"<tr><td><code>{esc(f)}</code></td><td class='n'>{t['jobs']}</td><td class='n'>{esc(fmt_duration(t['total_s']))}"
-        f"</td><td class='n'>{100 * t['total_s'] / total:.1f} %</td><td class='n'>{t['mean_s']:.1f}</td>"
+        f"<tr><td><code>{esc(f)}</code></td><td class='n'>{t['jobs']}</td>"
+        f"<td class='n'>{esc(fmt_duration(t['total_s']))}</td><td class='n'>{100 * t['total_s'] / total:.1f} %</td>"
+        f"<td class='n'>{t['mean_s']:.1f}</td>"
         f"<td class='n'>{t['max_s']:.1f}</td><td>{esc(t['slowest'])}</td></tr>" for f, t in families.items())
     audio_s = (summary.get("audio") or {}).get("duration_s")
     pace = (f"; {timing['total_s'] / audio_s:.2f} s of job time per second of audio" if audio_s else "")

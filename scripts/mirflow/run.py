@@ -341,7 +341,7 @@ def run_snakemake(args: list[str], *, results_dir: str, section: str, console: C
     if code != 0 and not state.failures and not console.verbose and not interrupted:
         # Snakemake stopped before or outside the jobs (a config error, a locked folder...): show why.
         shown = [t for t in tail if t.strip() and not t.startswith(("Complete log", "Elapsed time"))]
-        console.write("\n".join(["Snakemake stopped (exit code %d); the end of its output:" % code,
+        console.write("\n".join([f"Snakemake stopped (exit code {code}); the end of its output:",
                                  *("  " + t for t in shown[-15:])]))
     done = finished_tracks(state, results_dir)
     entry = record_entry(state, started=started, ended=time.time(), exit_code=code, log=str(log_path),
@@ -484,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
                 console.write(f"interrupted during batch {spec}: `make run` resumes there")
                 omit = []  # no corpus pass after an interruption
                 break
-            wall, audio, finished = wall + entry["wall_s"], audio + entry["audio_s"], finished + entry["tracks_finished"]
+            wall, audio = wall + entry["wall_s"], audio + entry["audio_s"]
+            finished += entry["tracks_finished"]
             if not dry and code == 0:  # a batch with a failed job is tried again by the next `make run`
                 done.add(spec)
                 save_batch_state(results_dir, fingerprint, done)

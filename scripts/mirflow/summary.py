@@ -204,7 +204,8 @@ def render_summary(results_dir: str, tracks: list | None = None, run: dict | Non
     for label, path in (("SAT config", root / "sat_config.json"),):
         if path.is_file():
             lines.append(f"    {label:11s} {_shown(str(path))}")
-    manifests = sorted(p for p in (root / "audiocraft").glob("*") if p.is_file()) if (root / "audiocraft").is_dir() else []
+    audiocraft = root / "audiocraft"
+    manifests = sorted(p for p in audiocraft.glob("*") if p.is_file()) if audiocraft.is_dir() else []
     for path in manifests[:3]:
         lines.append(f"    AudioCraft  {_shown(str(path))}")
     logs = root / "logs"
