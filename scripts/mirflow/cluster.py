@@ -106,8 +106,9 @@ def failed_slurm_jobs(log_text: str) -> list[FailedJob]:
         if lines[i].strip() == "jobs:":
             # a group's error: its fields (message, SLURM log) came just before; its rule jobs follow
             slurm_log = _split(block["log"])[0] if block.get("log") else None
-            slurm = _slurm_in(block.get("message", "")) or slurm_by_log.get(slurm_log) or _id_of_log(slurm_log)
-            slurm_log = slurm_log or log_by_slurm.get(slurm)
+            slurm = (_slurm_in(block.get("message", "")) or (slurm_by_log.get(slurm_log) if slurm_log else None)
+                     or _id_of_log(slurm_log))
+            slurm_log = slurm_log or (log_by_slurm.get(slurm) if slurm else None)
             i += 1
             while i < len(lines) and (m := _GROUP_RULE.match(lines[i])):
                 fields, i = _read_fields(lines, i + 1)

@@ -579,24 +579,26 @@ def render_song(spec: SongSpec, sample_rate: int = SAMPLE_RATE) -> RenderedSong:
     vocal_notes = [] if spec.silent_vocals else _vocal_notes(spec, rng)
     strikes = _chord_strikes(spec)
 
+    # Each render lambda binds its loop values as default arguments; mypy cannot infer the type of a lambda with
+    # default arguments ("Cannot infer type of lambda"), hence the narrow ignores below.
     drums = tracks["drums"]
     kick_len, snare_len, hat_len = 0.5, 0.3, 0.12
     for onset, velocity in drum_hits["kick"]:
         noise = rng.standard_normal(int(kick_len * sample_rate) + 2)
-        _add_event(drums, sample_rate, onset, kick_len, lambda t, n=noise, v=velocity: v * _kick(t, n[: t.size]))
+        _add_event(drums, sample_rate, onset, kick_len, lambda t, n=noise, v=velocity: v * _kick(t, n[: t.size]))  # type: ignore[misc]
     for onset, velocity in drum_hits["snare"]:
         noise = rng.standard_normal(int(snare_len * sample_rate) + 2)
         _add_event(drums, sample_rate, onset, snare_len,
-                   lambda t, n=noise, v=velocity: 0.9 * v * _snare(t, n[: t.size]), pan=-0.1)
+                   lambda t, n=noise, v=velocity: 0.9 * v * _snare(t, n[: t.size]), pan=-0.1)  # type: ignore[misc]
     for onset, velocity in drum_hits["hihat"]:
         noise = rng.standard_normal(int(hat_len * sample_rate) + 2)
         _add_event(drums, sample_rate, onset, hat_len,
-                   lambda t, n=noise, v=velocity: 0.9 * v * _hihat(t, n[: t.size]), pan=0.35)
+                   lambda t, n=noise, v=velocity: 0.9 * v * _hihat(t, n[: t.size]), pan=0.35)  # type: ignore[misc]
 
     for note in bass_notes:
         length = note.offset_s - note.onset_s
         _add_event(tracks["bass"], sample_rate, note.onset_s, length,
-                   lambda t, n=note, d=length: 0.75 * n.velocity * _bass_tone(t, n.midi, d, nyquist))
+                   lambda t, n=note, d=length: 0.75 * n.velocity * _bass_tone(t, n.midi, d, nyquist))  # type: ignore[misc]
 
     for onset, end, symbol, velocity in strikes:
         length = end - onset
@@ -604,12 +606,12 @@ def render_song(spec: SongSpec, sample_rate: int = SAMPLE_RATE) -> RenderedSong:
         for i, midi in enumerate(voicing):
             pan = -0.4 + 0.8 * i / max(len(voicing) - 1, 1)  # spread the chord across the stereo field
             _add_event(tracks["other"], sample_rate, onset, length,
-                       lambda t, m=midi, d=length, v=velocity: 0.33 * v * _piano_tone(t, m, d, nyquist), pan=pan)
+                       lambda t, m=midi, d=length, v=velocity: 0.33 * v * _piano_tone(t, m, d, nyquist), pan=pan)  # type: ignore[misc]
 
     for i, note in enumerate(vocal_notes):
         length, vowel = note.offset_s - note.onset_s, i % len(_VOWELS)
         _add_event(tracks["vocals"], sample_rate, note.onset_s, length,
-                   lambda t, n=note, d=length, vowel=vowel:
+                   lambda t, n=note, d=length, vowel=vowel:  # type: ignore[misc]
                    0.75 * n.velocity * _voice_tone(t, n.midi, d, vowel, sample_rate))
 
     raw_mix = tracks["drums"] + tracks["bass"] + tracks["other"] + tracks["vocals"]

@@ -29,7 +29,8 @@ class OutputWriteError(MirflowError):
 
     def __init__(self, folder: str | os.PathLike, err: OSError):
         self.folder = str(folder)
-        super().__init__(f"cannot write to the folder '{folder}': {os.strerror(err.errno)} (errno {err.errno}); "
+        reason = os.strerror(err.errno) if err.errno is not None else str(err)
+        super().__init__(f"cannot write to the folder '{folder}': {reason} (errno {err.errno}); "
                          "nothing partial was left behind.",
                          "free disk space or make the folder writable (or set results_dir to another "
                          "folder), then run again: the steps that failed are redone.")

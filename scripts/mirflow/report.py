@@ -71,9 +71,9 @@ def nice_ticks(lo: float, hi: float, max_ticks: int = 5) -> list[float]:
     return ticks
 
 
-def svg_histogram(values: Sequence[float], bins: int | Sequence[float] = 20, width: int = 280, height: int = 130,
-                  unit: str = "", color: str = _PALETTE["bar"], label: str = "", marker: float | None = None
-                  ) -> str:
+def svg_histogram(values: Sequence[float], bins: int | Sequence[float] | np.ndarray = 20, width: int = 280,
+                  height: int = 130, unit: str = "", color: str = _PALETTE["bar"], label: str = "",
+                  marker: float | None = None) -> str:
     """A histogram as an inline ``<svg>`` element.
 
     Parameters
@@ -120,9 +120,9 @@ def svg_histogram(values: Sequence[float], bins: int | Sequence[float] = 20, wid
         if c == 0:
             continue
         h = plot_h * c / top
-        xpos = pad_l + i * bar_w
+        bar_x = pad_l + i * bar_w
         tip = f"{fmt_number(edges[i])} to {fmt_number(edges[i + 1])} {unit}".rstrip() + f": {int(c)}"
-        parts.append(f'<rect x="{xpos + 0.5:.2f}" y="{pad_t + plot_h - h:.2f}" width="{max(bar_w - 1, 0.8):.2f}" '
+        parts.append(f'<rect x="{bar_x + 0.5:.2f}" y="{pad_t + plot_h - h:.2f}" width="{max(bar_w - 1, 0.8):.2f}" '
                      f'height="{h:.2f}" fill="{color}"><title>{esc(tip)}</title></rect>')
     def xpos(v: float) -> float:
         return pad_l + plot_w * (v - edges[0]) / (edges[-1] - edges[0])
@@ -589,7 +589,7 @@ def _features_section(summary: dict, table, catalogue: Catalogue, bins: int, max
     by_family: dict[str, list[str]] = defaultdict(list)
     for key, s in summary["numeric"].items():
         by_family[s["family"] or "not in the catalogue"].append(key)
-    first_entry = {}
+    first_entry: dict[str, int] = {}
     for i, e in enumerate(catalogue.entries):
         first_entry.setdefault(e.family, i)
     fam_order = sorted(by_family, key=lambda f: (first_entry.get(f, len(catalogue.entries)), f))

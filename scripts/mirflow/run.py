@@ -311,6 +311,7 @@ def run_snakemake(args: list[str], *, results_dir: str, section: str, console: C
         log.write("# " + " ".join(cmd) + "\n")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
                                 env=env, bufsize=1, preexec_fn=_pdeathsig if os.name == "posix" else None)
+        assert proc.stdout is not None  # stdout=PIPE
         try:
             for line in proc.stdout:
                 log.write(line)

@@ -163,7 +163,7 @@ class SnakemakeLogParser:
             if match:
                 self._block[match["key"]] = match["value"]
                 return events
-            events.extend(self._close_block())
+            events.extend(self._close_block(self._block))
         if self._in_stats:
             total = _STATS_TOTAL.match(line)
             row = _STATS_ROW.match(line)
@@ -205,10 +205,10 @@ class SnakemakeLogParser:
 
     def close(self) -> list[tuple]:
         """Flush a block still open at the end of the output."""
-        return self._close_block() if self._block is not None else []
+        return self._close_block(self._block) if self._block is not None else []
 
-    def _close_block(self) -> list[tuple]:
-        block, kind = self._block, self._block_kind
+    def _close_block(self, block: dict[str, str]) -> list[tuple]:
+        kind = self._block_kind
         self._block = None
         if kind == "job":
             if "jobid" in block and block["jobid"].isdigit():

@@ -30,7 +30,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -137,7 +137,7 @@ def load_records(results_dir: str | os.PathLike, kind: str = "tracks"
 
 # --------------------------------------------------------------------------- the table
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -431,7 +431,7 @@ def audio_totals(records: list[InfoRecord]) -> dict[str, Any]:
         ``duration``), ``files_with_duration``, ``formats`` (``codec`` of the input file -> files, most
         first; ``"unknown"`` without one).
     """
-    total, counted, formats = 0.0, 0, Counter()
+    total, counted, formats = 0.0, 0, Counter[str]()
     for rec in records:
         duration = rec.values.get("duration" if "crop_index" in rec.provenance else "duration_s")
         if _is_number(duration) and math.isfinite(duration):
@@ -470,7 +470,7 @@ def family_timing(results_dir: str | os.PathLike) -> dict[str, Any]:
         family = meta.get("family") if path.parent.name == "features" else "separate_stems"
         track = path.parent.parent.relative_to(root).as_posix()
         times.setdefault(str(family or path.stem), []).append((float(seconds), track))
-    families = {}
+    families: dict[str, dict[str, Any]] = {}
     for family, runs in times.items():
         slowest = max(runs)
         total = sum(s for s, _ in runs)

@@ -66,7 +66,7 @@ def marker_failures(results_dir: str) -> list[dict[str, str]]:
 
     Only a complement to the run record: a process killed by a signal writes no message.
     """
-    failures = []
+    failures: list[dict[str, str]] = []
     root = Path(results_dir)
     if not root.is_dir():
         return failures

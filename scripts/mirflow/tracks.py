@@ -162,7 +162,8 @@ def assemble_tracks(candidates: dict[str, list[tuple[str, dict, list[str]]]]) ->
             tracks.append(Track(unique_id, mix, stems, tuple(notes)))
     ids = [t.id for t in tracks]
     if len(set(ids)) != len(ids):
-        seen, dupes = set(), set()
+        seen: set[str] = set()
+        dupes: set[str] = set()
         for i in ids:
             (dupes if i in seen else seen).add(i)
         raise ConfigError(f"several inputs map to the same track id: {sorted(dupes)}.",

@@ -62,14 +62,16 @@ with those keywords.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import inspect
 import threading
 import types
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypedDict
 
 import librosa
 import librosa.decompose
@@ -144,8 +146,15 @@ def median_filter_along_axis(x: np.ndarray, size: int, axis: int) -> np.ndarray:
     return np.moveaxis(out, -1, axis)
 
 
+class _HpssDefaults(TypedDict):
+    kernel_size: int
+    power: float
+    mask: bool
+    margin: float
+
+
 #: The arguments librosa's hpss defaults to, which :func:`hpss_default_fast` reproduces.
-_HPSS_DEFAULTS = {"kernel_size": 31, "power": 2.0, "mask": False, "margin": 1.0}
+_HPSS_DEFAULTS: _HpssDefaults = {"kernel_size": 31, "power": 2.0, "mask": False, "margin": 1.0}
 
 
 def _librosa_hpss_defaults() -> dict:
@@ -164,6 +173,7 @@ def hpss_default_fast(S, **kwargs):
     """
     if kwargs or np.ndim(S) != 2 or _librosa_hpss_defaults() != _HPSS_DEFAULTS:
         return librosa.decompose.hpss(S, **kwargs)
+    phase: np.ndarray | int
     if np.iscomplexobj(S):
         S, phase = librosa.magphase(S)
     else:
@@ -179,9 +189,14 @@ def hpss_default_fast(S, **kwargs):
     return (S * mask_harm) * phase, (S * mask_perc) * phase
 
 
+def _not_installed(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("mirflow.compat.timbral: the library function is captured by _install(speedups=True), "
+                       "which has not run")
+
+
 _envelope_kernel = None
 #: The library's envelope function, captured when the speed-ups are installed.
-_original_envelope = None
+_original_envelope: Callable[..., Any] = _not_installed
 
 
 def _compiled_envelope_kernel():
@@ -247,7 +262,7 @@ def sample_and_hold_envelope_fast(audio_samples, fs, decay_time=0.2, hold_time=0
 LOUDNESS_CACHE_MAX = 50000
 _loudness_cache: OrderedDict = OrderedDict()
 #: The library's specific_loudness, captured when the speed-ups are installed.
-_original_specific_loudness = None
+_original_specific_loudness: Callable[..., Any] = _not_installed
 
 
 def _typed(value):
@@ -314,8 +329,8 @@ def memoised_filter_design(design):
         cache[key] = result
         return result
 
-    wrapper.__wrapped__ = design
-    wrapper.cache = cache
+    functools.update_wrapper(wrapper, design, assigned=(), updated=())  # sets wrapper.__wrapped__ only
+    wrapper.cache = cache  # type: ignore[attr-defined]  # a function attribute, as functools.lru_cache has
     return wrapper
 
 
@@ -351,7 +366,7 @@ def array_aware(builtin, reduction):
                     return result
         return builtin(*args, **kwargs)
 
-    reduce.__wrapped__ = builtin
+    functools.update_wrapper(reduce, builtin, assigned=(), updated=())  # sets reduce.__wrapped__ only
     return reduce
 
 
@@ -390,7 +405,7 @@ def _install(speedups: bool) -> None:
                 _saved.append((module, name, value))
                 setattr(module, name, replacement)
     if speedups:
-        util = importlib.import_module("timbral_models.timbral_util")
+        util: Any = importlib.import_module("timbral_models.timbral_util")  # untyped: its functions are set below
         _original_envelope = util.sample_and_hold_envelope_calculation
         _saved.append((util, "sample_and_hold_envelope_calculation", _original_envelope))
         util.sample_and_hold_envelope_calculation = sample_and_hold_envelope_fast

@@ -87,8 +87,8 @@ def musicinfo_from_info(info: dict[str, Any], params: dict[str, Any] | None = No
     """
     p = {**DEFAULT_PARAMS, **(params or {})}
     bpm = info.get("bpm")
-    usable_bpm = (isinstance(bpm, (int, float)) and not isinstance(bpm, bool)
-                  and not invalid_by_flag(info, "bpm", p))
+    usable_bpm = (float(bpm) if isinstance(bpm, (int, float)) and not isinstance(bpm, bool)
+                  and not invalid_by_flag(info, "bpm", p) else None)
     genres = _labels(info, "essentia_genre", p, p["max_keywords"])
     moods = _labels(info, "essentia_mood", p, p["max_labels"])
     instruments = _labels(info, "essentia_instrument", p, p["max_labels"])
@@ -97,7 +97,7 @@ def musicinfo_from_info(info: dict[str, Any], params: dict[str, Any] | None = No
         "title": _text(info, "track_metadata_title", p),
         "artist": _text(info, "track_metadata_artist", p),
         "key": _text(info, "key", p),
-        "bpm": float(bpm) if usable_bpm else None,
+        "bpm": usable_bpm,
         "genre": genres[0] if genres else _text(info, "track_metadata_genre", p),
         "moods": moods or None,
         "keywords": genres or None,

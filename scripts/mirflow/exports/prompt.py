@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..labels import rank_labels
 from ..provenance import absent_reason
@@ -82,7 +82,7 @@ def top_labels(labels: Any, threshold: float, max_labels: int, style: str = "lea
     return out
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -221,13 +221,12 @@ def build_prompt(info: dict[str, Any], params: dict[str, Any] | None = None, rng
             pieces.append(None if not keep else optional[-1][1])
             continue
         pieces.append(_render(seg, fields))
-    if optional and all(piece is None for piece in pieces):
+    if optional and rng is not None and all(piece is None for piece in pieces):  # optional: only with an rng
         index, text = rng.choice(optional)
         pieces[index] = text
-    pieces = [piece for piece in pieces if piece is not None]
     if missing:
         return None, "missing required field(s): " + "; ".join(missing)
-    prompt = _tidy("".join(pieces), p["drop_non_ascii"])
+    prompt = _tidy("".join(piece for piece in pieces if piece is not None), p["drop_non_ascii"])
     if not prompt:
         return None, "empty prompt (no field of the template is available)"
     return prompt, None

@@ -111,7 +111,7 @@ log = logging.getLogger("mirflow.exports.stable_audio")
 _config_cache: dict[str, tuple[Any, dict]] = {}
 _index_cache: dict[str, tuple[Any, dict[str, str]]] = {}
 _result_cache: dict[str, tuple[Any, dict]] = {}
-_reported_reasons: set[str] = set()
+_reported_reasons: set[str | None] = set()
 
 
 def _stamp(path: str) -> tuple[int, int]:
@@ -286,7 +286,7 @@ def custom_metadata(info: dict) -> dict:
 
 def _audio_files(paths: list[str]) -> list[tuple[str, str | None]]:
     """(audio path, its path relative to the folder given, as SAT's ``relpath``) of every audio file."""
-    out = []
+    out: list[tuple[str, str | None]] = []
     for p in paths:
         if os.path.isdir(p):
             for root, dirs, files in os.walk(p):
@@ -318,8 +318,9 @@ def main(argv: list[str] | None = None) -> int:
             used += 1
             print(f"OK      {path}: {json.dumps(values, ensure_ascii=False)}")
             for start in range(args.draws):
-                drawn, _, _ = explain(path, config, relpath, float(start), dropout=True)
-                print(f"  draw  {json.dumps(drawn['prompt'], ensure_ascii=False)}")
+                drawn, why, _ = explain(path, config, relpath, float(start), dropout=True)
+                shown = json.dumps(drawn["prompt"], ensure_ascii=False) if drawn else f"REJECT: {why}"
+                print(f"  draw  {shown}")
     print(f"{used} used, {rejected} rejected")
     return 0
 
