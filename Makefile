@@ -55,8 +55,17 @@ report: $(STAMP)  ## rebuild the corpus report (RESULTS/stats/) from the .INFO f
 summary: $(STAMP)  ## the end-of-run summary of RESULTS again: tracks, failed jobs, where to look
 	$(BIN)/python -m mirflow.summary "$(RESULTS)" $(INPUT)
 
-lint: $(STAMP)  ## snakemake --lint
-	$(BIN)/snakemake --lint
+# All three run even when one fails, so one `make lint` shows every finding; it fails when any did.
+lint: $(STAMP) $(DEMO_DEP)  ## snakemake --lint, ruff (scripts benchmarks tests) and mypy (scripts/mirflow)
+	@failed=""; \
+	echo "[lint] snakemake --lint"; \
+	$(BIN)/snakemake --lint $(CONFIG_FILES) --config $(CONFIG_ARGS) || failed="$$failed snakemake"; \
+	echo "[lint] ruff check scripts benchmarks tests (rules: [tool.ruff] in pyproject.toml)"; \
+	$(BIN)/ruff check scripts benchmarks tests || failed="$$failed ruff"; \
+	echo "[lint] mypy scripts/mirflow (settings: [tool.mypy] in pyproject.toml)"; \
+	$(BIN)/mypy || failed="$$failed mypy"; \
+	if [ -n "$$failed" ]; then echo "[lint] FAILED:$$failed" >&2; exit 1; fi; \
+	echo "[lint] clean: snakemake, ruff, mypy"
 
 readme: $(STAMP)  ## regenerate the README's feature table from the catalogue
 	$(BIN)/python -m mirflow.catalogue --readme docs/features.md
