@@ -3,7 +3,7 @@
 With ``--workflow-profile workflow/profiles/slurm`` the executor plugin logs one line per submission::
 
     Job 12 has been submitted with SLURM jobid 4711 (log: /abs/.snakemake/slurm_logs/rule_x/A/4711.log).
-    Job 5bd3e6e9-... has been submitted with SLURM jobid 4712 (log: /abs/.snakemake/slurm_logs/group_signal.../4712.log).
+    Job 5bd3e6e9-... has been submitted with SLURM jobid 4712 (log: /abs/.snakemake/slurm_logs/group_x/4712.log).
 
 (a group job is named by a uuid), and Snakemake logs each failure: a single-rule submission as an
 ``Error in rule R:`` block (jobid, output, log, ``external_jobid``), a group submission as a block
