@@ -58,7 +58,7 @@ summary: $(STAMP)  ## the end-of-run summary of RESULTS again: tracks, failed jo
 lint: $(STAMP)  ## snakemake --lint
 	$(BIN)/snakemake --lint
 
-readme: $(STAMP)  ## regenerate the README's feature table from the catalogue
+readme: $(STAMP)  ## regenerate docs/features.md (the feature reference) from the catalogue
 	$(BIN)/python -m mirflow.catalogue --readme docs/features.md
 
 test: $(STAMP)  ## install (first time), then run the test suite
