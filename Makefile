@@ -67,7 +67,7 @@ lint: $(STAMP) $(DEMO_DEP)  ## snakemake --lint, ruff (scripts benchmarks tests)
 	if [ -n "$$failed" ]; then echo "[lint] FAILED:$$failed" >&2; exit 1; fi; \
 	echo "[lint] clean: snakemake, ruff, mypy"
 
-readme: $(STAMP)  ## regenerate the README's feature table from the catalogue
+readme: $(STAMP)  ## regenerate docs/features.md (the feature reference) from the catalogue
 	$(BIN)/python -m mirflow.catalogue --readme docs/features.md
 
 test: $(STAMP)  ## install (first time), then run the test suite

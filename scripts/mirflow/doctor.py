@@ -31,7 +31,7 @@ def torch_gpu_status(torch: ModuleType) -> str:
     if hip or torch.version.cuda:
         return f"no GPU visible to this {build} of torch: those steps run on CPU"
     return ("CPU-only build: stem separation, drums and aesthetics run on CPU; for a GPU reinstall torch 2.13.0 "
-            "from the CUDA or ROCm index (README, Installation details)")
+            "from the CUDA or ROCm index (docs/install.md)")
 
 
 def llama_gpu_status(llama_cpp: ModuleType) -> str:

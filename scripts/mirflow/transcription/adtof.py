@@ -394,7 +394,7 @@ def load_model(path: str | os.PathLike, device: str = "auto", pool_padding: str 
     path = str(path)
     if not os.path.isfile(path):
         raise MirflowError(f"ADTOF weights file '{path}' does not exist.",
-                           "run the model download step (see the README's model registry) or fix the path.")
+                           "run the model download step (see models/README.md) or fix the path.")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(checkpoint, dict):
         raise MirflowError(f"ADTOF weights file '{path}' does not contain a state_dict.",
