@@ -12,8 +12,8 @@ import types
 
 import pytest
 
-from mirflow.cluster import (FailedJob, failed_slurm_jobs, fix_slurm_cancelled_state, latest_snakemake_log,
-                             slurm_state, slurm_submissions)
+from mirflow.cluster import (FailedJob, failed_slurm_jobs, fix_slurm_cancelled_state, keep_going_inside_cluster_job,
+                             latest_snakemake_log, slurm_state, slurm_submissions)
 
 GROUP_LOG = "/w/.snakemake/slurm_logs/group_signal_loudness_multiband_rms_stems_spectral_spectral_stems/2.log"
 RUN_LOG = f"""\
@@ -199,3 +199,15 @@ def test_the_installed_plugin_looks_the_status_query_up_by_name_at_each_check(mo
     monkeypatch.setattr(plugin, "query_job_status", plugin.query_job_status)  # restored after the test
     assert fix_slurm_cancelled_state() is True
     assert plugin.query_job_status.mirflow_wrapped
+
+
+def test_keep_going_is_switched_on_only_inside_a_cluster_job():
+    def workflow(remote, keep):
+        return types.SimpleNamespace(remote_exec=remote, execution_settings=types.SimpleNamespace(keep_going=keep))
+
+    inner = workflow(True, False)
+    assert keep_going_inside_cluster_job(inner) is True and inner.execution_settings.keep_going is True
+    head = workflow(False, False)  # the head process (or a local run) keeps what the user chose
+    assert keep_going_inside_cluster_job(head) is False and head.execution_settings.keep_going is False
+    already = workflow(True, True)
+    assert keep_going_inside_cluster_job(already) is False and already.execution_settings.keep_going is True

@@ -230,3 +230,20 @@ def fix_slurm_cancelled_state() -> bool:
     query_job_status.mirflow_wrapped = True
     plugin.query_job_status = query_job_status
     return True
+
+
+def keep_going_inside_cluster_job(workflow) -> bool:
+    """Let a group job's other jobs (other tracks) finish when one of its jobs fails.
+
+    A cluster job runs ``python -m snakemake --mode remote --target-jobs <its jobs> ...``: Snakemake's
+    ``general_args`` pass no ``--keep-going`` and profiles are read only in the default mode, so the inner
+    scheduler stops starting jobs at the first failure and one bad track would leave the rest of its submission
+    undone. Called from the Snakefile with Snakemake's ``workflow`` object; sets keep-going in remote mode only
+    (the head's own setting is untouched). The group job still exits non-zero, so the head reports the failure.
+
+    Returns True when it switched keep-going on.
+    """
+    if not workflow.remote_exec or workflow.execution_settings.keep_going:
+        return False
+    workflow.execution_settings.keep_going = True
+    return True
