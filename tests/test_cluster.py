@@ -201,13 +201,40 @@ def test_the_installed_plugin_looks_the_status_query_up_by_name_at_each_check(mo
     assert plugin.query_job_status.mirflow_wrapped
 
 
-def test_keep_going_is_switched_on_only_inside_a_cluster_job():
-    def workflow(remote, keep):
-        return types.SimpleNamespace(remote_exec=remote, execution_settings=types.SimpleNamespace(keep_going=keep))
+_GROUP_SNAKEFILE = """
+import mirflow.cluster
+if config.get("fix"):
+    mirflow.cluster.keep_going_inside_cluster_job(workflow)
 
-    inner = workflow(True, False)
-    assert keep_going_inside_cluster_job(inner) is True and inner.execution_settings.keep_going is True
-    head = workflow(False, False)  # the head process (or a local run) keeps what the user chose
-    assert keep_going_inside_cluster_job(head) is False and head.execution_settings.keep_going is False
-    already = workflow(True, True)
-    assert keep_going_inside_cluster_job(already) is False and already.execution_settings.keep_going is True
+rule bad:
+    output: "out/{i}.bad"
+    priority: 10
+    shell: "exit 1"
+
+rule good:
+    output: "out/{i}.good"
+    shell: "echo ok > {output}"
+"""
+
+
+@pytest.mark.parametrize("fix", [False, True])
+def test_inside_a_cluster_job_a_failed_job_does_not_stop_the_other_tracks_jobs(tmp_path, fix):
+    """What a group job runs: `snakemake --mode remote --target-jobs <its jobs>`. The failing job runs first
+    (priority); without the fix Snakemake stops there and the other job never runs, with it the other job's
+    output is written and the run still fails (so the head reports the failure)."""
+    import os
+    import subprocess
+    (tmp_path / "Snakefile").write_text(_GROUP_SNAKEFILE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "scripts"),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", "Snakefile", "--mode", "remote",
+                           "--target-jobs", "bad:i=1", "good:i=2", "--cores", "1", "--config", f"fix={int(fix)}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0, proc.stderr[-2000:]
+    assert "Error in rule bad" in proc.stderr
+    assert (tmp_path / "out" / "2.good").is_file() is fix, proc.stderr[-2000:]
+
+
+def test_keep_going_is_left_alone_outside_a_cluster_job():
+    head = types.SimpleNamespace(remote_exec=False)  # the head process or a local run: the user's choice holds
+    assert keep_going_inside_cluster_job(head) is False

@@ -235,15 +235,29 @@ def fix_slurm_cancelled_state() -> bool:
 def keep_going_inside_cluster_job(workflow) -> bool:
     """Let a group job's other jobs (other tracks) finish when one of its jobs fails.
 
-    A cluster job runs ``python -m snakemake --mode remote --target-jobs <its jobs> ...``: Snakemake's
-    ``general_args`` pass no ``--keep-going`` and profiles are read only in the default mode, so the inner
-    scheduler stops starting jobs at the first failure and one bad track would leave the rest of its submission
-    undone. Called from the Snakefile with Snakemake's ``workflow`` object; sets keep-going in remote mode only
-    (the head's own setting is untouched). The group job still exits non-zero, so the head reports the failure.
+    A cluster job runs ``python -m snakemake --mode remote --target-jobs <its jobs> --no-hooks ...``:
+    Snakemake's ``general_args`` pass no ``--keep-going`` and profiles are read only in the default mode, so
+    the inner scheduler stops starting jobs at the first failure and one bad track leaves the rest of its
+    submission undone. The setting cannot be changed from the Snakefile (``workflow.execution_settings`` is
+    built after the parse, and the hooks are off in remote mode), so in remote mode only this wraps
+    ``JobScheduler.__init__`` to set its ``keepgoing`` (read from the settings once, at construction). The
+    group job still exits non-zero, so the head reports the failure. Called from the Snakefile with
+    Snakemake's ``workflow`` object; the head process and local runs are untouched.
 
-    Returns True when it switched keep-going on.
+    Returns True when it wrapped the scheduler.
     """
-    if not workflow.remote_exec or workflow.execution_settings.keep_going:
+    if not workflow.remote_exec:
         return False
-    workflow.execution_settings.keep_going = True
+    from snakemake.scheduling.job_scheduler import JobScheduler
+
+    init = JobScheduler.__init__
+    if getattr(init, "mirflow_wrapped", False):
+        return False
+
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.keepgoing = True
+
+    __init__.mirflow_wrapped = True
+    JobScheduler.__init__ = __init__
     return True
