@@ -6,7 +6,15 @@ Paths shortened to /w.
 """
 from __future__ import annotations
 
-from mirflow.cluster import FailedJob, failed_slurm_jobs, latest_snakemake_log, slurm_submissions
+import asyncio
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from mirflow.cluster import (FailedJob, failed_slurm_jobs, fix_slurm_cancelled_state, keep_going_inside_cluster_job,
+                             latest_snakemake_log, slurm_state, slurm_submissions)
 
 GROUP_LOG = "/w/.snakemake/slurm_logs/group_signal_loudness_multiband_rms_stems_spectral_spectral_stems/2.log"
 RUN_LOG = f"""\
@@ -142,3 +150,92 @@ def test_the_run_record_and_the_summary_name_each_failed_job_s_slurm_job(tmp_pat
     assert len(entry["failures"]) == len(by_step)
     text = render_summary(str(results), run=entry)
     assert f"SLURM job 2, log {GROUP_LOG}" in text
+
+
+def test_slurm_state_drops_the_cancelling_user_and_keeps_every_one_word_state():
+    assert slurm_state("CANCELLED by 0") == "CANCELLED"
+    assert slurm_state("CANCELLED by 1000") == "CANCELLED"
+    for state in ("COMPLETED", "FAILED", "RUNNING", "PENDING", "OUT_OF_MEMORY", "NODE_FAIL", ""):
+        assert slurm_state(state) == state
+
+
+def test_the_plugin_s_status_query_returns_cancelled_for_a_plain_scancel(monkeypatch):
+    """A stand-in plugin module whose query returns sacct's raw states: after the fix the plugin's own name
+    returns them without the qualifier, so its ``status in fail_stati`` check matches; a second call is a no-op."""
+    calls = []
+
+    async def raw(command, logger):
+        calls.append(command)
+        return {"11": "CANCELLED by 0", "12": "COMPLETED", "13": "RUNNING"}, 0.01
+
+    fake = types.ModuleType("snakemake_executor_plugin_slurm")
+    fake.query_job_status = raw
+    monkeypatch.setitem(sys.modules, "snakemake_executor_plugin_slurm", fake)
+    assert fix_slurm_cancelled_state() is True
+    assert fix_slurm_cancelled_state() is False  # a re-parse (a second Snakefile include) wraps once
+    status, duration = asyncio.run(fake.query_job_status("sacct ...", None))
+    assert status == {"11": "CANCELLED", "12": "COMPLETED", "13": "RUNNING"} and duration == 0.01
+    assert calls == ["sacct ..."]
+
+    async def failed(command, logger):
+        return None, None
+
+    fake.query_job_status = failed
+    fix_slurm_cancelled_state()
+    assert asyncio.run(fake.query_job_status("sacct ...", None)) == (None, None)
+
+
+def test_without_the_plugin_loaded_nothing_is_patched(monkeypatch):
+    monkeypatch.delitem(sys.modules, "snakemake_executor_plugin_slurm", raising=False)
+    assert fix_slurm_cancelled_state() is False
+
+
+def test_the_installed_plugin_looks_the_status_query_up_by_name_at_each_check(monkeypatch):
+    """The fix relies on the plugin calling ``query_job_status`` through its module globals and comparing
+    exact state names; fail here (not silently on a cluster) if a plugin release changes either."""
+    plugin = pytest.importorskip("snakemake_executor_plugin_slurm")
+    import inspect
+    source = inspect.getsource(plugin.Executor.check_active_jobs)
+    assert "await query_job_status(" in source and "status in fail_stati" in source
+    monkeypatch.setattr(plugin, "query_job_status", plugin.query_job_status)  # restored after the test
+    assert fix_slurm_cancelled_state() is True
+    assert plugin.query_job_status.mirflow_wrapped
+
+
+_GROUP_SNAKEFILE = """
+import mirflow.cluster
+if config.get("fix"):
+    mirflow.cluster.keep_going_inside_cluster_job(workflow)
+
+rule bad:
+    output: "out/{i}.bad"
+    priority: 10
+    shell: "exit 1"
+
+rule good:
+    output: "out/{i}.good"
+    shell: "echo ok > {output}"
+"""
+
+
+@pytest.mark.parametrize("fix", [False, True])
+def test_inside_a_cluster_job_a_failed_job_does_not_stop_the_other_tracks_jobs(tmp_path, fix):
+    """What a group job runs: `snakemake --mode remote --target-jobs <its jobs>`. The failing job runs first
+    (priority); without the fix Snakemake stops there and the other job never runs, with it the other job's
+    output is written and the run still fails (so the head reports the failure)."""
+    import os
+    import subprocess
+    (tmp_path / "Snakefile").write_text(_GROUP_SNAKEFILE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "scripts"),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", "Snakefile", "--mode", "remote",
+                           "--target-jobs", "bad:i=1", "good:i=2", "--cores", "1", "--config", f"fix={int(fix)}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0, proc.stderr[-2000:]
+    assert "Error in rule bad" in proc.stderr
+    assert (tmp_path / "out" / "2.good").is_file() is fix, proc.stderr[-2000:]
+
+
+def test_keep_going_is_left_alone_outside_a_cluster_job():
+    head = types.SimpleNamespace(remote_exec=False)  # the head process or a local run: the user's choice holds
+    assert keep_going_inside_cluster_job(head) is False

@@ -15,6 +15,7 @@ to the run's log file (``.snakemake/log/*.snakemake.log``), which is what :func:
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -195,3 +196,71 @@ def latest_snakemake_log(workdir: str | Path = ".") -> Path | None:
     """The newest ``.snakemake/log/*.snakemake.log`` under ``workdir`` (the run just finished), or None."""
     logs = sorted(Path(workdir, ".snakemake", "log").glob("*.snakemake.log"))
     return logs[-1] if logs else None
+
+
+def slurm_state(state: str) -> str:
+    """A ``sacct`` job state without its qualifier: ``"CANCELLED by 1000"`` -> ``"CANCELLED"``.
+
+    sacct appends ``by <uid>`` to the state of a job cancelled by a user (a plain ``scancel``); every other state
+    is one word and is returned unchanged.
+    """
+    return state.split(" ", 1)[0] if state else state
+
+
+def fix_slurm_cancelled_state() -> bool:
+    """Make the SLURM executor plugin see a plain ``scancel`` as a failure instead of waiting forever.
+
+    snakemake-executor-plugin-slurm 2.8.0 (the newest release) compares sacct's state with exact names
+    (``status in fail_stati``), so ``"CANCELLED by <uid>"`` matches no branch of its status check: the job is
+    neither reported nor kept active, and Snakemake waits for it until interrupted. This wraps the plugin's
+    ``query_job_status`` (looked up by name at every status check) so that every state reaches the check
+    without its qualifier; the job is then reported failed with its SLURM id and log, like a killed one.
+
+    A no-op (returns False) when the plugin is not loaded (local runs, the jobs inside a cluster job) or was
+    already wrapped; True when it wrapped it.
+    """
+    plugin = sys.modules.get("snakemake_executor_plugin_slurm")
+    original = getattr(plugin, "query_job_status", None)
+    if original is None or getattr(original, "mirflow_wrapped", False):
+        return False
+
+    async def query_job_status(command, logger):
+        status, duration = await original(command, logger)
+        if status is not None:
+            status = {job: slurm_state(state) for job, state in status.items()}
+        return status, duration
+
+    query_job_status.mirflow_wrapped = True
+    plugin.query_job_status = query_job_status
+    return True
+
+
+def keep_going_inside_cluster_job(workflow) -> bool:
+    """Let a group job's other jobs (other tracks) finish when one of its jobs fails.
+
+    A cluster job runs ``python -m snakemake --mode remote --target-jobs <its jobs> --no-hooks ...``:
+    Snakemake's ``general_args`` pass no ``--keep-going`` and profiles are read only in the default mode, so
+    the inner scheduler stops starting jobs at the first failure and one bad track leaves the rest of its
+    submission undone. The setting cannot be changed from the Snakefile (``workflow.execution_settings`` is
+    built after the parse, and the hooks are off in remote mode), so in remote mode only this wraps
+    ``JobScheduler.__init__`` to set its ``keepgoing`` (read from the settings once, at construction). The
+    group job still exits non-zero, so the head reports the failure. Called from the Snakefile with
+    Snakemake's ``workflow`` object; the head process and local runs are untouched.
+
+    Returns True when it wrapped the scheduler.
+    """
+    if not workflow.remote_exec:
+        return False
+    from snakemake.scheduling.job_scheduler import JobScheduler
+
+    init = JobScheduler.__init__
+    if getattr(init, "mirflow_wrapped", False):
+        return False
+
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.keepgoing = True
+
+    __init__.mirflow_wrapped = True
+    JobScheduler.__init__ = __init__
+    return True

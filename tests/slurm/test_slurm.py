@@ -32,7 +32,9 @@ DAEMONS = ("munged", "mungekey", "mariadbd", "mariadb-install-db", "slurmdbd", "
            "sacct", "squeue", "scancel")
 SR = 22050
 # Small groups so that the tiny corpus still makes several submissions of the signal group (one to cancel).
-GROUP_COMPONENTS = ("--group-components", "probe=2", "signal=8", "finish=3", "models=2", "listen=2")
+# finish=1: a group job runs only when every member's inputs exist, so a finish group spanning tracks would hold
+# back the other tracks' merges after one track's failure until the rerun (docs/cluster-notes.md).
+GROUP_COMPONENTS = ("--group-components", "probe=2", "signal=8", "finish=1", "models=2", "listen=2")
 # The corpus outputs (every track's .INFO feeds them) and the per-track steps after the families.
 DOWNSTREAM = {"merge_info", "crops", "corpus_report", "training_exports", "audiocraft_manifest"}
 
@@ -164,16 +166,19 @@ def runs(slurm, tmp_path_factory):
         if cancelled is None and later:
             time.sleep(3)
             cancelled = later[0]
-            # SIGKILL to the batch shell: the job dies mid-run as FAILED (like an OOM kill). A plain `scancel`
-            # leaves the state "CANCELLED by <uid>", which the plugin (2.8.0) never takes for finished.
-            subprocess.run(["scancel", "--signal=KILL", "--batch", cancelled], env=slurm, check=True)
+            # A plain `scancel`, what a user or an admin does: sacct then says "CANCELLED by <uid>", which the
+            # plugin (2.8.0) alone never takes for finished (mirflow.cluster.fix_slurm_cancelled_state).
+            subprocess.run(["scancel", cancelled], env=slurm, check=True)
         time.sleep(0.5)
+    finished = head.poll() is not None
+    if not finished:  # the head hangs: stop it so the fixture ends, and let the test report it
+        head.terminate()
     head.wait(timeout=900)
     out = head_out.read_text(encoding="utf-8", errors="replace")
     first_wall = time.monotonic() - t0
     log = latest_snakemake_log(cluster).read_text(encoding="utf-8")
     return {"local": local, "cluster": cluster, "first": head.returncode, "first_out": out, "first_wall": first_wall,
-                "cancelled": cancelled, "log": log, "jobs": jobs}
+            "cancelled": cancelled, "log": log, "jobs": jobs, "finished": finished}
 
 
 def _job_count(wd: Path, env: dict) -> int:
@@ -185,6 +190,7 @@ def _job_count(wd: Path, env: dict) -> int:
 
 def test_a_cancelled_slurm_job_fails_only_its_own_jobs_and_is_reported(runs, slurm):
     assert runs["cancelled"], "no second submission was seen running"
+    assert runs["finished"], f"the head did not finish within 900 s of the cancel: {runs['first_out'][-2000:]}"
     assert runs["first"] != 0, "a cancelled job must give a non-zero exit code"
     failed = failed_slurm_jobs(runs["log"])
     assert failed, runs["log"][-3000:]
@@ -193,7 +199,7 @@ def test_a_cancelled_slurm_job_fails_only_its_own_jobs_and_is_reported(runs, slu
         assert f.slurm_log and Path(f.slurm_log).is_file(), f
         assert f.group == "signal" and f.output, f
     states = dict(_sacct(slurm, "JobID", "State"))
-    assert states[runs["cancelled"]] == "FAILED", states
+    assert states[runs["cancelled"]].startswith("CANCELLED by "), states
     # keep-going: every other submission of the run completed
     ids = {s for s, _ in slurm_submissions(runs["log"]).values()}
     assert all(states[i] == "COMPLETED" for i in ids - {runs["cancelled"]}), states
