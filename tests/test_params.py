@@ -14,11 +14,12 @@ class Demo:
     gain_db: float = param(0.0, unit="dB", minimum=-20.0, maximum=20.0, doc="Gain before analysis")
     segment_s: float | None = param(None, unit="s", minimum=1.0, nullable=True, doc="Segment length (null: whole)")
     enabled: bool = param(True, doc="Switch")
+    block_s: float = param(0.4, unit="s", above=0.0, doc="Block length")
 
 
 def test_omitted_section_and_keys_take_the_defaults():
     assert as_dict(from_config(Demo, None, where="demo")) == {
-        "frame_length": 2048, "window": "hann", "gain_db": 0.0, "segment_s": None, "enabled": True}
+        "frame_length": 2048, "window": "hann", "gain_db": 0.0, "segment_s": None, "enabled": True, "block_s": 0.4}
     got = from_config(Demo, {"frame_length": 4096, "gain_db": 3}, where="demo")
     assert got.frame_length == 4096 and got.window == "hann"
     # An integer is a valid float and is stored as one (so provenance JSON keeps the float type).
@@ -28,7 +29,7 @@ def test_omitted_section_and_keys_take_the_defaults():
 
 
 def test_as_dict_keeps_declaration_order():
-    assert list(as_dict(Demo())) == ["frame_length", "window", "gain_db", "segment_s", "enabled"]
+    assert list(as_dict(Demo())) == ["frame_length", "window", "gain_db", "segment_s", "enabled", "block_s"]
     assert defaults(Demo) == as_dict(Demo())
 
 
@@ -40,6 +41,7 @@ def test_as_dict_keeps_declaration_order():
     ({"gain_db": 21}, "demo.gain_db", "a number >= -20.0 <= 20.0 (dB)"),             # above the range
     ({"enabled": 1}, "demo.enabled", "a boolean"),                                   # a number for a switch
     ({"window": None}, "demo.window", "one of"),                                     # null where not nullable
+    ({"block_s": 0}, "demo.block_s", "a number > 0.0 (s)"),                          # exclusive bound
 ])
 def test_bad_values_name_the_key_and_what_is_allowed(section, key, allowed):
     with pytest.raises(ConfigError) as err:
@@ -65,14 +67,14 @@ def test_schema_section_validates_like_from_config():
         "type": "integer", "minimum": 64, "default": 2048, "description": "FFT frame length (samples)"}
     assert schema["properties"]["segment_s"]["type"] == ["number", "null"]
     jsonschema.validate({"frame_length": 4096, "segment_s": None}, schema)
-    for bad in ({"frame_length": 32}, {"window": "boxcar"}, {"gain_db": 21}, {"hop": 3}):
+    for bad in ({"frame_length": 32}, {"window": "boxcar"}, {"gain_db": 21}, {"hop": 3}, {"block_s": 0}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
 
 
 def test_reference_rows_document_every_parameter():
     rows = reference_rows(Demo)
-    assert [r["key"] for r in rows] == ["frame_length", "window", "gain_db", "segment_s", "enabled"]
+    assert [r["key"] for r in rows] == ["frame_length", "window", "gain_db", "segment_s", "enabled", "block_s"]
     assert rows[0] == {"key": "frame_length", "default": 2048, "unit": "samples",
                        "allowed": "an integer >= 64 (samples)", "doc": "FFT frame length"}
 

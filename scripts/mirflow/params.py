@@ -21,7 +21,7 @@ _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
 
 
 def param(default: Any, *, unit: str = "", doc: str, minimum: float | None = None, maximum: float | None = None,
-          choices: tuple | None = None, nullable: bool = False) -> Any:
+          choices: tuple | None = None, nullable: bool = False, above: float | None = None) -> Any:
     """A dataclass field carrying a default, its unit, its allowed range or choices and a one-line description.
 
     Parameters
@@ -37,6 +37,8 @@ def param(default: Any, *, unit: str = "", doc: str, minimum: float | None = Non
         Inclusive bounds.
     choices : tuple, optional
         Allowed values.
+    above : float, optional
+        Exclusive lower bound (a duration must be ``above=0``).
     nullable : bool
         ``None`` is allowed (meaning "automatic" or "off"; say which in ``doc``).
     """
@@ -45,7 +47,7 @@ def param(default: Any, *, unit: str = "", doc: str, minimum: float | None = Non
     kind = type(default) if default is not None else (type(choices[0]) if choices else float)
     if kind not in _JSON_TYPES:
         raise TypeError(f"parameter type {kind.__name__} is not supported (bool, int, float, str)")
-    meta = {_META: {"unit": unit, "doc": doc, "minimum": minimum, "maximum": maximum,
+    meta = {_META: {"unit": unit, "doc": doc, "minimum": minimum, "maximum": maximum, "above": above,
                     "choices": tuple(choices) if choices is not None else None, "nullable": nullable,
                     "type": kind}}
     return dataclasses.field(default=default, metadata=meta)
@@ -65,6 +67,8 @@ def _allowed(spec: dict) -> str:
         text = "a" + ("n " if spec["type"] is int else " ") + _JSON_TYPES[spec["type"]]
         if spec["minimum"] is not None:
             text += f" >= {spec['minimum']}"
+        if spec["above"] is not None:
+            text += f" > {spec['above']}"
         if spec["maximum"] is not None:
             text += f" <= {spec['maximum']}"
     if spec["unit"]:
@@ -93,6 +97,8 @@ def _check(value: Any, spec: dict, key: str) -> Any:
     if spec["minimum"] is not None and value < spec["minimum"]:
         raise bad
     if spec["maximum"] is not None and value > spec["maximum"]:
+        raise bad
+    if spec["above"] is not None and value <= spec["above"]:
         raise bad
     return value
 
@@ -148,6 +154,8 @@ def schema_for(cls: type) -> dict:
             prop["minimum"] = spec["minimum"]
         if spec["maximum"] is not None:
             prop["maximum"] = spec["maximum"]
+        if spec["above"] is not None:
+            prop["exclusiveMinimum"] = spec["above"]
         prop["default"] = f.default
         prop["description"] = spec["doc"] + (f" ({spec['unit']})" if spec["unit"] else "")
         props[f.name] = prop
