@@ -11,7 +11,7 @@ Kept free of heavy imports: the registry (imported by the Snakefile at parse tim
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .errors import ConfigError
@@ -170,3 +170,31 @@ def reference_rows(cls: type) -> list[dict]:
         rows.append({"key": f.name, "default": f.default, "unit": spec["unit"], "allowed": _allowed(spec),
                      "doc": spec["doc"]})
     return rows
+
+
+def with_family_sections(base: dict, families: Iterable) -> dict:
+    """``base`` (the loaded config schema) with the section of every typed family generated from its parameters.
+
+    The base schema keeps a placeholder (``{type: object}``) for such a section, so that the file alone still
+    accepts a config naming it; the generated section is the one that validates. A typed section is not required:
+    a config without it gets the defaults (:func:`fill_defaults`).
+    """
+    schema = dict(base)
+    props = dict(schema.get("properties", {}))
+    typed = {fam.settings: fam.params for fam in families if fam.params is not None}
+    for section, cls in typed.items():
+        props[section] = schema_for(cls)
+    schema["properties"] = props
+    if "required" in schema:
+        schema["required"] = [k for k in schema["required"] if k not in typed]
+    return schema
+
+
+def fill_defaults(config: Mapping, families: Iterable) -> dict:
+    """The typed family sections of ``config`` with every omitted key (or a whole omitted section) defaulted.
+
+    The user's values are kept as written (no type conversion), so ``_meta.params`` records exactly what was
+    configured plus the defaults.
+    """
+    typed = {fam.settings: fam.params for fam in families if fam.params is not None}
+    return {section: {**defaults(cls), **dict(config.get(section) or {})} for section, cls in typed.items()}
