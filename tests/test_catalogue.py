@@ -1,5 +1,7 @@
 """The catalogue is complete, consistent with the registry, and the feature reference (docs/features.md) is generated
 from it."""
+import json
+
 import pytest
 
 from conftest import REPO
@@ -73,3 +75,16 @@ def test_every_registered_family_has_a_rule_that_writes_its_json():
     written = set(re.findall(r'family_output\("([a-z_]+)"\)', rules))
     written |= set(re.findall(r'/features/([a-z_]+)\.json', rules))
     assert set(FAMILIES) <= written, f"no rule writes features/<family>.json for {set(FAMILIES) - written}"
+
+
+def test_parameter_reference_lists_every_typed_parameter_with_its_default():
+    from mirflow.params import reference_rows
+    from mirflow.registry import FAMILIES
+
+    reference = (REPO / "docs" / "features.md").read_text(encoding="utf-8")
+    typed = {fam.params for fam in FAMILIES.values() if fam.params is not None}
+    assert typed
+    for cls in typed:
+        for row in reference_rows(cls):
+            assert f"| `{row['key']}` | `{json.dumps(row['default'])}` |" in reference, (cls.__name__, row["key"])
+    assert "| `hop_length` | `512` | samples | an integer >= 1 (samples) | Hop between frames |" in reference

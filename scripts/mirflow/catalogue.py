@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,6 +31,8 @@ CROP_FAMILY = "crop"
 RESOLVED_FAMILY = "resolved"
 README_BEGIN = "<!-- BEGIN FEATURE TABLE (generated from scripts/mirflow/catalogue.yaml; do not edit) -->"
 README_END = "<!-- END FEATURE TABLE -->"
+PARAMS_BEGIN = "<!-- BEGIN PARAMETER TABLE (generated from the families' parameter classes; do not edit) -->"
+PARAMS_END = "<!-- END PARAMETER TABLE -->"
 
 
 @dataclass(frozen=True)
@@ -202,14 +205,41 @@ def markdown_table(catalogue: Catalogue | None = None) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def render_readme(readme_text: str, catalogue: Catalogue | None = None) -> str:
-    """Return the README text with the generated table between the markers."""
-    start = readme_text.find(README_BEGIN)
-    end = readme_text.find(README_END)
+def parameter_table() -> str:
+    """The configuration reference of the typed families: one table per config section, from the classes."""
+    from .params import reference_rows
+    from .registry import FAMILIES
+
+    lines = []
+    sections: dict[str, list[str]] = {}
+    for fam in FAMILIES.values():
+        if fam.params is not None:
+            sections.setdefault(fam.settings, []).append(fam.name)
+    for section, names in sections.items():
+        cls = FAMILIES[names[0]].params
+        lines += [f"#### `{section}` (families {', '.join(f'`{n}`' for n in names)}; `{cls.__module__}.{cls.__name__}`)",
+                  "", "| key | default | unit | allowed | description |", "|---|---|---|---|---|"]
+        for row in reference_rows(cls):
+            cells = [f"`{row['key']}`", f"`{json.dumps(row['default'])}`", row["unit"], row["allowed"], row["doc"]]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _replace_between(text: str, begin: str, end_marker: str, body: str) -> str:
+    start = text.find(begin)
+    end = text.find(end_marker)
     if start < 0 or end < start:
-        raise ValueError(f"README lacks the markers {README_BEGIN!r} ... {README_END!r}")
-    head = readme_text[: start + len(README_BEGIN)]
-    return head + "\n\n" + markdown_table(catalogue) + "\n" + readme_text[end:]
+        raise ValueError(f"README lacks the markers {begin!r} ... {end_marker!r}")
+    return text[: start + len(begin)] + "\n\n" + body + "\n" + text[end:]
+
+
+def render_readme(readme_text: str, catalogue: Catalogue | None = None) -> str:
+    """Return the README text with the generated tables between the markers (the parameter table when present)."""
+    text = _replace_between(readme_text, README_BEGIN, README_END, markdown_table(catalogue))
+    if PARAMS_BEGIN in text:
+        text = _replace_between(text, PARAMS_BEGIN, PARAMS_END, parameter_table())
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

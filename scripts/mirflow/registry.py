@@ -1,13 +1,17 @@
 """Every feature family the workflow knows: name, version, scope and producer.
 
 This module is imported by the Snakefile at parse time, so it must stay free of
-heavy imports (no numpy, no torch). The version of a family is part of its
+heavy imports (numpy at most; no scipy, no torch). The version of a family is part of its
 rule's ``params``: bumping it makes Snakemake rerun exactly that family on every
 track (Snakemake cannot see changes inside imported modules by itself).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+# Parameter classes only: these modules import numpy at most (scipy lazily), see tests/test_registry_import.py.
+from .features.loudness import LoudnessParams
+from .features.spectral import SpectralParams
 
 #: Versions of the steps that are not feature families. Bump one when its outputs change for the same
 #: inputs: Snakemake then reruns that step everywhere (the version is part of the rule's params).
@@ -65,6 +69,10 @@ class Family:
     outputs : tuple of (str, str)
         Files the family writes besides its partial JSON: (role, path relative to the track's result folder,
         ``{name}`` standing for the track's name; a trailing ``/`` marks a folder).
+    params : type or None
+        Frozen dataclass of the family's parameters (fields made by :func:`mirflow.params.param`), shared by a
+        family and its ``_stems`` twin. The family's compute gets an instance built from the ``settings``
+        section (``mirflow.params.from_config``); ``None``: a family not yet converted gets the plain dict.
     """
 
     name: str
@@ -81,6 +89,7 @@ class Family:
     any_of_models: tuple[str, ...] = field(default_factory=tuple)
     lane: str = "cpu"
     outputs: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    params: type | None = None
 
     @property
     def needs_stems(self) -> bool:
@@ -92,11 +101,13 @@ class Family:
         return tuple(n.split(":", 1)[1] for n in self.needs if n.startswith("stem:"))
 
 
-def _pair(name: str, version: int, compute: str, libraries: tuple[str, ...], description: str):
-    """A family and its per-stem twin: same algorithm, same version, same settings."""
+def _pair(name: str, version: int, compute: str, libraries: tuple[str, ...], description: str,
+          params: type | None = None):
+    """A family and its per-stem twin: same algorithm, same version, same settings and parameter class."""
     return (
-        Family(name, version, "mix", name, compute, libraries, description),
-        Family(f"{name}_stems", version, "stems", name, compute, libraries, description + " (per stem)"),
+        Family(name, version, "mix", name, compute, libraries, description, params=params),
+        Family(f"{name}_stems", version, "stems", name, compute, libraries, description + " (per stem)",
+               params=params),
     )
 
 
@@ -113,9 +124,9 @@ FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
         *_pair("loudness", 1, "mirflow.features.loudness:compute_loudness", ("numpy", "scipy"),
-               "Integrated loudness (BS.1770-4) and loudness range (EBU Tech 3342)"),
+               "Integrated loudness (BS.1770-4) and loudness range (EBU Tech 3342)", LoudnessParams),
         *_pair("spectral", 1, "mirflow.features.spectral:compute_spectral", ("numpy", "scipy"),
-               "Spectral flatness, flux, skewness and kurtosis (frame medians)"),
+               "Spectral flatness, flux, skewness and kurtosis (frame medians)", SpectralParams),
         *_pair("multiband_rms", 1, "mirflow.features.multiband:compute_multiband_rms", ("numpy", "scipy"),
                "RMS level in four Butterworth bands"),
         Family("rhythm", 1, "mix", "rhythm", "mirflow.families:rhythm_family", ("madmom", "essentia", "numpy"),

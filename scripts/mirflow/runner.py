@@ -28,6 +28,7 @@ from .errors import MirflowError
 from .jitcache import ensure_warm
 from .jobspec import FAILURE_MARKER  # noqa: F401 - re-exported: the marker a failed job leaves in its log
 from .jsonio import write_json_atomic
+from .params import from_config
 from .registry import STEM_NAMES, Family, family as lookup_family
 from .result import FeatureResult
 
@@ -197,6 +198,9 @@ def compute_family(fam: Family, settings: dict, ctx: JobContext) -> FeatureResul
     # Before the family's modules import librosa: its numba cache must be warm, not compiled by many jobs at once.
     ensure_warm(log=log.info)
     compute = resolve(fam.compute)
+    if fam.params is not None:
+        # The one conversion of a config section into the family's typed parameters (defaults for omitted keys).
+        settings = from_config(fam.params, settings, where=fam.settings)
     if fam.kind == "context":
         return compute(ctx, settings)
     if fam.scope == "mix":

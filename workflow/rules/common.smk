@@ -42,12 +42,16 @@ from mirflow.track_index import INDEX_NAME, load_track_index, trust_requested
 
 # Nested command-line overrides arrive with string scalars (Snakemake parses them with YAML's BaseLoader):
 # type them as the config file would, merge them key by key, and report a bad key in one line.
-_SCHEMA = yaml.safe_load((Path(workflow.basedir) / "schemas" / "config.schema.yaml").read_text())
+# The typed families' sections are generated from their parameter classes (mirflow.params).
+from mirflow.params import fill_defaults, with_family_sections
+_SCHEMA = with_family_sections(
+    yaml.safe_load((Path(workflow.basedir) / "schemas" / "config.schema.yaml").read_text()), FAMILIES.values())
 config.update(merge_config(config, type_overrides(
     getattr(workflow.config_settings, "overwrite_config", None) or {}, _SCHEMA)))
 if config_problem(config, _SCHEMA):
     raise WorkflowError(f"mirflow: {config_problem(config, _SCHEMA)}")
 validate(config, schema="../schemas/config.schema.yaml")
+config.update(fill_defaults(config, FAMILIES.values()))  # an omitted key or section gets its class default
 
 RESULTS = os.path.normpath(config["results_dir"])
 try:  # a full disk or a read-only results folder: one message now, not a failure in every job

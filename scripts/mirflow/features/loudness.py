@@ -10,23 +10,28 @@ relative gate -20 LU, 10th to 95th percentile), unlike the old tool's
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-from scipy import signal as sps
 
 from ..audio import AudioSignal
+from ..params import param
 from ..result import FeatureResult
 
-DEFAULT_PARAMS = {
-    "block_s": 0.4,              # BS.1770 gating block
-    "block_hop_s": 0.1,          # 75 % overlap
-    "absolute_gate_lufs": -70.0,
-    "relative_gate_lu": -10.0,
-    "short_term_s": 3.0,         # Tech 3342 short-term window
-    "short_term_hop_s": 0.1,     # 10 Hz
-    "lra_relative_gate_lu": -20.0,
-    "lra_low_percentile": 10.0,
-    "lra_high_percentile": 95.0,
-}
+
+@dataclass(frozen=True)
+class LoudnessParams:
+    """Parameters of ``loudness`` and ``loudness_stems`` (config section ``loudness``)."""
+
+    block_s: float = param(0.4, unit="s", above=0.0, doc="BS.1770 gating block")
+    block_hop_s: float = param(0.1, unit="s", above=0.0, doc="Hop between gating blocks (0.1: 75 % overlap)")
+    absolute_gate_lufs: float = param(-70.0, unit="LUFS", doc="Absolute gate")
+    relative_gate_lu: float = param(-10.0, unit="LU", maximum=0.0, doc="Relative gate of the integrated loudness")
+    short_term_s: float = param(3.0, unit="s", above=0.0, doc="EBU Tech 3342 short-term window")
+    short_term_hop_s: float = param(0.1, unit="s", above=0.0, doc="Hop between short-term windows (0.1: 10 Hz)")
+    lra_relative_gate_lu: float = param(-20.0, unit="LU", maximum=0.0, doc="Relative gate of the loudness range")
+    lra_low_percentile: float = param(10.0, unit="%", minimum=0.0, maximum=100.0, doc="Lower percentile of the range")
+    lra_high_percentile: float = param(95.0, unit="%", minimum=0.0, maximum=100.0, doc="Upper percentile of the range")
 
 #: BS.1770 channel weights by channel count (L, R, C, Ls, Rs); other layouts weight all channels 1.0.
 _CHANNEL_WEIGHTS = {5: (1.0, 1.0, 1.0, 1.41, 1.41)}
@@ -93,6 +98,8 @@ def windowed_power(samples: np.ndarray, sample_rate: int, window_s: float, hop_s
     n = samples.shape[1]
     if n < window:
         return np.zeros(0)
+    from scipy import signal as sps  # lazy: the registry imports this module at workflow parse time
+
     filtered = sps.sosfilt(k_weighting_sos(sample_rate), samples.astype(np.float64), axis=1)
     cumulative = np.zeros((samples.shape[0], n + 1))
     np.cumsum(filtered * filtered, axis=1, out=cumulative[:, 1:])
@@ -132,7 +139,7 @@ def gated_windows(power: np.ndarray, absolute_gate_lufs: float, relative_gate_lu
     return above_absolute & (loud > relative_gate)
 
 
-def integrated_loudness_lufs(samples: np.ndarray, sample_rate: int, params: dict | None = None) -> float | None:
+def integrated_loudness_lufs(samples: np.ndarray, sample_rate: int, params: LoudnessParams = LoudnessParams()) -> float | None:
     """Gated integrated loudness per ITU-R BS.1770-4.
 
     Parameters
@@ -141,8 +148,8 @@ def integrated_loudness_lufs(samples: np.ndarray, sample_rate: int, params: dict
         Shape (channels, frames), full scale 1.0.
     sample_rate : int
         Hz.
-    params : dict, optional
-        Overrides for :data:`DEFAULT_PARAMS`.
+    params : LoudnessParams, optional
+        Gating parameters.
 
     Returns
     -------
@@ -150,15 +157,15 @@ def integrated_loudness_lufs(samples: np.ndarray, sample_rate: int, params: dict
         LUFS, or None when no block passes the absolute gate (silence) or the
         signal is shorter than one 400 ms block.
     """
-    p = {**DEFAULT_PARAMS, **(params or {})}
-    power = windowed_power(samples, sample_rate, p["block_s"], p["block_hop_s"])
-    kept = gated_windows(power, p["absolute_gate_lufs"], p["relative_gate_lu"]) if power.size else None
+    p = params
+    power = windowed_power(samples, sample_rate, p.block_s, p.block_hop_s)
+    kept = gated_windows(power, p.absolute_gate_lufs, p.relative_gate_lu) if power.size else None
     if kept is None:
         return None
     return float(power_to_lufs(power[kept].mean()))
 
 
-def loudness_range_lu(samples: np.ndarray, sample_rate: int, params: dict | None = None) -> float | None:
+def loudness_range_lu(samples: np.ndarray, sample_rate: int, params: LoudnessParams = LoudnessParams()) -> float | None:
     """Loudness range per EBU Tech 3342.
 
     Returns
@@ -167,18 +174,18 @@ def loudness_range_lu(samples: np.ndarray, sample_rate: int, params: dict | None
         LU, or None when the signal is shorter than one short-term window or
         no window passes the gates.
     """
-    p = {**DEFAULT_PARAMS, **(params or {})}
-    power = windowed_power(samples, sample_rate, p["short_term_s"], p["short_term_hop_s"])
-    kept = gated_windows(power, p["absolute_gate_lufs"], p["lra_relative_gate_lu"]) if power.size else None
+    p = params
+    power = windowed_power(samples, sample_rate, p.short_term_s, p.short_term_hop_s)
+    kept = gated_windows(power, p.absolute_gate_lufs, p.lra_relative_gate_lu) if power.size else None
     if kept is None:
         return None
-    low, high = np.percentile(power_to_lufs(power[kept]), [p["lra_low_percentile"], p["lra_high_percentile"]])
+    low, high = np.percentile(power_to_lufs(power[kept]), [p.lra_low_percentile, p.lra_high_percentile])
     return float(high - low)
 
 
-def compute_loudness(signal: AudioSignal, params: dict) -> FeatureResult:
+def compute_loudness(signal: AudioSignal, params: LoudnessParams = LoudnessParams()) -> FeatureResult:
     """``lufs`` and ``lra`` of one signal (the caller adds stem suffixes)."""
-    p = {**DEFAULT_PARAMS, **params}
+    p = params
     result = FeatureResult(meta={"channels": signal.channels, "sample_rate": signal.sample_rate})
     if signal.is_digital_silence():
         result.mark_absent("lufs", "silent")
@@ -186,14 +193,14 @@ def compute_loudness(signal: AudioSignal, params: dict) -> FeatureResult:
         return result
     lufs = integrated_loudness_lufs(signal.samples, signal.sample_rate, p)
     if lufs is None:
-        reason = ("too short (< %.1f s)" % p["block_s"] if signal.duration_s < p["block_s"]
+        reason = ("too short (< %.1f s)" % p.block_s if signal.duration_s < p.block_s
                   else "silent (every block below the absolute gate)")
         result.mark_absent("lufs", reason)
     else:
         result.set("lufs", round(lufs, 3))
     lra = loudness_range_lu(signal.samples, signal.sample_rate, p)
     if lra is None:
-        reason = ("too short (< %.1f s)" % p["short_term_s"] if signal.duration_s < p["short_term_s"]
+        reason = ("too short (< %.1f s)" % p.short_term_s if signal.duration_s < p.short_term_s
                   else "silent (every short-term window below the absolute gate)")
         result.mark_absent("lra", reason)
     else:

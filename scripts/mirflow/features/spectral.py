@@ -7,13 +7,24 @@ hop 512, frames starting at sample 0 with no padding, magnitude spectrum.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-from scipy.signal import get_window
 
 from ..audio import AudioSignal
+from ..params import param
 from ..result import FeatureResult
 
-DEFAULT_PARAMS = {"frame_length": 2048, "hop_length": 512, "window": "hann"}
+
+@dataclass(frozen=True)
+class SpectralParams:
+    """Parameters of ``spectral`` and ``spectral_stems`` (config section ``spectral``)."""
+
+    frame_length: int = param(2048, unit="samples", minimum=64, doc="FFT frame length")
+    hop_length: int = param(512, unit="samples", minimum=1, doc="Hop between frames")
+    window: str = param("hann", choices=("hann", "hamming", "blackmanharris"), doc="Window (periodic, scipy name)")
+
+
 KEYS = ("spectral_flatness", "spectral_flux", "spectral_skewness", "spectral_kurtosis")
 #: Frames per FFT batch: bounds memory to about 50 MB regardless of track length.
 _BATCH = 2048
@@ -31,6 +42,8 @@ def magnitude_frames(mono: np.ndarray, frame_length: int, hop_length: int, windo
     window : str
         scipy window name (periodic).
     """
+    from scipy.signal import get_window  # lazy: the registry imports this module at workflow parse time
+
     win = get_window(window, frame_length, fftbins=True).astype(np.float64)
     win *= 2.0 / win.sum()
     n_frames = 1 + (len(mono) - frame_length) // hop_length if len(mono) >= frame_length else 0
@@ -77,21 +90,21 @@ def shape_moments(mag: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return skew, kurt
 
 
-def compute_spectral(signal: AudioSignal, params: dict) -> FeatureResult:
+def compute_spectral(signal: AudioSignal, params: SpectralParams = SpectralParams()) -> FeatureResult:
     """Median spectral flatness, flux, skewness and kurtosis of one signal."""
-    p = {**DEFAULT_PARAMS, **params}
-    result = FeatureResult(meta={"frame_length": p["frame_length"], "hop_length": p["hop_length"],
-                                 "window": p["window"], "downmix": "mean of channels"})
+    p = params
+    result = FeatureResult(meta={"frame_length": p.frame_length, "hop_length": p.hop_length,
+                                 "window": p.window, "downmix": "mean of channels"})
     mono = signal.mono().astype(np.float64)
     if signal.is_digital_silence():
         result.mark_all_absent(KEYS, "silent")
         return result
-    if len(mono) < p["frame_length"]:
-        result.mark_all_absent(KEYS, f"too short (< {p['frame_length']} samples)")
+    if len(mono) < p.frame_length:
+        result.mark_all_absent(KEYS, f"too short (< {p.frame_length} samples)")
         return result
     flat, skew, kurt, flux = [], [], [], []
     previous = None
-    for mag in magnitude_frames(mono, p["frame_length"], p["hop_length"], p["window"]):
+    for mag in magnitude_frames(mono, p.frame_length, p.hop_length, p.window):
         stacked = mag if previous is None else np.vstack([previous[None, :], mag])
         flux.append(np.linalg.norm(np.diff(stacked, axis=0), axis=1))
         previous = mag[-1]
