@@ -51,7 +51,8 @@ def main() -> None:
            "--workflow-profile", "none", "--cores", "1", "--target-jobs", f"{rule}:track=t000000",
            "--allowed-rules", rule, "--nolock", "--config", "input_dir=music", "results_dir=results"]
     env = {k: v for k, v in os.environ.items() if k != "MIRFLOW_TRUST_TRACK_INDEX"}
-    for label, extra in (("head (index refreshed)", {}), ("cluster job (index trusted)", {"MIRFLOW_TRUST_TRACK_INDEX": "1"})):
+    runs = (("head (index refreshed)", {}), ("cluster job (index trusted)", {"MIRFLOW_TRUST_TRACK_INDEX": "1"}))
+    for label, extra in runs:
         t0 = time.monotonic()
         proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env={**env, **extra})
         wall = time.monotonic() - t0

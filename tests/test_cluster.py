@@ -13,8 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from mirflow.cluster import (FailedJob, failed_slurm_jobs, fix_slurm_cancelled_state, keep_going_inside_cluster_job,
-                             latest_snakemake_log, slurm_state, slurm_submissions)
+from mirflow.cluster import (
+    FailedJob,
+    failed_slurm_jobs,
+    fix_slurm_cancelled_state,
+    keep_going_inside_cluster_job,
+    latest_snakemake_log,
+    slurm_state,
+    slurm_submissions,
+)
 
 GROUP_LOG = "/w/.snakemake/slurm_logs/group_signal_loudness_multiband_rms_stems_spectral_spectral_stems/2.log"
 RUN_LOG = f"""\

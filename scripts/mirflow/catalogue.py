@@ -211,13 +211,13 @@ def parameter_table() -> str:
     from .registry import FAMILIES
 
     lines = []
-    sections: dict[str, list[str]] = {}
+    sections: dict[str, tuple[type, list[str]]] = {}
     for fam in FAMILIES.values():
         if fam.params is not None:
-            sections.setdefault(fam.settings, []).append(fam.name)
-    for section, names in sections.items():
-        cls = FAMILIES[names[0]].params
-        lines += [f"#### `{section}` (families {', '.join(f'`{n}`' for n in names)}; `{cls.__module__}.{cls.__name__}`)",
+            sections.setdefault(fam.settings, (fam.params, []))[1].append(fam.name)
+    for section, (cls, names) in sections.items():
+        families = ", ".join(f"`{n}`" for n in names)
+        lines += [f"#### `{section}` (families {families}; `{cls.__module__}.{cls.__name__}`)",
                   "", "| key | default | unit | allowed | description |", "|---|---|---|---|---|"]
         for row in reference_rows(cls):
             cells = [f"`{row['key']}`", f"`{json.dumps(row['default'])}`", row["unit"], row["allowed"], row["doc"]]

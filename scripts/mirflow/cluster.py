@@ -221,7 +221,7 @@ def fix_slurm_cancelled_state() -> bool:
     """
     plugin = sys.modules.get("snakemake_executor_plugin_slurm")
     original = getattr(plugin, "query_job_status", None)
-    if original is None or getattr(original, "mirflow_wrapped", False):
+    if plugin is None or original is None or getattr(original, "mirflow_wrapped", False):
         return False
 
     async def query_job_status(command, logger):
@@ -230,8 +230,8 @@ def fix_slurm_cancelled_state() -> bool:
             status = {job: slurm_state(state) for job, state in status.items()}
         return status, duration
 
-    query_job_status.mirflow_wrapped = True
-    plugin.query_job_status = query_job_status
+    query_job_status.mirflow_wrapped = True  # type: ignore[attr-defined]  # marker read back above
+    plugin.query_job_status = query_job_status  # type: ignore[attr-defined]  # the plugin's name, replaced
     return True
 
 
@@ -261,6 +261,6 @@ def keep_going_inside_cluster_job(workflow) -> bool:
         init(self, *args, **kwargs)
         self.keepgoing = True
 
-    __init__.mirflow_wrapped = True
+    __init__.mirflow_wrapped = True  # type: ignore[attr-defined]  # marker read back above
     JobScheduler.__init__ = __init__
     return True
