@@ -33,7 +33,8 @@ DAEMONS = ("munged", "mungekey", "mariadbd", "mariadb-install-db", "slurmdbd", "
 SR = 22050
 # Small groups so that the tiny corpus still makes several submissions of the signal group (one to cancel).
 # finish=1: a group job runs only when every member's inputs exist, so a finish group spanning tracks would hold
-# back the other tracks' merges after one track's failure until the rerun (docs/cluster.md, "Downstream groups couple tracks").
+# back the other tracks' merges after one track's failure until the rerun
+# (docs/cluster.md, "Downstream groups couple tracks").
 GROUP_COMPONENTS = ("--group-components", "probe=2", "signal=8", "finish=1", "models=2", "listen=2")
 # The corpus outputs (every track's .INFO feeds them) and the per-track steps after the families.
 DOWNSTREAM = {"merge_info", "crops", "corpus_report", "training_exports", "audiocraft_manifest"}
