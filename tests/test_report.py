@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
+from mirflow.jobspec import FAILURE_MARKER
 from mirflow.report import (
     completeness,
     correlation_color,
@@ -17,7 +18,6 @@ from mirflow.report import (
     svg_heatmap,
     svg_histogram,
 )
-from mirflow.runner import FAILURE_MARKER
 from mirflow.stats import build_table, load_records, summarise
 from mirflow.summary import collect_failures
 from test_stats import write_info

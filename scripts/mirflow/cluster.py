@@ -28,7 +28,8 @@ _ERROR_GROUP = re.compile(r"^\s*Error in group (?P<group>\S+?):?\s*$")
 _GROUP_IN_MESSAGE = re.compile(r"^\s+message: Error in group (?P<group>\S+?):?\s*$")
 _FIELD = re.compile(r"^\s+(?P<key>jobid|output|log|external_jobid|message): (?P<value>.*)$")
 _GROUP_RULE = re.compile(r"^\s+rule (?P<rule>\S+):\s*$")
-_LOG_SUFFIX = " (check log file(s) for error details)"
+#: What Snakemake appends to the log paths of a failed job in its own log.
+LOG_SUFFIX = " (check log file(s) for error details)"
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def slurm_submissions(log_text: str) -> dict[str, tuple[str, str | None]]:
 
 
 def _split(value: str) -> tuple[str, ...]:
-    value = value.removesuffix(_LOG_SUFFIX)
+    value = value.removesuffix(LOG_SUFFIX)
     return tuple(v.strip() for v in value.split(", ") if v.strip())
 
 

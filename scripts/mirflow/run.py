@@ -60,16 +60,21 @@ def split_config(args: list[str]) -> tuple[list[str], list[str]]:
     Snakemake keeps only the last ``--config`` it is given; the driver adds its own items (``batch=i/n``), so
     it passes a single merged list.
     """
-    rest, items, in_config = [], [], False
+    return _split_option(args, ("--config", "-C"))
+
+
+def _split_option(args: list[str], names: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """``args`` without the value lists of the options ``names``, and those values in order."""
+    rest, values, in_option = [], [], False
     for arg in args:
-        if arg in ("--config", "-C"):
-            in_config = True
-        elif in_config and not arg.startswith("-"):
-            items.append(arg)
+        if arg in names:
+            in_option = True
+        elif in_option and not arg.startswith("-"):
+            values.append(arg)
         else:
-            in_config = False
+            in_option = False
             rest.append(arg)
-    return rest, items
+    return rest, values
 
 
 def config_value(key: str, items: list[str], args: list[str], default: str) -> str:
@@ -78,14 +83,7 @@ def config_value(key: str, items: list[str], args: list[str], default: str) -> s
         name, sep, value = item.partition("=")
         if sep and name == key:
             return value.strip("'\"")
-    files, grab = [], False
-    for arg in args:
-        if arg in ("--configfile", "--configfiles"):
-            grab = True
-        elif grab and not arg.startswith("-"):
-            files.append(arg)
-        else:
-            grab = False
+    files = _split_option(args, ("--configfile", "--configfiles"))[1]
     for path in reversed(files or ["config/config.yaml"]):
         try:
             data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}

@@ -16,8 +16,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .cluster import LOG_SUFFIX
+from .jobspec import FAILURE_MARKER
 from .jsonio import read_json, write_json_atomic
-from .runner import FAILURE_MARKER
 
 RECORD_NAME = "run_record.json"
 _JOB_HEAD = re.compile(r"^(?:local)?(?:rule|checkpoint) (?P<rule>[\w.-]+):\s*$")
@@ -31,7 +32,6 @@ _SIGNAL = re.compile(r"died with <Signals\.(?P<name>SIG\w+): (?P<num>\d+)>")
 _EXIT = re.compile(r"returned non-zero exit status (?P<code>-?\d+)")
 _MARKER = re.compile(FAILURE_MARKER + r" track=(?P<track>.*?) step=(?P<step>\S+) reason=(?P<reason>.*)$")
 _EXC_HEAD = re.compile(r'^(?P<type>\w+) in file ".*", line \d+:\s*$')
-_LOG_SUFFIX = " (check log file(s) for error details)"
 
 # Why a signal ends a job, in words: SIGKILL is what the kernel's out-of-memory killer sends.
 _SIGNAL_REASONS = {
@@ -217,7 +217,7 @@ class SnakemakeLogParser:
             return []
         jobid = int(block["jobid"]) if block.get("jobid", "").isdigit() else None
         job = self.state.jobs.get(jobid, {}) if jobid is not None else {}
-        log_path = (block.get("log") or job.get("log") or "").removesuffix(_LOG_SUFFIX).strip()
+        log_path = (block.get("log") or job.get("log") or "").removesuffix(LOG_SUFFIX).strip()
         track = track_from_log(log_path, self.results_dir) if log_path else _track_from_wildcards(job)
         failure = JobFailure(track=track, step=step_of(block["rule"], log_path), rule=block["rule"],
                              reason=failure_reason(exception=self._recent, log_path=log_path or None),

@@ -26,7 +26,7 @@ from .audio import AudioSignal, load_audio
 from .catalogue import load_catalogue
 from .errors import MirflowError
 from .jitcache import ensure_warm
-from .jobspec import FAILURE_MARKER  # noqa: F401 - re-exported: the marker a failed job leaves in its log
+from .jobspec import FAILURE_MARKER
 from .jsonio import write_json_atomic
 from .params import from_config
 from .registry import STEM_NAMES, Family, family as lookup_family

@@ -12,8 +12,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from .jobspec import FAILURE_MARKER
 from .runlog import read_record, record_failures, record_path
-from .runner import FAILURE_MARKER
 
 _FAILURE = re.compile(FAILURE_MARKER + r" track=(?P<track>.*) step=(?P<step>\S+) reason=(?P<reason>.*)$")
 
