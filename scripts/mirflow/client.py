@@ -44,11 +44,15 @@ def lane_paths(state_dir: str, lane: str) -> dict[str, str]:
             "pid": base + ".pid"}
 
 
-def timeout_for(conf: dict, step: str) -> float | None:
-    """The configured timeout of a step in seconds (``timeout_s.<step>``, else ``timeout_s.default``)."""
+def timeout_for(conf: dict, step: str, families: list[str] | None = None) -> float | None:
+    """The configured timeout of a job in seconds: ``timeout_s.<step>``; for a job of several families
+    (a layout step) the sum of theirs; else ``timeout_s.default``. None: no limit."""
     table = conf.get("timeout_s") or {}
-    value = table.get(step, table.get("default"))
-    return float(value) if value else None
+    if step in table or not families or families == [step]:
+        value = table.get(step, table.get("default"))
+        return float(value) if value else None
+    limits = [table.get(name, table.get("default")) for name in families]
+    return float(sum(limits)) if all(limits) else None
 
 
 def _connect(path: str) -> socket.socket | None:
@@ -165,9 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     request["threads"] = int(args[2]) if len(args) > 2 else 1
     conf = json.loads(os.environ.get(ENV) or "null") or {}
     if conf.get("enabled") and conf.get("dir"):
-        from .jobspec import step_of
+        from .jobspec import families_of, step_of
 
-        request.update(cwd=os.getcwd(), env=dict(os.environ), timeout_s=timeout_for(conf, step_of(request)),
+        request.update(cwd=os.getcwd(), env=dict(os.environ),
+                       timeout_s=timeout_for(conf, step_of(request), families_of(request)),
                        owner_pid=int(conf.get("snakemake_pid") or os.getppid()))
         status = run_in_worker(request, conf)
         if status is not None:

@@ -62,8 +62,17 @@ class Job:
 
 
 def step_of(request: dict[str, Any]) -> str:
-    """The step a job is (family name, or rule name), for messages."""
+    """The step a job is (family name, or rule name: a layout step's rule), for messages."""
     return request.get("params", {}).get("family") or request.get("rule", "?")
+
+
+def families_of(request: dict[str, Any]) -> list[str]:
+    """The families (or the one step) a job computes: a layout step's ``families``, a one-family job's
+    ``family``, else its rule. The worker preloads their modules; their time limits add up."""
+    params = request.get("params", {})
+    if params.get("families"):
+        return list(params["families"])
+    return [params.get("family") or request.get("rule", "?")]
 
 
 def track_of(request: dict[str, Any]) -> str:

@@ -14,6 +14,8 @@ sources (model heads or classic algorithms, see :mod:`mirflow.resolved`) and
 """
 from __future__ import annotations
 
+import logging
+
 from typing import Any
 
 from . import __version__
@@ -128,15 +130,21 @@ def merge_partials(track_id: str, partials: dict[str, dict[str, Any]], missing: 
     return {**dict(sorted(values.items())), "_provenance": provenance}
 
 
+def write_info(track: str, partial_paths: dict[str, str], info_path: str, *, missing: dict[str, str],
+               resolved: dict[str, list[str]], logger: logging.Logger) -> None:
+    """Merge a track's partial JSONs (family -> path) into ``info_path``, atomically."""
+    partials = {name: read_json(path) for name, path in partial_paths.items()}
+    info = merge_partials(track, partials, dict(missing), resolved_sources={k: list(v) for k, v in resolved.items()})
+    write_json_atomic(info_path, info, inline_from=INFO_INLINE_FROM)
+    prov = info["_provenance"]
+    logger.info("wrote %s: %d keys, %d absent, %d warnings, missing families: %s", info_path,
+                len(info) - 1, len(absent_reasons(prov)), len(prov["warnings"]), prov["missing_families"] or "none")
+
+
 def run_merge_job(smk) -> None:
-    """Entry point of the merge rule script."""
+    """A job merging its named inputs (family -> partial JSON) into its output (tests and tools)."""
     track = smk.wildcards.track
     with job_logging(smk.log[0] if smk.log else None, track, "merge") as logger:
-        partials = {name: read_json(path) for name, path in smk.input.items() if name != "catalogue"}
-        info = merge_partials(track, partials, dict(smk.params.missing),
-                              resolved_sources={k: list(v) for k, v in smk.params.resolved.items()})
-        write_json_atomic(smk.output[0], info, inline_from=INFO_INLINE_FROM)
-        prov = info["_provenance"]
-        logger.info("wrote %s: %d keys, %d absent, %d warnings, missing families: %s", smk.output[0],
-                    len(info) - 1, len(absent_reasons(prov)), len(prov["warnings"]),
-                    prov["missing_families"] or "none")
+        write_info(track, {name: str(path) for name, path in smk.input.items() if name != "catalogue"},
+                   str(smk.output[0]), missing=dict(smk.params.missing), resolved=dict(smk.params.resolved),
+                   logger=logger)

@@ -1,7 +1,8 @@
-"""The probe job: decode a track's input files once, before any family does, so a broken file is reported
-once per track (rule ``probe_audio``) instead of once by every family that reads it.
+"""The probe: decode a track's input files once, before any family does, so a broken file is reported
+once per track (step ``probe_audio``, the first thing its ``track_features`` job does) instead of once by every
+family that reads it.
 
-Every family job of a track takes the probe's record as input ``probe`` (a plain input: see
+Every later job of a track takes the probe's record as input ``probe`` (a plain input: see
 ``probe_path`` in workflow/rules/common.smk for why not ``ancient``). The probe decodes with the shared loader,
 so it fails exactly when the families would;
 a header-only check (the ``metadata`` family reads only headers and tags) would pass a file whose audio
@@ -14,6 +15,10 @@ from typing import Any
 
 from .audio import load_audio
 from .errors import InputAudioError, MirflowError
+from .registry import STEP_VERSIONS
+
+#: Version of the probe record (``logs/probe.json``).
+PROBE_VERSION = STEP_VERSIONS["probe_audio"]
 
 
 def probe_inputs(paths: dict[str, str], timeout_s: float = 600.0) -> dict[str, Any]:
@@ -74,22 +79,25 @@ def _facts(path: str) -> dict[str, Any]:
             "decoder": signal.decoder}
 
 
+def probe_record_current(record: str, paths: dict[str, str]) -> bool:
+    """Whether the probe record at ``record`` still describes these inputs: same version, same files and sizes,
+    and written after the last change of every input (Snakemake touches a job's outputs when it ends)."""
+    import json
+
+    try:
+        with open(record, encoding="utf-8") as handle:
+            data = json.load(handle)
+        written = os.path.getmtime(record)
+        facts = data["inputs"]
+        return data.get("version") == PROBE_VERSION and set(facts) == set(paths) and all(
+            facts[name]["path"] == path and facts[name]["bytes"] == os.path.getsize(path)
+            and os.path.getmtime(path) <= written for name, path in paths.items())
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 class UnusableTrackError(MirflowError):
     """A track the workflow cannot carry (its name), set aside at parse time (see :mod:`mirflow.names`)."""
-
-
-def probe_job(smk) -> None:
-    """Entry point of rule ``probe_audio``: the facts of every input, written atomically, or one failure."""
-    from .jsonio import write_json_atomic
-    from .runner import job_logging, track_id
-
-    track = track_id(smk.wildcards)
-    with job_logging(smk.log[0] if smk.log else None, track, "probe_audio") as logger:
-        inputs = {name: str(path) for name, path in smk.input.items()}
-        facts = probe_inputs(inputs)
-        write_json_atomic(str(smk.output[0]), {"track": track, "version": smk.params.version, "inputs": facts})
-        logger.info("decoded %d input(s): %s", len(facts),
-                    ", ".join(f"{k} {v['duration_s']:.1f} s" for k, v in facts.items()))
 
 
 def unusable_job(smk) -> None:

@@ -32,6 +32,7 @@ import yaml
 
 from .batches import batch_count
 from .jsonio import read_json, write_json_atomic
+from .layout import TRACK_INFO
 from .runlog import (
     SnakemakeLogParser,
     attempted_logs,
@@ -372,7 +373,7 @@ def _show(event: tuple, console: Console, parser: SnakemakeLogParser, results_di
     elif kind == "progress":
         console.progress(event[1])
     elif kind == "finished" and not console.verbose:
-        final = "crops" if parser.state.rule_counts.get("crops") else "merge_info"
+        final = "crops" if parser.state.rule_counts.get("crops") else TRACK_INFO
         if event[2] == final and event[3].get("log"):
             console.write(f"done    {track_from_log(event[3]['log'], results_dir)}")
     elif kind == "failed" and not console.verbose:

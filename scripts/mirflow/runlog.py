@@ -19,6 +19,7 @@ from pathlib import Path
 from .cluster import LOG_SUFFIX
 from .jobspec import FAILURE_MARKER
 from .jsonio import read_json, write_json_atomic
+from .layout import TRACK_INFO
 
 RECORD_NAME = "run_record.json"
 _JOB_HEAD = re.compile(r"^(?:local)?(?:rule|checkpoint) (?P<rule>[\w.-]+):\s*$")
@@ -90,6 +91,15 @@ def step_of(rule: str, log_path: str) -> str:
         return rule
     stem = Path(log_path).stem
     return "merge_info" if stem.startswith("merge_") else stem
+
+
+def logged_failures(log_path: str) -> list[tuple[str, str]]:
+    """(step, reason) of every mirflow failure message in a rule log, in order (none when it has none)."""
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as handle:
+            return [(m["step"], m["reason"].strip()) for m in map(_MARKER.search, handle) if m]
+    except OSError:
+        return []
 
 
 def failure_reason(*, exception: list[str], log_path: str | None) -> str:
@@ -219,12 +229,17 @@ class SnakemakeLogParser:
         job = self.state.jobs.get(jobid, {}) if jobid is not None else {}
         log_path = (block.get("log") or job.get("log") or "").removesuffix(LOG_SUFFIX).strip()
         track = track_from_log(log_path, self.results_dir) if log_path else _track_from_wildcards(job)
-        failure = JobFailure(track=track, step=step_of(block["rule"], log_path), rule=block["rule"],
-                             reason=failure_reason(exception=self._recent, log_path=log_path or None),
-                             log=os.path.abspath(log_path) if log_path else "", jobid=jobid)
+        # A job of several families (a layout step) names each family that failed in its log: one failure each.
+        steps = logged_failures(log_path) if log_path else []
+        if not steps:
+            steps = [(step_of(block["rule"], log_path),
+                      failure_reason(exception=self._recent, log_path=log_path or None))]
+        failures = [JobFailure(track=track, step=step, rule=block["rule"], reason=reason,
+                               log=os.path.abspath(log_path) if log_path else "", jobid=jobid)
+                    for step, reason in steps]
         self._recent = []
-        self.state.failures.append(failure)
-        return [("failed", failure)]
+        self.state.failures.extend(failures)
+        return [("failed", failure) for failure in failures]
 
 
 def _track_from_wildcards(job: dict[str, str]) -> str:
@@ -311,8 +326,9 @@ def record_failures(results_dir: str) -> list[dict]:
 
 
 def finished_tracks(state: RunState, results_dir: str) -> list[str]:
-    """Tracks whose last job finished in this invocation: the crops when the run has crops, else the merge."""
-    final = "crops" if state.rule_counts.get("crops") else "merge_info"
+    """Tracks whose last job finished in this invocation: the crops when the run has crops, else the
+    job writing the .INFO."""
+    final = "crops" if state.rule_counts.get("crops") else TRACK_INFO
     return [track_from_log(job.get("log", ""), results_dir) for jobid, rule in state.finished if rule == final
             for job in [state.jobs.get(jobid, {})] if job.get("log")]
 

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import hashlib
 import importlib
+import json
 import logging
 import os
 import sys
@@ -28,6 +29,7 @@ from .errors import MirflowError
 from .jitcache import ensure_warm
 from .jobspec import FAILURE_MARKER
 from .jsonio import write_json_atomic
+from .layout import MERGE_STEP, PROBE_STEP, split_output_name
 from .params import from_config
 from .registry import STEM_NAMES, Family, family as lookup_family
 from .result import FeatureResult
@@ -76,13 +78,25 @@ def resolve(dotted: str) -> Callable:
     return getattr(importlib.import_module(module), name)
 
 
+def report_failure(logger: logging.Logger, err: BaseException, *, track: str, step: str,
+                   log_path: str | None) -> str:
+    """Log one failure (the marker line the summary reads) and say it on stderr; return the reason.
+
+    A :class:`MirflowError` (bad input, missing model...) is reported as its message; anything else is a bug
+    and its traceback goes to the log.
+    """
+    reason = str(err) if isinstance(err, MirflowError) else f"{type(err).__name__}: {err}"
+    if not isinstance(err, MirflowError):
+        logger.error("unexpected error (a bug; please report it with this log):\n%s", traceback.format_exc())
+    logger.error("%s track=%r step=%s reason=%s", FAILURE_MARKER, track, step, reason)
+    sys.stderr.write(f"\nmirflow: track '{track}', step '{step}' failed: {reason}\n"
+                     + (f"  log: {log_path}\n" if log_path else ""))
+    return reason
+
+
 @contextlib.contextmanager
 def job_logging(log_path: str | None, track: str, step: str) -> Iterator[logging.Logger]:
-    """Log to the rule's log file; on failure write one clear message and exit non-zero.
-
-    A :class:`MirflowError` (bad input, missing model...) is reported as its
-    message; anything else is a bug and its traceback goes to the log.
-    """
+    """Log to the rule's log file; on failure write one clear message and exit non-zero."""
     handlers: list[logging.Handler] = []
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
@@ -95,12 +109,7 @@ def job_logging(log_path: str | None, track: str, step: str) -> Iterator[logging
     try:
         yield log
     except (MirflowError, Exception) as err:  # noqa: B014 - MirflowError listed for readers
-        reason = str(err) if isinstance(err, MirflowError) else f"{type(err).__name__}: {err}"
-        if not isinstance(err, MirflowError):
-            log.error("unexpected error (a bug; please report it with this log):\n%s", traceback.format_exc())
-        log.error("%s track=%r step=%s reason=%s", FAILURE_MARKER, track, step, reason)
-        sys.stderr.write(f"\nmirflow: track '{track}', step '{step}' failed: {reason}\n"
-                         + (f"  log: {log_path}\n" if log_path else ""))
+        report_failure(log, err, track=track, step=step, log_path=log_path)
         raise SystemExit(1) from err
     finally:
         for h in handlers:
@@ -215,20 +224,145 @@ def track_id(wildcards) -> str:
     return wildcards.parent + wildcards.name
 
 
+def _recorded_inputs(inputs: dict[str, str]) -> dict[str, str]:
+    """The inputs a partial's ``_meta.inputs`` records: not the verification markers of the model files,
+    and not the probe record (it only orders the job after the probe; mirflow.probe)."""
+    return {k: v for k, v in inputs.items() if not k.startswith("model_verified_") and k != "probe"}
+
+
+def _as_json(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def reusable(fam: Family, settings: dict, inputs: dict[str, str], outputs: dict[str, str]) -> bool:
+    """Whether the family's existing outputs are what computing it now would write.
+
+    True when its partial JSON and every extra output exist and the partial's ``_meta`` records the same
+    family version, parameters, mirflow and library versions, and the same input files (path, size and
+    content hash, :func:`file_fingerprint`). A step job keeps such a family's outputs (they are ``update()``
+    outputs, which Snakemake leaves in place) instead of computing it again: a change to one family of a
+    step recomputes that family only.
+    """
+    if not all(os.path.exists(path) for path in outputs.values()):
+        return False
+    try:
+        with open(outputs["json"], encoding="utf-8") as handle:
+            meta = json.load(handle).get("_meta") or {}
+    except (OSError, ValueError, AttributeError):
+        return False
+    expected = {"family": fam.name, "version": fam.version, "scope": fam.scope, "mirflow_version": __version__,
+                "params": _as_json(settings), "libraries": library_versions(fam.libraries)}
+    if any(meta.get(key) != value for key, value in expected.items()):
+        return False
+    try:
+        return meta.get("inputs") == {role: file_fingerprint(path) for role, path in _recorded_inputs(inputs).items()}
+    except OSError:
+        return False
+
+
+def compute_and_write(fam: Family, settings: dict, inputs: dict[str, str], outputs: dict[str, str], *,
+                      threads: int = 1, track: str = "", logger: logging.Logger = log) -> None:
+    """Compute one family of one track and write its partial JSON (``outputs["json"]``) and extra outputs.
+
+    The one execution path of a family in a track job (mirflow.layout's steps, the worker and in process alike).
+    """
+    started = time.perf_counter()
+    ctx = JobContext(inputs, outputs, threads, track)
+    result = compute_family(fam, settings, ctx)
+    partial = build_partial(fam, result, settings, _recorded_inputs(inputs), ctx.audio_facts,
+                            time.perf_counter() - started)
+    write_json_atomic(outputs["json"], partial)
+    logger.info("computed %s in %.2f s: wrote %s (%d values, %d absent)", fam.name, time.perf_counter() - started,
+                outputs["json"], len(result.values), len(result.absent))
+
+
 def run_family_job(smk) -> None:
-    """Entry point of the generic family rule script (``snakemake`` object in, JSON out)."""
+    """A job computing one family (``params.family``, ``params.settings``): the step job's work for one family."""
     fam = lookup_family(smk.params.family)
     track = track_id(smk.wildcards)
     with job_logging(smk.log[0] if smk.log else None, track, fam.name) as logger:
-        started = time.perf_counter()
         inputs = {name: str(path) for name, path in smk.input.items()}
         outputs = {name: str(path) for name, path in smk.output.items()}
-        settings = dict(smk.params.settings)
-        ctx = JobContext(inputs, outputs, int(getattr(smk, "threads", 1) or 1), track)
-        result = compute_family(fam, settings, ctx)
-        # The probe record only orders the job after the probe (mirflow.probe); it is no input of the family.
-        recorded = {k: v for k, v in inputs.items() if not k.startswith("model_verified_") and k != "probe"}
-        partial = build_partial(fam, result, settings, recorded, ctx.audio_facts, time.perf_counter() - started)
-        json_path = outputs.get("json", str(smk.output[0]))
-        write_json_atomic(json_path, partial)
-        logger.info("wrote %s: %d values, %d absent", json_path, len(result.values), len(result.absent))
+        outputs.setdefault("json", str(smk.output[0]))
+        compute_and_write(fam, dict(smk.params.settings), inputs, outputs,
+                          threads=int(getattr(smk, "threads", 1) or 1), track=track, logger=logger)
+
+
+def family_outputs(step_outputs: dict[str, str], family: str) -> dict[str, str]:
+    """A family's outputs in a step's named outputs (mirflow.layout.output_name): ``json`` and its roles."""
+    found = {}
+    for name, path in step_outputs.items():
+        owner, role = split_output_name(name)
+        if owner == family:
+            found[role or "json"] = path
+    return found
+
+
+def run_step_job(smk) -> None:
+    """Entry point of a step of the job layout (mirflow.layout): probe, families, merge, in that order.
+
+    Each family is computed, or kept when :func:`reusable`; a failing family is reported with its own name as
+    the step (the summary lists it) and the others still run, so their results are kept for the rerun. The job
+    fails when any family failed. ``params``: ``step``, ``families``, ``settings`` and ``inputs`` (family ->
+    its input names), ``probe`` (input names to decode first), ``merge`` (``missing``, ``resolved``, ``partials``).
+    """
+    params = smk.params
+    track = track_id(smk.wildcards)
+    log_path = smk.log[0] if smk.log else None
+    inputs = {name: str(path) for name, path in smk.input.items()}
+    outputs = {name: str(path) for name, path in smk.output.items()}
+    threads = int(getattr(smk, "threads", 1) or 1)
+    failed: dict[str, str] = {}
+    with job_logging(log_path, track, params.step) as logger:
+        if params.probe:
+            try:
+                probe_step(track, {role: inputs[role] for role in params.probe}, outputs["probe"], logger=logger)
+            except (MirflowError, Exception) as err:  # noqa: B014
+                report_failure(logger, err, track=track, step=PROBE_STEP, log_path=log_path)
+                raise SystemExit(1) from err
+        for name in params.families:
+            fam = lookup_family(name)
+            settings = dict(params.settings[name])
+            fam_inputs = {role: inputs[role] for role in params.inputs[name]}
+            fam_outputs = family_outputs(outputs, name)
+            blocked = [n for n in failed if n == "rhythm" and "beats" in fam.needs]
+            if blocked:
+                failed[name] = report_failure(logger, MirflowError(f"not computed: {blocked[0]} failed, and "
+                                              f"{name} reads its beat grid"), track=track, step=name,
+                                              log_path=log_path)
+                continue
+            if reusable(fam, settings, fam_inputs, fam_outputs):
+                logger.info("kept %s: computed before from the same inputs, version and parameters", name)
+                continue
+            try:
+                compute_and_write(fam, settings, fam_inputs, fam_outputs, threads=threads, track=track,
+                                  logger=logger)
+            except (MirflowError, Exception) as err:  # noqa: B014
+                failed[name] = report_failure(logger, err, track=track, step=name, log_path=log_path)
+        if failed:
+            raise SystemExit(1)
+        if params.merge:
+            try:
+                from .merge import write_info
+
+                write_info(track, dict(params.merge["partials"]), outputs["info"],
+                           missing=dict(params.merge["missing"]), resolved=dict(params.merge["resolved"]),
+                           logger=logger)
+            except (MirflowError, Exception) as err:  # noqa: B014
+                report_failure(logger, err, track=track, step=MERGE_STEP, log_path=log_path)
+                raise SystemExit(1) from err
+
+
+def probe_step(track: str, paths: dict[str, str], record: str, *, logger: logging.Logger = log) -> None:
+    """Decode the track's inputs (mirflow.probe) and write the probe record, unless the record on disk is newer
+    than every input and lists the same files and sizes (a step rerun for another reason does not decode
+    the track again)."""
+    from .probe import PROBE_VERSION, probe_inputs, probe_record_current
+
+    if probe_record_current(record, paths):
+        logger.info("kept the probe record %s: the inputs are unchanged", record)
+        return
+    facts = probe_inputs(paths)
+    write_json_atomic(record, {"track": track, "version": PROBE_VERSION, "inputs": facts})
+    logger.info("decoded %d input(s): %s", len(facts),
+                ", ".join(f"{k} {v['duration_s']:.1f} s" for k, v in facts.items()))

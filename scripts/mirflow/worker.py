@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .client import lane_paths
-from .jobspec import FAILURE_MARKER, execute, step_of, track_of
+from .jobspec import FAILURE_MARKER, execute, families_of, step_of, track_of
 
 log = logging.getLogger("mirflow.worker")
 TICK_S = 0.5
@@ -63,8 +63,12 @@ for _name in ("loudness", "spectral", "multiband_rms"):
 
 
 def warm_models(request: dict[str, Any]) -> None:
-    """Build the CPU models a job of this step will use, in the long-lived parent (once each)."""
-    step = step_of(request)
+    """Build the CPU models a job's families will use, in the long-lived parent (once each)."""
+    for step in families_of(request):
+        _warm_step(step, request)
+
+
+def _warm_step(step: str, request: dict[str, Any]) -> None:
     from .registry import FAMILIES
     from .runner import library_versions
 
@@ -296,10 +300,11 @@ class Worker:
 
     def _fork_job(self, job: Job) -> None:
         step = step_of(job.request)
-        if step not in self.warmed:
-            for module in STEP_MODULES.get(step, ()):
-                self._import(module)
-            self.warmed.add(step)
+        for family in families_of(job.request):
+            if family not in self.warmed:
+                for module in STEP_MODULES.get(family, ()):
+                    self._import(module)
+                self.warmed.add(family)
         try:
             warm_models(job.request)
         except Exception as err:  # noqa: BLE001 - the job loads (and reports) it itself

@@ -31,6 +31,7 @@ from mirflow.batches import select_batch
 from mirflow.configcheck import config_problem, merge as merge_config, type_overrides
 from mirflow.errors import MirflowError
 from mirflow.jsonio import check_writable_folder
+from mirflow.layout import job_layout, output_name
 from mirflow.models import load_manifest, missing_files
 from mirflow.names import (exempt_track_names_from_periodic_check, set_aside, snakemake_wildcard_in,
                            track_wildcard_values)
@@ -142,11 +143,6 @@ def job_spec(entry, rule, lane="cpu", **params):
     return spec
 
 
-def family_job(name, lane="cpu"):
-    """Param `job` of a feature family's rule."""
-    return job_spec("mirflow.runner:run_family_job", name, lane, family=name, settings=family_settings(name))
-
-
 wildcard_constraints:
     # (?s): a newline is a legal character of a file name.
     track="(?s:.+)",
@@ -191,12 +187,6 @@ def track_of(wildcards):
         raise WorkflowError(f"mirflow: no track '{track_id}' under input_dir '{config['input_dir']}'.")
 
 
-def mix_input(wildcards):
-    """Named input: the track's full mix, read in place (and its probe record, as every family job has)."""
-    track = track_of(wildcards)
-    return {"audio": track.audio, "probe": probe_path(track)}
-
-
 @lru_cache(maxsize=None)
 def model_missing_reason(name):
     """None when the model's files are present (or will be fetched), else why the model is unavailable."""
@@ -235,24 +225,6 @@ def family_model_inputs(name):
     return inputs
 
 
-def mix_and_models(wildcards, name):
-    track = track_of(wildcards)
-    return {"audio": track.audio, "probe": probe_path(track), **family_model_inputs(name)}
-
-
-def caption_inputs(wildcards, name):
-    """The track's other partial JSONs (the features a caption may use), the model files, and for Music
-    Flamingo the audio; feature captions also read Music Flamingo's captions when they revise them."""
-    track = track_of(wildcards)
-    planned = family_plan(track)[0]
-    features = {f"features_{fam}": path for fam, path in planned.items() if "features" not in FAMILIES[fam].needs}
-    if name == "captions_feature" and config["captions_feature"].get("revise_flamingo") and \
-            "captions_flamingo" in planned:
-        features["features_captions_flamingo"] = planned["captions_flamingo"]
-    audio = {"audio": track.audio} if name == "captions_flamingo" else {}
-    return {**audio, **features, **family_model_inputs(name), "probe": probe_path(track)}
-
-
 def track_stems(track):
     stems, reason = _track_stems(track.id)
     return dict(stems), reason
@@ -281,12 +253,6 @@ def _separated_stems(track_id):
     return {s: escape(f"{RESULTS}/{track_id}/stems/{s}.{STEM_EXT}") for s in STEM_NAMES}, None
 
 
-def stem_inputs(wildcards):
-    """Named inputs: the track's stems, provided or separated."""
-    track = track_of(wildcards)
-    return {**track_stems(track)[0], "probe": probe_path(track)}
-
-
 def beats_input(track):
     """The track's beat grid, for families that use it, when the rhythm family is enabled."""
     if "rhythm" in FAMILIES and config["families"].get("rhythm", True):
@@ -294,33 +260,41 @@ def beats_input(track):
     return {}
 
 
-def drums_inputs(wildcards):
-    """The drums stem when the track has stems, else the full mix; the beat grid; the ADTOF model."""
-    track = track_of(wildcards)
+def family_inputs(track, name):
+    """Named inputs of one family for one track, derived from its `needs` (mirflow.registry.Family)."""
+    return dict(_family_inputs(track.id, name))
+
+
+@lru_cache(maxsize=None)
+def _family_inputs(track_id, name):
+    # Cached per parse: a step's input function and its job spec both ask.
+    track, fam = TRACKS[track_id], FAMILIES[name]
     stems = track_stems(track)[0]
-    source = {"drums": stems["drums"]} if "drums" in stems else {"audio": track.audio}
-    return {**source, **beats_input(track), **model_inputs("adtof_frame_rnn"), "probe": probe_path(track)}
-
-
-def mix_and_stems(wildcards):
-    """The full mix and, when the track has them, its stems (for families that prefer stems)."""
-    track = track_of(wildcards)
-    return {"audio": track.audio, **track_stems(track)[0], "probe": probe_path(track)}
-
-
-def stems_and_beats(wildcards):
-    track = track_of(wildcards)
-    return {**track_stems(track)[0], **beats_input(track), "probe": probe_path(track)}
-
-
-def bass_inputs(wildcards):
-    track = track_of(wildcards)
-    return {"bass": track_stems(track)[0]["bass"], **beats_input(track), "probe": probe_path(track)}
+    needed = fam.needed_stems
+    preferred = [n.split(":", 2)[2] for n in fam.needs if n.startswith("prefer:stem:")]
+    inputs = {}
+    if preferred and all(s in stems for s in preferred):
+        inputs.update({s: stems[s] for s in preferred})
+    elif fam.scope == "mix" and not needed and ("features" not in fam.needs or "mix" in fam.needs):
+        inputs["audio"] = track.audio  # a mix family reads the mix unless it reads only results or one stem
+    if fam.scope == "stems" or {"stems", "prefer:stems"} & set(fam.needs):
+        inputs.update(stems)
+    inputs.update({s: stems[s] for s in needed})
+    if "beats" in fam.needs:
+        inputs.update(beats_input(track))
+    if "features" in fam.needs:
+        planned = family_plan(track)[0]
+        inputs.update({f"features_{other}": path for other, path in planned.items()
+                       if "features" not in FAMILIES[other].needs})
+        if config.get(fam.settings, {}).get("revise_flamingo") and "captions_flamingo" in planned:
+            inputs["features_captions_flamingo"] = planned["captions_flamingo"]
+    inputs.update(family_model_inputs(name))
+    return tuple(inputs.items())
 
 
 def separation_inputs(wildcards):
     track = track_of(wildcards)
-    return {"audio": track.audio, **model_inputs(SEPARATION["model"]), "probe": probe_path(track)}
+    return {"audio": track.audio, **model_inputs(SEPARATION["model"])}
 
 
 def wanted_model_markers():
@@ -341,14 +315,6 @@ def family_settings(name):
 
 def family_version(name):
     return FAMILIES[name].version
-
-
-def family_log(name):
-    return f"{RESULTS}/{{track}}/logs/{name}.log"
-
-
-def family_output(name):
-    return f"{RESULTS}/{{track}}/features/{name}.json"
 
 
 def family_plan(track):
@@ -404,11 +370,77 @@ def _plan_by_stems(stem_names, no_stems_reason):
     return tuple(planned), missing
 
 
-def merge_inputs(wildcards):
-    track = track_of(wildcards)
-    if track.name != wildcards.name:
-        raise WorkflowError(f"mirflow: the .INFO of track '{track.id}' is named '{track.name}.INFO'.")
-    return family_plan(track)[0]
+# The job layout (mirflow.layout): the families of a track that always run together share one job, written
+# below as one rule per step (rules/tracks.smk). Which families are planned at all is the same for every track;
+# whether a track has stems is decided per track by the steps' inputs.
+LAYOUT = job_layout(FAMILIES, _plan_by_stems(STEM_NAMES, None)[0])
+
+
+def track_dir_pattern():
+    """A track's result folder as a pattern: its id spelled {parent}{name}, as the files named after it need."""
+    return f"{RESULTS}/{{parent}}{{name}}"
+
+
+def step_outputs(step):
+    """Named outputs of a step: each family's partial JSON and extra files as update() outputs (so a step that
+    reruns for one family keeps the others, mirflow.runner.reusable), the probe record, the .INFO."""
+    base = track_dir_pattern()
+    outputs = {"probe": f"{base}/logs/probe.json"} if step.probe else {}
+    for name in step.families:
+        outputs[output_name(name)] = update(f"{base}/features/{name}.json")
+        for role, relative in FAMILIES[name].outputs:
+            path = f"{base}/" + relative.rstrip("/")
+            outputs[output_name(name, role)] = update(directory(path) if relative.endswith("/") else path)
+    if step.merge:
+        outputs["info"] = f"{base}/{{name}}.INFO"
+    return outputs
+
+
+def step_inputs(step):
+    """Input function of a step: what its families need (family_inputs), the probe's files or its record,
+    and for the merge every other partial JSON of the track."""
+    def inputs(wildcards):
+        track = track_of(wildcards)
+        named = probe_inputs(wildcards) if step.probe else {"probe": probe_path(track)}
+        for name in step.families:
+            named.update(family_inputs(track, name))
+        if step.merge:
+            named.update({f"features_{fam}": path for fam, path in family_plan(track)[0].items()
+                          if fam not in step.families})
+            named["catalogue"] = CATALOGUE
+        return named
+
+    return inputs
+
+
+def step_params(step):
+    """Param `job` of a step (mirflow.runner.run_step_job): its families, their settings and input names."""
+    def family_roles(wildcards):
+        track = track_of(wildcards)
+        return {name: list(family_inputs(track, name)) for name in step.families}
+
+    def probe_roles(wildcards):
+        return list(probe_inputs(wildcards)) if step.probe else []
+
+    def merge(wildcards):
+        if not step.merge:
+            return None
+        planned, missing = family_plan(track_of(wildcards))
+        return {"partials": planned, "missing": missing, "resolved": config["resolved"]}
+
+    return job_spec("mirflow.runner:run_step_job", step.rule, step.lane, step=step.rule,
+                    families=list(step.families), settings={name: family_settings(name) for name in step.families},
+                    inputs=family_roles, probe=probe_roles, merge=merge)
+
+
+def step_versions(step):
+    """Versions that rerun a step when bumped: its families', the probe's and the merge's."""
+    versions = {name: FAMILIES[name].version for name in step.families}
+    if step.probe:
+        versions["probe_audio"] = STEP_VERSIONS["probe_audio"]
+    if step.merge:
+        versions["merge_info"] = STEP_VERSIONS["merge_info"]
+    return versions
 
 
 def missing_families(wildcards):

@@ -1,21 +1,5 @@
-# One cheap job per track decodes its input files before any family reads them (mirflow.probe): a broken
-# file fails here, once, and the track's families never start. Tracks whose names the workflow cannot carry
-# (mirflow.names) fail in their own job instead of stopping the whole run.
-
-
-rule probe_audio:
-    input:
-        unpack(probe_inputs),
-    output:
-        f"{RESULTS}/{{track}}/logs/probe.json",
-    params:
-        version=STEP_VERSIONS["probe_audio"],
-    log:
-        f"{RESULTS}/{{track}}/logs/probe_audio.log",
-    conda:
-        "../../envs/mirflow.yaml"
-    script:
-        "../../scripts/rule_probe.py"
+# Tracks whose names the workflow cannot carry (mirflow.names) fail in their own job instead of stopping the
+# whole run. (The decode check of every track's inputs is the first thing its track_features job does.)
 
 
 rule unusable_track:
