@@ -144,8 +144,9 @@ def test_no_generated_name_aborts_the_dag(names, demo_config, tmp_path_factory):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     counts = _job_counts(out)
-    # Every usable track gets its probe and its .INFO; every other one exactly one failing job of its own.
-    assert counts.get("merge_info", 0) == counts.get("probe_audio", 0) == len(tracks) - len(unusable), out[-3000:]
+    # Every usable track gets its probe (in track_features) and its .INFO; every other one exactly one failing job of its own.
+    assert counts.get("track_info", 0) == counts.get("track_features", 0) == len(tracks) - len(unusable), \
+        out[-3000:]
     assert counts.get("unusable_track", 0) == len(unusable)
 
 
@@ -162,7 +163,7 @@ def test_handpicked_nasty_names_build_the_dag(tmp_path, demo_config):
     assert proc.returncode == 0, out[-4000:]
     counts = _job_counts(out)
     assert counts["unusable_track"] == 4  # br{ace}s, the 250-byte name, Album/crops/inside, stats/a
-    assert counts["merge_info"] == counts["probe_audio"] == 11  # the hidden file is skipped by design
+    assert counts["track_info"] == counts["track_features"] == 11  # the hidden file is skipped by design
 
 
 @pytest.mark.slow

@@ -31,9 +31,11 @@ LOOSE = "Album/01 Café"                # a loose file
 # those that need no stems either.
 NEED_MISSING_MODELS = {"drums", "aesthetics", "classifiers", "captions_flamingo"}
 WITH_STEMS = set(FAMILIES) - NEED_MISSING_MODELS
-MIX_ONLY = {n for n in WITH_STEMS if not FAMILIES[n].needs_stems}
-# Steps that rerun after any track's .INFO changes: its crops and the corpus-level outputs.
-AFTER_INFO = {"merge_info", "crops", "corpus_report", "training_exports", "audiocraft_manifest"}
+# Steps that rerun after any track's .INFO changes: the step writing it (feature captions and the merge), its
+# crops and the corpus-level outputs.
+AFTER_INFO = {"track_info", "crops", "corpus_report", "training_exports", "audiocraft_manifest"}
+# The job layout (mirflow.layout) of a track without stems: the probe and the mix families in one job.
+LOOSE_STEPS = {"track_features"}
 CORPUS_OUTPUTS = ("results/stats/", "results/sat_", "results/audiocraft/")
 
 
@@ -182,15 +184,34 @@ def test_second_run_has_nothing_to_do(workdir):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
-def test_changing_one_family_config_reruns_only_that_family_and_merges(workdir):
+def _partials(wd):
+    return {p.relative_to(wd / "results").as_posix(): p.read_bytes()
+            for p in (wd / "results").glob("**/features/*.json")}
+
+
+def test_changing_one_family_config_recomputes_only_that_family_and_what_reads_it(workdir):
     extra = workdir / "spectral_4096.yaml"
     extra.write_text("spectral:\n  frame_length: 4096\n  hop_length: 1024\n  window: hann\n")
     jobs = plan(workdir, "--configfile", "config/config.yaml", str(extra))
-    # Crops compute spectral features on each crop, so they rerun too.
-    # captions_feature reads the spectral JSON too.
-    assert {rule for rule, _ in jobs} == {"spectral", "spectral_stems", "captions_feature"} | AFTER_INFO
-    assert len([1 for rule, _ in jobs if rule == "spectral"]) == 2
-    assert len([1 for rule, _ in jobs if rule == "merge_info"]) == 2
+    # The steps holding spectral and spectral_stems rerun (crops compute spectral features on each crop too);
+    # Basic Pitch reads the beat grid track_features writes, so Snakemake reruns it too (it keeps its result).
+    assert {rule for rule, _ in jobs} == {"track_features", "stem_features", "bass_transcription"} | AFTER_INFO
+    assert len({path for rule, path in jobs if rule == "track_features" and path.endswith("/spectral.json")}) == 2
+    before = _partials(workdir)
+    try:
+        snakemake(workdir, "--configfile", "config/config.yaml", str(extra))
+        after = _partials(workdir)
+        # Inside those steps only spectral is computed again; every other family's partial is kept byte for byte,
+        # except the feature captions, which read the spectral values.
+        changed = {path.rsplit("/", 1)[1] for path in before if after[path] != before[path]}
+        assert changed == {"spectral.json", "spectral_stems.json", "captions_feature.json"}, changed
+        log = (workdir / "results" / LOOSE / "logs" / "track_features.log").read_text(encoding="utf-8")
+        assert "computed spectral in" in log and "kept loudness: computed before" in log
+    finally:
+        snakemake(workdir)  # back to the configured spectral settings: spectral is computed again, nothing else
+    restored = _partials(workdir)
+    assert {p for p in before if restored[p] != before[p]} <= {p for p in before if p.endswith(
+        ("/spectral.json", "/spectral_stems.json", "/captions_feature.json"))}
 
 
 def test_changing_the_resolved_sources_reruns_only_merges_and_what_reads_them(workdir):
@@ -207,7 +228,7 @@ def test_bumping_a_family_version_reruns_only_that_family(workdir, tmp_path):
     assert '*_pair("multiband_rms", 1,' in text
     registry.write_text(text.replace('*_pair("multiband_rms", 1,', '*_pair("multiband_rms", 2,'))
     jobs = plan(workdir, env={"PYTHONPATH": str(tmp_path)})
-    assert {rule for rule, _ in jobs} == {"multiband_rms", "multiband_rms_stems", "captions_feature"} | AFTER_INFO
+    assert {rule for rule, _ in jobs} == {"track_features", "stem_features", "bass_transcription"} | AFTER_INFO
 
 
 def test_replacing_one_input_reruns_only_that_track(workdir):
@@ -216,7 +237,7 @@ def test_replacing_one_input_reruns_only_that_track(workdir):
     sf.write(loose, sum(_tone_mix(seed=7).values()), SR)
     jobs = plan(workdir)
     assert jobs and all(path.startswith((f"results/{LOOSE}/", *CORPUS_OUTPUTS)) for _, path in jobs), jobs
-    assert {rule for rule, _ in jobs} == MIX_ONLY | AFTER_INFO | {"probe_audio"}
+    assert {rule for rule, _ in jobs} == LOOSE_STEPS | AFTER_INFO
     snakemake(workdir)
     assert plan(workdir) == set()
 
@@ -227,7 +248,7 @@ def test_adding_a_track_runs_only_its_jobs(workdir):
              subtype="FLOAT")
     jobs = plan(workdir)
     assert jobs and all(path.startswith(("results/new track/", *CORPUS_OUTPUTS)) for _, path in jobs), jobs
-    assert {rule for rule, _ in jobs} == MIX_ONLY | AFTER_INFO | {"probe_audio"}
+    assert {rule for rule, _ in jobs} == LOOSE_STEPS | AFTER_INFO
 
 
 def test_corrupt_and_empty_inputs_fail_only_their_own_track(workdir):
@@ -266,7 +287,7 @@ def test_touching_a_large_input_reruns_only_that_track(workdir):
     os.utime(big, (future, future))
     jobs = plan(workdir)
     assert jobs and all(path.startswith(("results/new track/", *CORPUS_OUTPUTS)) for _, path in jobs), jobs
-    assert {rule for rule, _ in jobs} == MIX_ONLY | AFTER_INFO | {"probe_audio"}
+    assert {rule for rule, _ in jobs} == LOOSE_STEPS | AFTER_INFO
 
 
 def test_config_errors_name_the_key(workdir):
@@ -282,7 +303,7 @@ def test_config_errors_name_the_key(workdir):
 def test_inputs_are_never_modified(workdir):
     music = workdir / "music"
     before = {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in music.rglob("*")}
-    snakemake(workdir, "--forcerun", "loudness")
+    snakemake(workdir, "--forcerun", "track_features")
     assert {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in music.rglob("*")} == before
 
 

@@ -389,7 +389,7 @@ def step_outputs(step):
     for name in step.families:
         outputs[output_name(name)] = update(f"{base}/features/{name}.json")
         for role, relative in FAMILIES[name].outputs:
-            path = f"{base}/" + relative.rstrip("/")
+            path = f"{base}/{relative.rstrip('/')}"
             outputs[output_name(name, role)] = update(directory(path) if relative.endswith("/") else path)
     if step.merge:
         outputs["info"] = f"{base}/{{name}}.INFO"

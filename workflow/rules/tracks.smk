@@ -20,6 +20,8 @@ for _step in LAYOUT:
         params:
             versions=step_versions(_step),
             settings={name: family_settings(name) for name in _step.families},
+            # Plain values, not functions of the wildcards: Snakemake's params trigger sees only these.
+            resolved=config["resolved"] if _step.merge else {},
             job=step_params(_step),
         resources:
             **({"gpu": 1} if _step.lane == "gpu" else {}),
