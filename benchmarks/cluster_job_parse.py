@@ -2,11 +2,11 @@
 computes, because it re-runs Snakemake on the whole workflow for its --target-jobs.
 
 Builds a fake corpus of N loose tracks by hard-linking one short file (default 10,000), then times the command a
-cluster job runs (`snakemake --target-jobs loudness:track=<one> --allowed-rules loudness --mode remote`, as the
+cluster job runs (`snakemake --target-jobs track_features:parent=,name=<one> --allowed-rules track_features --mode remote`, as the
 plugin's srun line does), here as a dry run so only parse + DAG are timed. Prints wall seconds and peak RSS.
 A first, untimed-for-the-goal parse builds the track index (as the head process does on the login node); the
 timed one then reads it trusted (MIRFLOW_TRUST_TRACK_INDEX=1, what a cluster job does: it never rescans the
-input folder). RULE is the rule of the one target job (default probe_audio, the first job of a track: a dry
+input folder). RULE is the rule of the one target job (default track_features, the first job of a track: a dry
 run of a later one stops at its missing inputs; after the rule renames of the
 registry-generated workflow pass e.g. track_features).
 
@@ -45,10 +45,10 @@ def build(workdir: Path, n: int) -> None:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
     workdir = Path(sys.argv[2] if len(sys.argv) > 2 else f"/tmp/mirflow-parse-{n}")
-    rule = sys.argv[3] if len(sys.argv) > 3 else "probe_audio"
+    rule = sys.argv[3] if len(sys.argv) > 3 else "track_features"
     build(workdir, n)
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "-n",
-           "--workflow-profile", "none", "--cores", "1", "--target-jobs", f"{rule}:track=t000000",
+           "--workflow-profile", "none", "--cores", "1", "--target-jobs", f"{rule}:parent=,name=t000000",
            "--allowed-rules", rule, "--nolock", "--config", "input_dir=music", "results_dir=results"]
     env = {k: v for k, v in os.environ.items() if k != "MIRFLOW_TRUST_TRACK_INDEX"}
     runs = (("head (index refreshed)", {}), ("cluster job (index trusted)", {"MIRFLOW_TRUST_TRACK_INDEX": "1"}))

@@ -98,7 +98,7 @@ def test_one_track_console_is_short_and_the_full_record_is_in_the_log(one_track)
     assert "localrule" not in console and "Finished jobid" not in console
     (log,) = (one_track / "results" / "logs" / "snakemake").glob("*.log")
     record = log.read_text()
-    assert "localrule loudness:" in record and "Finished jobid" in record and "steps (100%) done" in record
+    assert "localrule track_features:" in record and "Finished jobid" in record and "steps (100%) done" in record
     # -v: Snakemake's own output on the console (here: the no-op rerun's).
     verbose = drive(one_track, "-v")
     assert verbose.returncode == 0 and "Nothing to be done" in verbose.stdout
@@ -116,8 +116,8 @@ def test_a_killed_job_is_listed_with_track_step_reason_and_log_then_a_rerun_comp
     proc = drive(three, fault="results/two/features/metadata.json:KILL")
     console = proc.stderr
     assert proc.returncode != 0, console
-    assert "FAILED  two / metadata: killed (SIGKILL): out of memory" in console
-    assert "        log: results/two/logs/metadata.log" in console
+    assert "FAILED  two / track_features: killed (SIGKILL): out of memory" in console
+    assert "        log: results/two/logs/track_features.log" in console
     assert "  tracks: 2 complete, 0 partial, 1 failed (of 3)" in console
     record = json.loads((three / "results" / "logs" / "run_record.json").read_text())
     (failure,) = record["sections"]["all"]["failures"]
@@ -127,10 +127,10 @@ def test_a_killed_job_is_listed_with_track_step_reason_and_log_then_a_rerun_comp
     summary = subprocess.run([sys.executable, "-m", "mirflow.summary", "results"], cwd=three, env=_env(),
                              capture_output=True, text=True, timeout=120)
     assert "    1 x killed (SIGKILL): out of memory (the kernel's OOM killer; see `dmesg`), a timeout or a user" \
-        in summary.stdout and "      two / metadata: results/two/logs/metadata.log" in summary.stdout
+        in summary.stdout and "      two / track_features: results/two/logs/track_features.log" in summary.stdout
     # A segfault is named as such; the rerun redoes only the failed job and what follows it.
     proc = drive(three, fault="results/two/features/metadata.json:SEGV")
-    assert "FAILED  two / metadata: crashed (SIGSEGV, segmentation fault in native code)" in proc.stderr
+    assert "FAILED  two / track_features: crashed (SIGSEGV, segmentation fault in native code)" in proc.stderr
     proc = drive(three)
     assert proc.returncode == 0, proc.stderr
     assert "done    two" in proc.stderr and "done    one" not in proc.stderr
@@ -146,15 +146,16 @@ def test_direct_snakemake_prints_the_same_summary_once(three):
                           text=True, timeout=600)
     assert proc.returncode != 0
     assert proc.stderr.count("mirflow summary:") == 1
-    assert "      one / loudness: results/one/logs/loudness.log" in proc.stderr
+    assert "      one / track_features: results/one/logs/track_features.log" in proc.stderr
     assert "    1 x crashed (SIGSEGV, segmentation fault in native code)" in proc.stderr
     assert drive(three).returncode == 0
 
 
 def _started(wd: Path, output: str) -> bool:
     """Whether Snakemake has started the job writing ``output`` (its record names the job when it starts)."""
-    return any(f"output: {output}" in p.read_text(errors="replace")
-               for p in (wd / "results" / "logs" / "snakemake").glob("*.log"))
+    return any(line.lstrip().startswith("output: ") and output in line
+               for p in (wd / "results" / "logs" / "snakemake").glob("*.log")
+               for line in p.read_text(errors="replace").splitlines())
 
 
 def _wait_for(predicate, timeout=120.0):

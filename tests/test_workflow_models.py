@@ -74,7 +74,7 @@ def test_fetch_models_fetches_and_verifies_then_separation_feeds_stem_families(w
     assert list((workdir / "mymodels" / "demucs").glob("955717e8-*.th"))
     assert list((workdir / "mymodels" / ".verified" / "demucs").glob("*.sha256"))
     jobs = plan(workdir, *ARGS)
-    assert {rule for rule, _ in jobs} >= {"separate_stems", "loudness_stems", "merge_info"}
+    assert {rule for rule, _ in jobs} >= {"separate_stems", "stem_features", "track_info"}
     assert not {rule for rule, _ in jobs} & {"loudness", "spectral", "multiband_rms"}, "mix families stay valid"
     snakemake(workdir, *ARGS)
     info = _info(workdir)
@@ -103,7 +103,7 @@ def test_a_corrupted_model_file_fails_verification_loudly(workdir):
 
 def test_drums_rule_with_real_adtof_weights_placed_by_hand(workdir):
     place_model_by_hand(workdir, "adtof_frame_rnn", "models", "adtof", "adtof_frame_rnn_pytorch_weights.pth")
-    assert "drums" in {rule for rule, _ in plan(workdir, *ARGS)}
+    assert "gpu_features" in {rule for rule, _ in plan(workdir, *ARGS)}
     snakemake(workdir, "fetch_models", *ARGS)  # the separation checkpoint, if an earlier test did not fetch it
     snakemake(workdir, *ARGS)
     midi = workdir / "results" / "no stems" / "drums_adtof.mid"
@@ -195,7 +195,7 @@ def test_classifiers_rule_with_standin_effnet_chain(workdir):
             "files": [{"path": f"essentia/{Path(p).name}", "urls": [Path(p).as_uri()],
                        "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest()} for p in paths]}
     (workdir / "manifest.yaml").write_text(yaml.safe_dump(manifest))
-    assert "classifiers" in {rule for rule, _ in plan(workdir, *ARGS)}
+    assert "gpu_features" in {rule for rule, _ in plan(workdir, *ARGS)}
     snakemake(workdir, "fetch_models", *ARGS)
     snakemake(workdir, *ARGS)
 

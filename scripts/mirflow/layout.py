@@ -125,7 +125,9 @@ def job_layout(families: Mapping[str, Family], planned: Iterable[str]) -> tuple[
 
 def _beats_first(families: Mapping[str, Family], names: list[str]) -> tuple[str, ...]:
     """Registry order, except that the family writing the beat grid comes before those reading it."""
-    return tuple(sorted(names, key=lambda n: (n != "rhythm" and "beats" in families[n].needs, 0)))
+    if "rhythm" not in names:
+        return tuple(names)
+    return tuple(sorted(names, key=lambda n: n != "rhythm" and "beats" in families[n].needs))
 
 
 def step_of_family(layout: Iterable[Step], family: str) -> Step:

@@ -1,0 +1,47 @@
+"""The job layout derived from the registry (mirflow.layout): which families share a job."""
+from __future__ import annotations
+
+import pytest
+
+from mirflow.layout import GPU_FEATURES, STEM_FEATURES, TRACK_FEATURES, TRACK_INFO, job_layout, output_name, \
+    split_output_name, step_of_family
+from mirflow.registry import FAMILIES, Family
+
+
+def test_every_family_planned_gives_five_kinds_of_step_in_dependency_order():
+    layout = job_layout(FAMILIES, FAMILIES)
+    assert [s.rule for s in layout] == [TRACK_FEATURES, STEM_FEATURES, GPU_FEATURES, "bass_transcription",
+                                        "captions_flamingo", TRACK_INFO]
+    by_rule = {s.rule: s for s in layout}
+    assert by_rule[TRACK_FEATURES].families == ("loudness", "spectral", "multiband_rms", "rhythm", "harmony",
+                                                "timbral", "descriptors", "metadata")
+    assert by_rule[TRACK_FEATURES].probe and by_rule[TRACK_FEATURES].every_track
+    assert by_rule[STEM_FEATURES].families == ("loudness_stems", "spectral_stems", "multiband_rms_stems",
+                                               "rhythm_stems", "harmony_stems")
+    assert not by_rule[STEM_FEATURES].every_track
+    assert by_rule[GPU_FEATURES].families == ("classifiers", "aesthetics", "drums")
+    assert by_rule[GPU_FEATURES].lane == "gpu" and by_rule["captions_flamingo"].lane == "gpu"
+    assert by_rule[TRACK_INFO].families == ("captions_feature",) and by_rule[TRACK_INFO].merge
+    assert step_of_family(layout, "drums").rule == GPU_FEATURES
+
+
+def test_only_planned_families_are_laid_out_and_probe_and_merge_always_run():
+    layout = job_layout(FAMILIES, ["loudness", "metadata"])
+    assert [(s.rule, s.families) for s in layout] == [(TRACK_FEATURES, ("loudness", "metadata")), (TRACK_INFO, ())]
+    with pytest.raises(KeyError, match="spectral"):
+        step_of_family(layout, "spectral")
+
+
+def test_a_family_reading_the_beat_grid_comes_after_the_one_writing_it():
+    families = {
+        "reads_beats": Family("reads_beats", 1, "mix", "reads_beats", needs=("beats",)),
+        "rhythm": Family("rhythm", 1, "mix", "rhythm"),
+        "plain": Family("plain", 1, "mix", "plain"),
+    }
+    (features, _info) = job_layout(families, families)
+    assert features.families == ("rhythm", "plain", "reads_beats")
+
+
+def test_output_names_round_trip():
+    assert output_name("rhythm") == "rhythm" and output_name("rhythm", "beats") == "rhythm__beats"
+    assert split_output_name("rhythm__beats") == ("rhythm", "beats") and split_output_name("drums") == ("drums", None)
