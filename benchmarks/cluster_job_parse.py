@@ -2,8 +2,9 @@
 computes, because it re-runs Snakemake on the whole workflow for its --target-jobs.
 
 Builds a fake corpus of N loose tracks by hard-linking one short file (default 10,000), then times the command a
-cluster job runs (`snakemake --target-jobs track_features:parent=,name=<one> --allowed-rules track_features --mode remote`, as the
-plugin's srun line does), here as a dry run so only parse + DAG are timed. Prints wall seconds and peak RSS.
+cluster job runs (`snakemake --target-jobs track_features:parent=,name=<one> --allowed-rules track_features
+--mode remote`, as the plugin's srun line does), here as a dry run so only parse + DAG are timed. Prints wall seconds
+and peak RSS.
 A first, untimed-for-the-goal parse builds the track index (as the head process does on the login node); the
 timed one then reads it trusted (MIRFLOW_TRUST_TRACK_INDEX=1, what a cluster job does: it never rescans the
 input folder). RULE is the rule of the one target job (default track_features, the first job of a track: a dry

@@ -3,8 +3,16 @@ from __future__ import annotations
 
 import pytest
 
-from mirflow.layout import GPU_FEATURES, STEM_FEATURES, TRACK_FEATURES, TRACK_INFO, job_layout, output_name, \
-    split_output_name, step_of_family
+from mirflow.layout import (
+    GPU_FEATURES,
+    STEM_FEATURES,
+    TRACK_FEATURES,
+    TRACK_INFO,
+    job_layout,
+    output_name,
+    split_output_name,
+    step_of_family,
+)
 from mirflow.registry import FAMILIES, Family
 
 

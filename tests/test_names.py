@@ -144,7 +144,8 @@ def test_no_generated_name_aborts_the_dag(names, demo_config, tmp_path_factory):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     counts = _job_counts(out)
-    # Every usable track gets its probe (in track_features) and its .INFO; every other one exactly one failing job of its own.
+    # Every usable track gets its probe (in track_features) and its .INFO; every other one exactly one failing
+    # job of its own.
     assert counts.get("track_info", 0) == counts.get("track_features", 0) == len(tracks) - len(unusable), \
         out[-3000:]
     assert counts.get("unusable_track", 0) == len(unusable)

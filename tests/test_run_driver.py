@@ -121,8 +121,9 @@ def test_a_killed_job_is_listed_with_track_step_reason_and_log_then_a_rerun_comp
     assert "  tracks: 2 complete, 0 partial, 1 failed (of 3)" in console
     record = json.loads((three / "results" / "logs" / "run_record.json").read_text())
     (failure,) = record["sections"]["all"]["failures"]
-    assert (failure["track"], failure["step"]) == ("two", "metadata")
-    assert failure["log"] == str(three / "results" / "two" / "logs" / "metadata.log")
+    # A killed process cannot say which family it was in: the failure names the step (the job).
+    assert (failure["track"], failure["step"]) == ("two", "track_features")
+    assert failure["log"] == str(three / "results" / "two" / "logs" / "track_features.log")
     # `make summary` reads the same record.
     summary = subprocess.run([sys.executable, "-m", "mirflow.summary", "results"], cwd=three, env=_env(),
                              capture_output=True, text=True, timeout=120)

@@ -99,7 +99,11 @@ def job_layout(families: Mapping[str, Family], planned: Iterable[str]) -> tuple[
     """
     wanted = set(planned)
     chosen = [f for f in families.values() if f.name in wanted]
-    track, stems, gpu, own, info = [], [], [], [], []
+    track: list[str] = []
+    stems: list[str] = []
+    gpu: list[str] = []
+    own: list[str] = []
+    info: list[str] = []
     for fam in chosen:
         if _reads_results(fam):
             (own if fam.lane == "gpu" else info).append(fam.name)

@@ -15,7 +15,6 @@ sources (model heads or classic algorithms, see :mod:`mirflow.resolved`) and
 from __future__ import annotations
 
 import logging
-
 from typing import Any
 
 from . import __version__
