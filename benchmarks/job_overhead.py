@@ -11,7 +11,9 @@ Builds N loose tracks by hard-linking one noise file of ``--seconds`` s, then fo
     overhead per job = (wall of the run - wall of its dry run - sum of _meta.wall_time_s) / N
 
 (the issue's definition: the dry run covers parsing and DAG building, ``_meta.wall_time_s`` the
-computation including decoding). Runs are back to back; on a shared machine compare them, not the
+computation including decoding). Every other family is disabled, so with the job layout by steps the job is a
+``track_features`` job with loudness alone; its probe (the decode check of the input, in a child process) is
+no family's computation and counts as overhead. Runs are back to back; on a shared machine compare them, not the
 absolute figures.
 """
 from __future__ import annotations
@@ -41,6 +43,10 @@ def corpus(folder: Path, tracks: int, seconds: float, sample_rate: int = 44100) 
 
 
 def measure(label: str, repo: Path, music: Path, ids: list[str], root: Path, overrides: dict) -> dict:
+    from mirflow.registry import FAMILIES
+
+    overrides = {**overrides, "families": {name: name == "loudness" for name in FAMILIES},
+                 "crops": {"enabled": False}}
     wd = workdir(root / label, repo, music, overrides)
     targets = [f"results/{t}/features/loudness.json" for t in ids]
     dry = snakemake(repo, wd, "-n", *targets)
