@@ -246,3 +246,12 @@ def test_inside_a_cluster_job_a_failed_job_does_not_stop_the_other_tracks_jobs(t
 def test_keep_going_is_left_alone_outside_a_cluster_job():
     head = types.SimpleNamespace(remote_exec=False)  # the head process or a local run: the user's choice holds
     assert keep_going_inside_cluster_job(head) is False
+
+
+def test_flag_annotations_of_outputs_are_not_part_of_their_paths():
+    """Snakemake writes an update() output as `path (update)` in its job blocks (the layout's family partials)."""
+    text = RULE_LOG.replace("    output: results/stats/features_tracks.csv, results/stats/stats_tracks.json",
+                            "    output: results/t/logs/probe.json, results/t/features/loudness.json (update), "
+                            "results/t/embeddings (update)")
+    (failed,) = failed_slurm_jobs(text)
+    assert failed.output == ("results/t/logs/probe.json", "results/t/features/loudness.json", "results/t/embeddings")

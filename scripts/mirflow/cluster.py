@@ -68,9 +68,13 @@ def slurm_submissions(log_text: str) -> dict[str, tuple[str, str | None]]:
     return out
 
 
+#: Snakemake's annotation of a flagged file in its job blocks, e.g. ``features/loudness.json (update)``.
+_FLAG_NOTE = re.compile(r" \((?:update|before_update|directory|temp|protected|pipe|service|ensure)\)$")
+
+
 def _split(value: str) -> tuple[str, ...]:
     value = value.removesuffix(LOG_SUFFIX)
-    return tuple(v.strip() for v in value.split(", ") if v.strip())
+    return tuple(_FLAG_NOTE.sub("", v.strip()) for v in value.split(", ") if v.strip())
 
 
 def failed_slurm_jobs(log_text: str) -> list[FailedJob]:
