@@ -5,7 +5,7 @@ wildcards; see ``job_spec`` in workflow/rules/common.smk) plus its log and threa
 ``scripts/rule_job.py``. :func:`execute` rebuilds the object Snakemake's ``script:`` directive
 used to inject (``snakemake.input.audio``, ``snakemake.output[0]``, ``snakemake.params.settings``...)
 and calls the entry point with it, so every job function (``runner.run_family_job``,
-``jobs.separate_job``, ``crop_job.crops_job``, ``merge.run_merge_job``) is the same function in
+``runner.run_step_job``, ``jobs.separate_job``, ``crop_job.crops_job``) is the same function in
 both execution paths. Stdlib only: the thin client imports this module.
 """
 from __future__ import annotations

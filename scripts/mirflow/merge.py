@@ -23,7 +23,6 @@ from .errors import MirflowError
 from .jsonio import read_json, write_json_atomic
 from .provenance import absent_reasons, shared_inputs, split_missing_family_keys
 from .resolved import resolve_keys
-from .runner import job_logging
 
 #: .INFO layout: objects 4 levels deep (e.g. one family's params) on one line; see jsonio.dumps_strict.
 INFO_INLINE_FROM = 4
@@ -138,12 +137,3 @@ def write_info(track: str, partial_paths: dict[str, str], info_path: str, *, mis
     prov = info["_provenance"]
     logger.info("wrote %s: %d keys, %d absent, %d warnings, missing families: %s", info_path,
                 len(info) - 1, len(absent_reasons(prov)), len(prov["warnings"]), prov["missing_families"] or "none")
-
-
-def run_merge_job(smk) -> None:
-    """A job merging its named inputs (family -> partial JSON) into its output (tests and tools)."""
-    track = smk.wildcards.track
-    with job_logging(smk.log[0] if smk.log else None, track, "merge") as logger:
-        write_info(track, {name: str(path) for name, path in smk.input.items() if name != "catalogue"},
-                   str(smk.output[0]), missing=dict(smk.params.missing), resolved=dict(smk.params.resolved),
-                   logger=logger)

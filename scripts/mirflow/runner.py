@@ -325,7 +325,8 @@ def run_step_job(smk) -> None:
             settings = dict(params.settings[name])
             fam_inputs = {role: inputs[role] for role in params.inputs[name]}
             fam_outputs = family_outputs(outputs, name)
-            blocked = [n for n in failed if n == "rhythm" and "beats" in fam.needs]
+            # A family reading the beat grid cannot run when the family writing it failed in this step.
+            blocked = [n for n in failed if "beats" in fam.needs and "beats" in dict(lookup_family(n).outputs)]
             if blocked:
                 failed[name] = report_failure(logger, MirflowError(f"not computed: {blocked[0]} failed, and "
                                               f"{name} reads its beat grid"), track=track, step=name,

@@ -313,10 +313,6 @@ def family_settings(name):
     return config.get(FAMILIES[name].settings, {})
 
 
-def family_version(name):
-    return FAMILIES[name].version
-
-
 def family_plan(track):
     """Which families run for a track (family -> partial JSON) and which do not (family -> reason)."""
     planned, missing = _family_plan(track.id)
@@ -441,10 +437,6 @@ def step_versions(step):
     if step.merge:
         versions["merge_info"] = STEP_VERSIONS["merge_info"]
     return versions
-
-
-def missing_families(wildcards):
-    return family_plan(track_of(wildcards))[1]
 
 
 def all_info_files():
