@@ -1,4 +1,5 @@
 """mirflow.params: typed parameters are the one source of defaults, validation, schema and provenance."""
+import re
 from dataclasses import FrozenInstanceError, dataclass
 
 import pytest
@@ -85,3 +86,88 @@ def test_a_field_without_param_metadata_is_refused():
         x: int = 1
     with pytest.raises(TypeError, match="'x'"):
         schema_for(Plain)
+
+
+# ------------------------------------------------------------ lists, nested sections and named entries
+
+from mirflow.params import fill_defaults, mapping, section  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Limits:
+    low: float = param(-20.0, unit="LUFS", doc="Quiet below")
+    high: float = param(-12.0, unit="LUFS", doc="Loud from")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    template: str = param("", doc="Prompt text")
+    max_tokens: int = param(400, minimum=1, doc="Token limit")
+
+
+@dataclass(frozen=True)
+class Nested:
+    bpm_classes: tuple = param((90, 120), unit="BPM", minimum=0, length=2, doc="Class edges")
+    styles: tuple = param(("a", "b"), choices=("a", "b", "c"), doc="Styles")
+    device: str = param("auto", pattern=r"auto|cpu|cuda(:[0-9]+)?", doc="Device")
+    system: str | None = param(None, kind=str, nullable=True, doc="System prompt (null: the model's)")
+    loudness: Limits = section(Limits, doc="Loudness words")
+    prompts: dict = mapping(Prompt, {"full": {"template": "Describe.", "max_tokens": 500}}, doc="Prompts")
+
+
+def test_nested_defaults_as_plain_data_and_typed_access():
+    plain = {"bpm_classes": [90, 120], "styles": ["a", "b"], "device": "auto", "system": None,
+             "loudness": {"low": -20.0, "high": -12.0}, "prompts": {"full": {"template": "Describe.", "max_tokens": 500}}}
+    assert defaults(Nested) == plain == as_dict(from_config(Nested, None, where="n"))
+    got = from_config(Nested, {"bpm_classes": [80, 130], "loudness": {"high": -10}, "system": "Be brief.",
+                               "prompts": {"short": {"template": "Genre?"}}}, where="n")
+    assert got.bpm_classes == (80, 130) and got.loudness == Limits(high=-10.0) and got.system == "Be brief."
+    # a configured mapping replaces the default entries; an entry's omitted keys take their defaults
+    assert dict(got.prompts) == {"short": Prompt(template="Genre?")}
+    with pytest.raises(TypeError):
+        got.prompts["x"] = Prompt()  # read-only
+
+
+@pytest.mark.parametrize("section_, key", [
+    ({"bpm_classes": [90]}, "n.bpm_classes"),                      # wrong length
+    ({"bpm_classes": [90, -1]}, "n.bpm_classes[1]"),               # item out of range
+    ({"styles": ["a", "z"]}, "n.styles[1]"),                       # item not a choice
+    ({"styles": "a"}, "n.styles"),                                 # a string is not a list
+    ({"device": "gpu"}, "n.device"),                               # pattern
+    ({"loudness": {"hgh": 1}}, "n.loudness.hgh"),                  # unknown nested key
+    ({"loudness": 3}, "n.loudness"),                               # not a mapping
+    ({"prompts": {"Bad Name": {}}}, "n.prompts"),                  # entry name
+    ({"prompts": {"x": {"max_tokens": 0}}}, "n.prompts.x.max_tokens"),
+])
+def test_nested_bad_values_name_the_dotted_key(section_, key):
+    with pytest.raises(ConfigError, match=re.escape(f"'{key}'") + "|" + re.escape(key)):
+        from_config(Nested, section_, where="n")
+
+
+def test_nested_schema_validates_like_from_config():
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = schema_for(Nested)
+    jsonschema.validate({"bpm_classes": [80, 130], "loudness": {"high": -10}, "prompts": {"x": {"template": "?"}}},
+                        schema)
+    assert schema["properties"]["loudness"]["properties"]["low"]["default"] == -20.0
+    for bad in ({"bpm_classes": [90]}, {"styles": ["z"]}, {"device": "gpu"}, {"loudness": {"hgh": 1}},
+                {"prompts": {"Bad Name": {}}}, {"prompts": {"x": {"max_tokens": 0}}}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+
+
+def test_fill_defaults_fills_nested_sections_key_by_key():
+    class Fam:
+        settings, params = "n", Nested
+
+    filled = fill_defaults({"n": {"loudness": {"high": -10}, "prompts": {"x": {"template": "?"}}}}, [Fam])["n"]
+    assert filled["loudness"] == {"low": -20.0, "high": -10}
+    assert filled["prompts"] == {"x": {"template": "?", "max_tokens": 400}}
+    assert filled["bpm_classes"] == [90, 120]
+
+
+def test_reference_rows_use_dotted_keys():
+    keys = [r["key"] for r in reference_rows(Nested)]
+    assert keys == ["bpm_classes", "styles", "device", "system", "loudness.low", "loudness.high", "prompts",
+                    "prompts.<name>.template", "prompts.<name>.max_tokens"]
+    assert reference_rows(Nested)[0]["allowed"] == "a list of 2 items, each an integer >= 0 (BPM)"
