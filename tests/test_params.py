@@ -117,7 +117,8 @@ class Nested:
 
 def test_nested_defaults_as_plain_data_and_typed_access():
     plain = {"bpm_classes": [90, 120], "styles": ["a", "b"], "device": "auto", "system": None,
-             "loudness": {"low": -20.0, "high": -12.0}, "prompts": {"full": {"template": "Describe.", "max_tokens": 500}}}
+             "loudness": {"low": -20.0, "high": -12.0},
+             "prompts": {"full": {"template": "Describe.", "max_tokens": 500}}}
     assert defaults(Nested) == plain == as_dict(from_config(Nested, None, where="n"))
     got = from_config(Nested, {"bpm_classes": [80, 130], "loudness": {"high": -10}, "system": "Be brief.",
                                "prompts": {"short": {"template": "Genre?"}}}, where="n")
