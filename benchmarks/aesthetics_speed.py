@@ -56,9 +56,9 @@ def main(argv=None) -> int:
     mix = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * rng.standard_normal(t.size)
     signal = AudioSignal(np.stack([mix, 0.9 * mix]).astype(np.float32), sr)
     # Warm-up on one window (first-call allocations and kernel selection are not per-track costs).
-    aes.predict_aesthetics(model, AudioSignal(signal.samples[:, : 2 * sr], sr), {"batch_windows": 1})
+    aes.predict_aesthetics(model, AudioSignal(signal.samples[:, : 2 * sr], sr), aes.AestheticsParams(batch_windows=1))
     started = time.perf_counter()
-    result = aes.predict_aesthetics(model, signal, {"batch_windows": args.batch_windows})
+    result = aes.predict_aesthetics(model, signal, aes.AestheticsParams(batch_windows=args.batch_windows))
     if model.device.startswith("cuda"):
         torch.cuda.synchronize()
     compute_s = time.perf_counter() - started

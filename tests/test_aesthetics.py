@@ -114,7 +114,7 @@ def test_prediction_equals_the_packages_own_predictor(checkpoint, loaded, packag
 
     # One window per forward pass here, both windows in one batch in the package: batching changes
     # nothing but float rounding (measured 5e-7).
-    result = aes.predict_aesthetics(loaded, signal, {"decimals": None, "batch_windows": 1})
+    result = aes.predict_aesthetics(loaded, signal, aes.AestheticsParams(decimals=None, batch_windows=1))
     # The package picks CUDA by itself when it can; compare on the CPU like ``loaded``.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     predictor = package_infer.AesPredictor(checkpoint_pth=str(checkpoint))
@@ -147,7 +147,8 @@ def test_silence_and_too_short_input_are_absent_without_running_the_model():
     silent = aes.predict_aesthetics(dummy, as_signal(np.zeros((2, 5 * SR)), SR))
     assert silent.values == {} and set(silent.absent.values()) == {"silent"}
     assert sorted(silent.absent) == sorted(aes.AXES.values())
-    short = aes.predict_aesthetics(dummy, as_signal(0.1 * np.ones(SR // 2), SR), {"min_duration_s": 1.0})
+    short = aes.predict_aesthetics(dummy, as_signal(0.1 * np.ones(SR // 2), SR),
+                                   aes.AestheticsParams(min_duration_s=1.0))
     assert short.values == {} and all(r.startswith("too short (0.500 s") for r in short.absent.values())
 
 

@@ -40,6 +40,7 @@ import numpy as np
 
 from .audio import AudioSignal
 from .errors import MirflowError
+from .params import DEVICE_PATTERN, param
 from .result import FeatureResult
 
 #: Sample rate of the model (Hz): ``AesPredictor.sample_rate``.
@@ -54,16 +55,19 @@ AXES = {"CE": "content_enjoyment", "CU": "content_usefulness", "PC": "production
 MODEL_CFG_KEYS = ("proj_num_layer", "proj_ln", "proj_act_fn", "proj_dropout", "nth_layer", "use_weighted_layer_sum",
                   "precision", "normalize_embed", "output_dim")
 
-DEFAULT_PARAMS = {
-    # "auto": CUDA/ROCm GPU when torch sees one, else CPU; or "cpu", "cuda", "cuda:1"...
-    "device": "auto",
-    # 10 s windows per forward pass (GPU memory grows with it; results do not change).
-    "batch_windows": 16,
-    # Shorter input (s) leaves the four keys absent ("too short").
-    "min_duration_s": 1.0,
-    # Decimal places written; None keeps the model's float32 value as is.
-    "decimals": 4,
-}
+
+@dataclass(frozen=True)
+class AestheticsParams:
+    """Parameters of ``aesthetics`` (config section ``aesthetics``)."""
+
+    device: str = param("auto", pattern=DEVICE_PATTERN,
+                        doc="Torch device: auto (a CUDA/ROCm GPU when torch sees one, else CPU), cpu, cuda, cuda:N")
+    batch_windows: int = param(16, minimum=1,
+                               doc="10 s windows per forward pass (GPU memory grows with it; results do not change)")
+    min_duration_s: float = param(1.0, unit="s", minimum=0.0, doc="Shorter input leaves the four keys absent")
+    decimals: int | None = param(4, minimum=0, nullable=True,
+                                 doc="Decimal places written (null: the model's float32 value as is)")
+
 
 
 class AestheticsError(MirflowError):
@@ -253,7 +257,8 @@ def predict_axes(loaded: AestheticsModel, wave, batch_windows: int) -> tuple[dic
     return ratings, len(wavs)
 
 
-def predict_aesthetics(loaded: AestheticsModel, signal: AudioSignal, params: dict | None = None) -> FeatureResult:
+def predict_aesthetics(loaded: AestheticsModel, signal: AudioSignal,
+                       params: AestheticsParams = AestheticsParams()) -> FeatureResult:
     """The four Audiobox Aesthetics ratings of one signal.
 
     Parameters
@@ -262,8 +267,8 @@ def predict_aesthetics(loaded: AestheticsModel, signal: AudioSignal, params: dic
         From :func:`load_aesthetics_model` (load once per job).
     signal : AudioSignal
         Any sample rate and channel count.
-    params : dict, optional
-        Overrides of :data:`DEFAULT_PARAMS` (``device`` is used at load time).
+    params : AestheticsParams, optional
+        Batching, minimum duration and rounding (``device`` is used at load time, :func:`load_aesthetics_model`).
 
     Returns
     -------
@@ -277,7 +282,7 @@ def predict_aesthetics(loaded: AestheticsModel, signal: AudioSignal, params: dic
     AestheticsError
         When the model returns a non-finite rating.
     """
-    p = {**DEFAULT_PARAMS, **(params or {})}
+    p = params
     result = FeatureResult()
     result.meta.update({"checkpoint_sha256": loaded.checkpoint_sha256, "device": loaded.device,
                         "model_cfg": loaded.model_cfg, "load_s": round(loaded.load_s, 3),
@@ -286,17 +291,17 @@ def predict_aesthetics(loaded: AestheticsModel, signal: AudioSignal, params: dic
     if signal.is_digital_silence():
         result.mark_all_absent(AXES.values(), "silent")
         return result
-    if signal.duration_s < p["min_duration_s"]:
-        result.mark_all_absent(AXES.values(), f"too short ({signal.duration_s:.3f} s < {p['min_duration_s']} s)")
+    if signal.duration_s < p.min_duration_s:
+        result.mark_all_absent(AXES.values(), f"too short ({signal.duration_s:.3f} s < {p.min_duration_s} s)")
         return result
     started = time.perf_counter()
     wave = model_input(signal)
-    ratings, n_windows = predict_axes(loaded, wave, p["batch_windows"])
+    ratings, n_windows = predict_axes(loaded, wave, p.batch_windows)
     for axis, value in ratings.items():
         if not math.isfinite(value):
             raise AestheticsError(f"Audiobox Aesthetics returned {value} for {AXES[axis]}.",
                                   "the checkpoint may be damaged; fetch it again (make models).")
-        result.set(AXES[axis], round(value, p["decimals"]) if p["decimals"] is not None else value)
+        result.set(AXES[axis], round(value, p.decimals) if p.decimals is not None else value)
     result.meta.update({
         "model_input": (f"mono downmix, {signal.sample_rate} -> {MODEL_SAMPLE_RATE} Hz (windowed sinc, "
                         "= torchaudio.functional.resample defaults)" if signal.sample_rate != MODEL_SAMPLE_RATE

@@ -59,6 +59,7 @@ import numpy as np
 
 from .audio import AudioSignal
 from .errors import MirflowError
+from .params import param
 from .result import FeatureResult
 
 #: Sample rate every Essentia music model expects (Hz).
@@ -68,22 +69,24 @@ MEL_FRAME_SIZE = 512
 MEL_HOP_SIZE = 256
 MEL_BANDS = 96
 
-DEFAULT_PARAMS = {
-    # Multi-label heads: keep labels whose mean probability is at least this.
-    "min_probability": 0.1,
-    # ... and at most this many, most probable first.
-    "max_labels": 10,
-    # Decimal places of every probability written.
-    "decimals": 4,
-    # Essentia Resample quality for the 16 kHz model input (0 best ... 4 fastest);
+
+@dataclass(frozen=True)
+class ClassifiersParams:
+    """Parameters of ``classifiers`` (config section ``classifiers``)."""
+
+    min_probability: float = param(0.1, minimum=0.0, maximum=1.0,
+                                   doc="Multi-label heads keep the labels whose mean probability is at least this")
+    max_labels: int = param(10, minimum=1, doc="At most this many labels per multi-label head, most probable first")
+    decimals: int = param(4, minimum=0, doc="Decimal places of every probability written")
     # 4 is what Essentia's model pages use (MonoLoader resampleQuality=4).
-    "resample_quality": 4,
-    # Shorter input (s) leaves every key absent ("too short"); longer input
-    # shorter than one patch is tiled to one patch.
-    "min_duration_s": 0.5,
-    # Patches per TensorFlow session of the MusiCNN backbone (bounds memory on long tracks).
-    "batch_patches": 64,
-}
+    resample_quality: int = param(4, minimum=0, maximum=4,
+                                  doc="Essentia Resample quality of the 16 kHz model input (0 best ... 4 fastest)")
+    min_duration_s: float = param(0.5, unit="s", minimum=0.0,
+                                  doc="Shorter input leaves every key absent; longer input shorter than one patch "
+                                      "is tiled to one patch")
+    batch_patches: int = param(64, minimum=1,
+                               doc="Patches per TensorFlow session of the MusiCNN backbone (bounds memory)")
+
 
 #: The 50 Million Song Dataset tags in the output order of msd-musicnn-1. Source:
 #: ``MSD_LABELS`` in musicnn/configuration.py of the musicnn authors
@@ -569,7 +572,7 @@ def _keys_of(backbone: Backbone) -> list[str]:
     return ([MUSICNN_TAGS_KEY] + keys) if backbone is MUSICNN else keys
 
 
-def _apply_heads(models: Classifiers, backbone: Backbone, embeddings: np.ndarray, p: dict,
+def _apply_heads(models: Classifiers, backbone: Backbone, embeddings: np.ndarray, p: ClassifiersParams,
                  result: FeatureResult, methods: dict, timings: dict) -> None:
     for head in _heads_of(backbone):
         if not models.has(head.name):
@@ -584,18 +587,18 @@ def _apply_heads(models: Classifiers, backbone: Backbone, embeddings: np.ndarray
                                   f"{len(model.classes)} classes.", "the model file does not match its metadata.")
         mean = out.mean(axis=0)
         if head.positive is None:
-            result.set(head.key, top_labels(mean, model.classes, p["min_probability"], p["max_labels"],
-                                            p["decimals"]))
+            result.set(head.key, top_labels(mean, model.classes, p.min_probability, p.max_labels,
+                                            p.decimals))
             methods[head.key] = (f"{backbone.name} -> {head.name} ({model.runtime}); mean over patches, "
-                                 f"labels with p >= {p['min_probability']}, at most {p['max_labels']}")
+                                 f"labels with p >= {p.min_probability}, at most {p.max_labels}")
         else:
             value = float(mean[model.classes.index(head.positive)])
-            result.set(head.key, round(value, p["decimals"]))
+            result.set(head.key, round(value, p.decimals))
             methods[head.key] = (f"{backbone.name} -> {head.name} ({model.runtime}); mean over patches of "
                                  f"p({head.positive})")
 
 
-def classify(models: Classifiers, signal: AudioSignal, params: dict | None = None
+def classify(models: Classifiers, signal: AudioSignal, params: ClassifiersParams = ClassifiersParams()
              ) -> tuple[FeatureResult, dict[str, np.ndarray]]:
     """Run every available chain on one signal.
 
@@ -606,8 +609,8 @@ def classify(models: Classifiers, signal: AudioSignal, params: dict | None = Non
         are computed. Missing ones are absent with "model X not available".
     signal : AudioSignal
         The audio at any sample rate and channel count.
-    params : dict, optional
-        Overrides of :data:`DEFAULT_PARAMS`.
+    params : ClassifiersParams, optional
+        Label thresholds, rounding, resampling and batching.
 
     Returns
     -------
@@ -618,7 +621,7 @@ def classify(models: Classifiers, signal: AudioSignal, params: dict | None = Non
         ``"discogs_effnet"`` (1280,) and/or ``"musicnn"`` (200,): float32 mean
         embedding over patches, for each backbone that ran.
     """
-    p = {**DEFAULT_PARAMS, **(params or {})}
+    p = params
     result = FeatureResult()
     embeddings: dict[str, np.ndarray] = {}
     methods: dict[str, str] = {}
@@ -629,17 +632,17 @@ def classify(models: Classifiers, signal: AudioSignal, params: dict | None = Non
         _mark_all(result, KEYS, "silent")
         result.meta["embeddings"] = "not computed: silent input"
         return result, embeddings
-    if signal.duration_s < p["min_duration_s"]:
-        _mark_all(result, KEYS, f"too short ({signal.duration_s:.3f} s < {p['min_duration_s']} s)")
+    if signal.duration_s < p.min_duration_s:
+        _mark_all(result, KEYS, f"too short ({signal.duration_s:.3f} s < {p.min_duration_s} s)")
         result.meta["embeddings"] = "not computed: input too short"
         return result, embeddings
 
     started = time.perf_counter()
-    x16k = to_model_input(signal, p["resample_quality"])
+    x16k = to_model_input(signal, p.resample_quality)
     timings["resample"] = round(time.perf_counter() - started, 4)
     result.meta["model_input"] = (
         f"mono downmix, {signal.sample_rate} -> {MODEL_SAMPLE_RATE} Hz (essentia Resample quality "
-        f"{p['resample_quality']})" if signal.sample_rate != MODEL_SAMPLE_RATE else "mono downmix at 16000 Hz")
+        f"{p.resample_quality})" if signal.sample_rate != MODEL_SAMPLE_RATE else "mono downmix at 16000 Hz")
     backbones_meta: dict[str, dict] = {}
     result.meta["backbones"] = backbones_meta
 
@@ -653,7 +656,7 @@ def classify(models: Classifiers, signal: AudioSignal, params: dict | None = Non
         if backbone is EFFNET:
             patch_embeddings = run_effnet(models.models[backbone.name], x)
         else:
-            tags, patch_embeddings = run_musicnn(models.models[backbone.name], x, p["batch_patches"])
+            tags, patch_embeddings = run_musicnn(models.models[backbone.name], x, p.batch_patches)
         timings[backbone.name] = round(time.perf_counter() - started, 4)
         if len(patch_embeddings) == 0:
             raise ClassifierError(f"{backbone.name} produced no embeddings for {len(x)} samples.",
@@ -668,10 +671,10 @@ def classify(models: Classifiers, signal: AudioSignal, params: dict | None = Non
         embeddings[backbone.embedding_name] = patch_embeddings.mean(axis=0, dtype=np.float64).astype(np.float32)
         if backbone is MUSICNN:
             result.set(MUSICNN_TAGS_KEY, top_labels(tags.mean(axis=0, dtype=np.float64), MSD_TAGS,
-                                                    p["min_probability"], p["max_labels"], p["decimals"]))
+                                                    p.min_probability, p.max_labels, p.decimals))
             methods[MUSICNN_TAGS_KEY] = (f"{backbone.name} {backbone.tags_node} (essentia-tensorflow); mean over "
-                                         f"patches, labels with p >= {p['min_probability']}, at most "
-                                         f"{p['max_labels']}")
+                                         f"patches, labels with p >= {p.min_probability}, at most "
+                                         f"{p.max_labels}")
         _apply_heads(models, backbone, patch_embeddings, p, result, methods, timings)
     result.meta["embeddings"] = {name: f"mean over patches of {b.name} {b.embedding_node}, float32 ({b.dims},)"
                                  for b in (EFFNET, MUSICNN) for name in [b.embedding_name] if name in embeddings}

@@ -3,12 +3,17 @@ write the family's extra outputs (grids, MIDI). Each returns the family's Featur
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .modelcache import cached_model
 from .result import FeatureResult
 from .runner import JobContext
+
+if TYPE_CHECKING:  # the typed families' parameters, built by runner.compute_family from their config sections
+    from .aesthetics import AestheticsParams
+    from .classifiers import ClassifiersParams
 
 
 def read_beats(ctx: JobContext) -> np.ndarray | None:
@@ -135,7 +140,7 @@ def metadata_family(ctx: JobContext, settings: dict) -> FeatureResult:
     return compute_metadata(ctx.path("audio"), settings)
 
 
-def classifiers_family(ctx: JobContext, settings: dict) -> FeatureResult:
+def classifiers_family(ctx: JobContext, params: ClassifiersParams) -> FeatureResult:
     """Essentia classifiers with every model present (each loaded once); mean embeddings as .npy files."""
     import os
 
@@ -145,7 +150,7 @@ def classifiers_family(ctx: JobContext, settings: dict) -> FeatureResult:
     paths = model_paths_from_files(ctx.model_files())
     models = cached_model("essentia_classifiers", sorted(paths.values()),
                           lambda: load_classifiers(paths, threads=ctx.threads), ctx.threads)
-    result, embeddings = classify(models, ctx.audio("audio"), settings)
+    result, embeddings = classify(models, ctx.audio("audio"), params)
     out = Path(ctx.outputs["embeddings"])
     out.mkdir(parents=True, exist_ok=True)
     for name, vector in embeddings.items():
@@ -154,7 +159,7 @@ def classifiers_family(ctx: JobContext, settings: dict) -> FeatureResult:
     return result
 
 
-def aesthetics_family(ctx: JobContext, settings: dict) -> FeatureResult:
+def aesthetics_family(ctx: JobContext, params: AestheticsParams) -> FeatureResult:
     """Audiobox Aesthetics (CE, CU, PC, PQ) of the full mix, model loaded once."""
     from .separation import apply_gpu_env_defaults
 
@@ -162,9 +167,9 @@ def aesthetics_family(ctx: JobContext, settings: dict) -> FeatureResult:
     from .aesthetics import load_aesthetics_model, predict_aesthetics
 
     (checkpoint,) = ctx.model_files()
-    device = settings.get("device", "auto")
+    device = params.device
     loaded = cached_model("audiobox_aesthetics", checkpoint, lambda: load_aesthetics_model(checkpoint, device), device)
-    return predict_aesthetics(loaded, ctx.audio("audio"), settings)
+    return predict_aesthetics(loaded, ctx.audio("audio"), params)
 
 
 def track_features(ctx: JobContext) -> dict:

@@ -21,6 +21,8 @@ from typing import Any
 from .errors import ConfigError
 
 _META = "mirflow_param"
+#: Torch device names a ``device`` parameter accepts ("auto": a CUDA/ROCm GPU when torch sees one, else the CPU).
+DEVICE_PATTERN = r"auto|cpu|cuda(:[0-9]+)?"
 _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
 
 

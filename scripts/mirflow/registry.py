@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 # Parameter classes only: these modules import numpy at most (scipy lazily), see tests/test_registry_import.py.
+from .aesthetics import AestheticsParams
+from .classifiers import ClassifiersParams
 from .features.loudness import LoudnessParams
 from .features.spectral import SpectralParams
 
@@ -154,10 +156,10 @@ FAMILIES: dict[str, Family] = {
                ("essentia-tensorflow", "onnxruntime", "numpy"),
                "Essentia genre/mood/instrument (Discogs-EffNet) and MSD tags (MusiCNN), embeddings", kind="context",
                optional_models=_ESSENTIA_MODELS, any_of_models=("essentia_discogs_effnet_bs64", "essentia_msd_musicnn"),
-               lane="gpu", outputs=(("embeddings", "embeddings/"),)),
+               lane="gpu", outputs=(("embeddings", "embeddings/"),), params=ClassifiersParams),
         Family("aesthetics", 1, "mix", "aesthetics", "mirflow.families:aesthetics_family",
                ("audiobox-aesthetics", "torch"), "Meta Audiobox Aesthetics ratings", ("audiobox_aesthetics",),
-               kind="context", lane="gpu"),
+               kind="context", lane="gpu", params=AestheticsParams),
         Family("captions_feature", 1, "mix", "captions_feature", "mirflow.families:captions_feature_family",
                ("llama-cpp-python",), "Captions written from the computed features by a small text LLM",
                ("smollm2_135m_instruct",), kind="context", needs=("features",)),
