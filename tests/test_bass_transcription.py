@@ -10,7 +10,8 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("basic_pitch")
 
 from mirflow import demo
-from mirflow.errors import MirflowError
+from mirflow.errors import ConfigError, MirflowError
+from mirflow.params import from_config
 from mirflow.transcription import bass
 from mirflow.transcription.midi import MidiNote
 
@@ -102,7 +103,7 @@ def test_demo_bass_lines_pitch_and_onsets(model, demo_songs):
 def test_pitch_range_limits_the_notes(model, demo_songs):
     song = demo_songs[0]
     signal = as_signal(song.stems["bass"], song.sample_rate)
-    notes = bass.transcribe(model, signal, {"max_midi": 36}).notes
+    notes = bass.transcribe(model, signal, bass.BassParams(max_midi=36)).notes
     assert notes and all(n.pitch <= 36 for n in notes)
     low_truth = [t for t in song.truth["bass_notes"] if t["midi"] <= 36]
     assert match_notes(low_truth, notes) >= 0.9 * len(low_truth)
@@ -140,5 +141,7 @@ def test_bass_midi_program_channel_and_times(model, demo_songs, tmp_path):
 def test_silent_bass_gives_no_notes(model):
     result = bass.transcribe(model, as_signal(np.zeros((2, 44100)), 44100))
     assert result.notes == [] and result.meta["input_silent"] and result.meta["note_count"] == 0
-    with pytest.raises(ValueError):
-        bass.resolve_params({"min_midi": 50, "max_midi": 40})
+    with pytest.raises(ConfigError, match="min_midi"):
+        bass.BassParams(min_midi=50, max_midi=40)
+    with pytest.raises(ConfigError, match=r"bass_transcription\.max_midi"):  # outside the model's 21..108
+        from_config(bass.BassParams, {"max_midi": 120}, where="bass_transcription")

@@ -14,6 +14,7 @@ from .runner import JobContext
 if TYPE_CHECKING:  # the typed families' parameters, built by runner.compute_family from their config sections
     from .aesthetics import AestheticsParams
     from .classifiers import ClassifiersParams
+    from .transcription.bass import BassParams
 
 
 def read_beats(ctx: JobContext) -> np.ndarray | None:
@@ -78,7 +79,7 @@ def load_bass_model(threads: int):
     return cached_model("basic_pitch", path, lambda: bass.load_model(path, threads=threads), threads)
 
 
-def bass_family(ctx: JobContext, settings: dict) -> FeatureResult:
+def bass_family(ctx: JobContext, params: BassParams) -> FeatureResult:
     """Basic Pitch (shipped ONNX model) on the bass stem: ``bass_basicpitch.mid`` plus note statistics."""
     from .transcription import bass
 
@@ -93,8 +94,8 @@ def bass_family(ctx: JobContext, settings: dict) -> FeatureResult:
         result.meta["input"] = "bass stem (silent: empty MIDI written)"
         return result
     model = load_bass_model(ctx.threads)
-    transcription = bass.transcribe(model, signal, settings)
-    bass.write_bass_midi(ctx.outputs["midi"], transcription, beats=read_beats(ctx), params=settings)
+    transcription = bass.transcribe(model, signal, params)
+    bass.write_bass_midi(ctx.outputs["midi"], transcription, beats=read_beats(ctx))
     pitches = np.array([n.pitch for n in transcription.notes], dtype=float)
     result = bass_note_statistics(pitches, signal.duration_s)
     result.meta.update(transcription.meta)

@@ -14,6 +14,7 @@ from .aesthetics import AestheticsParams
 from .classifiers import ClassifiersParams
 from .features.loudness import LoudnessParams
 from .features.spectral import SpectralParams
+from .transcription.bass import BassParams
 
 #: Versions of the steps that are not feature families. Bump one when its outputs change for the same
 #: inputs: Snakemake then reruns that step everywhere (the version is part of the rule's params).
@@ -172,7 +173,8 @@ FAMILIES: dict[str, Family] = {
                kind="context", needs=("beats", "prefer:stem:drums"), lane="gpu", outputs=(("midi", "drums_adtof.mid"),)),
         Family("bass_transcription", 1, "mix", "bass_transcription", "mirflow.families:bass_family",
                ("basic-pitch", "onnxruntime", "mido"), "Basic Pitch bass transcription: bass_basicpitch.mid",
-               kind="context", needs=("stem:bass", "beats"), outputs=(("midi", "bass_basicpitch.mid"),)),
+               kind="context", needs=("stem:bass", "beats"), outputs=(("midi", "bass_basicpitch.mid"),),
+               params=BassParams),
     )
 }
 

@@ -34,10 +34,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..audio import AudioSignal
-from ..errors import MirflowError
+from ..errors import ConfigError, MirflowError
 from .adtof import file_sha256
 from ..jsonio import write_bytes_atomic
-from .midi import MidiNote, midi_file_bytes, tempo_map
+from ..params import param
+from .midi import DEFAULT_TICKS_PER_QUARTER, MidiNote, midi_file_bytes, tempo_map
 
 MODEL_SAMPLE_RATE = 22050
 FFT_HOP = 256
@@ -57,54 +58,42 @@ OUTPUT_NAMES = {"note": "StatefulPartitionedCall:1", "onset": "StatefulPartition
 #: General MIDI program 34 "Electric Bass (finger)" (0-based 33).
 BASS_PROGRAM = 33
 
-DEFAULT_PARAMS = {
-    # Basic Pitch's defaults (basic_pitch.inference.predict)
-    "onset_threshold": 0.5,
-    "frame_threshold": 0.3,
-    "minimum_note_length_s": 0.1277,
-    "melodia_trick": True,
-    "infer_onsets": True,
-    # bass range, MIDI note numbers inclusive: E1 (41.2 Hz, a 4-string bass's
-    # low E) is 28; C4 (261.6 Hz) is 60.
-    "min_midi": 28,
-    "max_midi": 60,
-    # drop notes that are a louder overlapping note's 2nd-6th harmonic (see
-    # suppress_harmonic_ghosts); a bass line is almost always monophonic
-    "suppress_harmonics": True,
-    "batch_windows": 8,
-    "ticks_per_quarter": 480,
-}
+#: Basic Pitch's decoding defaults (basic_pitch.inference.predict), not configurable.
+MELODIA_TRICK = True
+INFER_ONSETS = True
+#: Model windows per onnxruntime run (memory only: the posteriors do not depend on it).
+BATCH_WINDOWS = 8
+HIGHEST_MIDI = LOWEST_MIDI + N_PITCHES - 1  # C8: output bin 87
+
+
+@dataclass(frozen=True)
+class BassParams:
+    """Parameters of ``bass_transcription`` (config section ``bass_transcription``)."""
+
+    onset_threshold: float = param(0.5, above=0.0, maximum=1.0, doc="Onset posterior a note must reach "
+                                   "(Basic Pitch's default)")
+    frame_threshold: float = param(0.3, above=0.0, maximum=1.0, doc="Frame posterior a note is continued above "
+                                   "(Basic Pitch's default)")
+    minimum_note_length_s: float = param(0.1277, unit="s", minimum=0.0, doc="Shorter notes are dropped "
+                                         "(Basic Pitch's default, 11 frames)")
+    # E1 (41.2 Hz, a 4-string bass's low E) is 28; C4 (261.6 Hz) is 60.
+    min_midi: int = param(28, unit="MIDI note", minimum=LOWEST_MIDI, maximum=HIGHEST_MIDI,
+                          doc="Lowest note of the bass range (28: E1)")
+    max_midi: int = param(60, unit="MIDI note", minimum=LOWEST_MIDI, maximum=HIGHEST_MIDI,
+                          doc="Highest note of the bass range (60: C4)")
+    suppress_harmonics: bool = param(True, doc="Drop notes that are a louder overlapping note's 2nd-6th harmonic "
+                                     "(a bass line is almost always monophonic)")
+
+    def __post_init__(self) -> None:
+        if self.min_midi > self.max_midi:
+            raise ConfigError(f"bass_transcription.min_midi ({self.min_midi}) is above max_midi ({self.max_midi}).",
+                              "set min_midi <= max_midi.")
+
+
 #: Semitones from a fundamental to its harmonics 2..6 (12, 19.02, 24, 27.86, 31.02 rounded).
 HARMONIC_INTERVALS = (12, 19, 24, 28, 31)
 #: A fundamental may start this long after its harmonic ghost and still explain it (s).
 GHOST_ONSET_TOLERANCE_S = 0.05
-
-
-def resolve_params(params: dict | None) -> dict:
-    """Defaults overlaid with ``params``.
-
-    Raises
-    ------
-    ValueError
-        For unknown keys, thresholds outside (0, 1), or a MIDI range outside the
-        model's 21-108 or empty.
-    """
-    params = dict(params or {})
-    unknown = set(params) - set(DEFAULT_PARAMS)
-    if unknown:
-        raise ValueError(f"unknown bass transcription parameter(s): {sorted(unknown)}")
-    p = {**DEFAULT_PARAMS, **params}
-    for key in ("onset_threshold", "frame_threshold"):
-        if not 0.0 < float(p[key]) < 1.0:
-            raise ValueError(f"{key} must be in (0, 1), got {p[key]}")
-    if not LOWEST_MIDI <= int(p["min_midi"]) <= int(p["max_midi"]) <= LOWEST_MIDI + N_PITCHES - 1:
-        raise ValueError(f"need {LOWEST_MIDI} <= min_midi <= max_midi <= {LOWEST_MIDI + N_PITCHES - 1}, "
-                         f"got {p['min_midi']}..{p['max_midi']}")
-    if float(p["minimum_note_length_s"]) < 0:
-        raise ValueError("minimum_note_length_s must be >= 0")
-    if int(p["batch_windows"]) < 1:
-        raise ValueError("batch_windows must be >= 1")
-    return p
 
 
 @contextlib.contextmanager
@@ -278,28 +267,29 @@ class BassTranscription:
     meta: dict = field(default_factory=dict)
 
 
-def notes_from_posteriors(note: np.ndarray, onset: np.ndarray, params: dict | None = None) -> list[MidiNote]:
+def notes_from_posteriors(note: np.ndarray, onset: np.ndarray,
+                          params: BassParams = BassParams()) -> list[MidiNote]:
     """Decode note events with Basic Pitch's ``output_to_notes_polyphonic`` in the bass range.
 
     Posteriors outside ``min_midi..max_midi`` are zeroed first, so no note (and
     no "melodia" note) outside the range can appear.
     """
-    p = resolve_params(params)
+    p = params
     with _quiet_basic_pitch_import():
         from basic_pitch.note_creation import output_to_notes_polyphonic
     note = np.array(note, dtype=np.float32, copy=True)
     onset = np.array(onset, dtype=np.float32, copy=True)
-    lo, hi = int(p["min_midi"]) - LOWEST_MIDI, int(p["max_midi"]) - LOWEST_MIDI
+    lo, hi = p.min_midi - LOWEST_MIDI, p.max_midi - LOWEST_MIDI
     note[:, :lo] = 0
     note[:, hi + 1:] = 0
     onset[:, :lo] = 0
     onset[:, hi + 1:] = 0
     fps = MODEL_SAMPLE_RATE / FFT_HOP
-    min_len_frames = int(np.round(float(p["minimum_note_length_s"]) * fps))
-    events = output_to_notes_polyphonic(note, onset, onset_thresh=float(p["onset_threshold"]),
-                                        frame_thresh=float(p["frame_threshold"]), min_note_len=min_len_frames,
-                                        infer_onsets=bool(p["infer_onsets"]), max_freq=None, min_freq=None,
-                                        melodia_trick=bool(p["melodia_trick"]))
+    min_len_frames = int(np.round(p.minimum_note_length_s * fps))
+    events = output_to_notes_polyphonic(note, onset, onset_thresh=p.onset_threshold,
+                                        frame_thresh=p.frame_threshold, min_note_len=min_len_frames,
+                                        infer_onsets=INFER_ONSETS, max_freq=None, min_freq=None,
+                                        melodia_trick=MELODIA_TRICK)
     times = frame_times(note.shape[0] + 1)
     out = [MidiNote(float(times[s]), float(times[e]), int(pitch), max(1, int(round(127 * float(amp)))))
            for s, e, pitch, amp in events]
@@ -329,7 +319,8 @@ def suppress_harmonic_ghosts(notes: list[MidiNote], tolerance_s: float = GHOST_O
     return kept
 
 
-def transcribe(model: BasicPitchModel, signal: AudioSignal, params: dict | None = None) -> BassTranscription:
+def transcribe(model: BasicPitchModel, signal: AudioSignal, params: BassParams = BassParams(), *,
+               batch_windows: int = BATCH_WINDOWS) -> BassTranscription:
     """Transcribe a bass stem.
 
     Parameters
@@ -338,8 +329,10 @@ def transcribe(model: BasicPitchModel, signal: AudioSignal, params: dict | None 
         From ``load_model``; reuse it across tracks.
     signal : AudioSignal
         The bass stem, any rate/channels: mono downmix resampled to 22.05 kHz (soxr HQ).
-    params : dict, optional
-        Overrides of ``DEFAULT_PARAMS``.
+    params : BassParams, optional
+        Thresholds, bass range and harmonic suppression.
+    batch_windows : int
+        Model windows per onnxruntime run (memory only).
 
     Returns
     -------
@@ -348,7 +341,7 @@ def transcribe(model: BasicPitchModel, signal: AudioSignal, params: dict | None 
     """
     import time
 
-    p = resolve_params(params)
+    p = params
     meta = {
         "model": "Spotify Basic Pitch ICASSP 2022 (nmp.onnx, onnxruntime)",
         "model_path": model.path,
@@ -356,8 +349,9 @@ def transcribe(model: BasicPitchModel, signal: AudioSignal, params: dict | None 
         "providers": model.providers,
         "input_sample_rate": signal.sample_rate,
         "resampled_to": MODEL_SAMPLE_RATE,
-        **{k: p[k] for k in ("onset_threshold", "frame_threshold", "minimum_note_length_s", "melodia_trick",
-                             "infer_onsets", "min_midi", "max_midi", "suppress_harmonics")},
+        "onset_threshold": p.onset_threshold, "frame_threshold": p.frame_threshold,
+        "minimum_note_length_s": p.minimum_note_length_s, "melodia_trick": MELODIA_TRICK, "infer_onsets": INFER_ONSETS,
+        "min_midi": p.min_midi, "max_midi": p.max_midi, "suppress_harmonics": p.suppress_harmonics,
         "pitch_bends": False,
         "input_silent": bool(signal.is_digital_silence()),
     }
@@ -371,29 +365,28 @@ def transcribe(model: BasicPitchModel, signal: AudioSignal, params: dict | None 
         if signal.sample_rate != MODEL_SAMPLE_RATE else signal.mono()
     meta["preprocessing_s"] = round(time.perf_counter() - started, 3)
     started = time.perf_counter()
-    posteriors = model_posteriors(model, audio, int(p["batch_windows"]))
+    posteriors = model_posteriors(model, audio, batch_windows)
     meta["network_s"] = round(time.perf_counter() - started, 3)
     started = time.perf_counter()
     notes = notes_from_posteriors(posteriors["note"], posteriors["onset"], p)
     meta["notes_before_harmonic_suppression"] = len(notes)
-    if p["suppress_harmonics"]:
+    if p.suppress_harmonics:
         notes = suppress_harmonic_ghosts(notes)
     meta["decoding_s"] = round(time.perf_counter() - started, 3)
     meta["note_count"] = len(notes)
     return BassTranscription(notes, meta)
 
 
-def bass_midi_bytes(notes: list[MidiNote], beats=None, ticks_per_quarter: int = 480) -> bytes:
+def bass_midi_bytes(notes: list[MidiNote], beats=None, ticks_per_quarter: int = DEFAULT_TICKS_PER_QUARTER) -> bytes:
     """``bass_basicpitch.mid`` content: one track, GM program 34 (Electric Bass, finger), channel 1."""
     return midi_file_bytes(notes, channel=0, program=BASS_PROGRAM, track_name="Bass (Basic Pitch)", beats=beats,
                            ticks_per_quarter=ticks_per_quarter)
 
 
-def write_bass_midi(path: str | os.PathLike, transcription: BassTranscription, beats=None,
-                    params: dict | None = None) -> dict:
+def write_bass_midi(path: str | os.PathLike, transcription: BassTranscription, beats=None, *,
+                    ticks_per_quarter: int = DEFAULT_TICKS_PER_QUARTER) -> dict:
     """Write ``bass_basicpitch.mid`` atomically; returns facts for meta."""
-    p = resolve_params(params)
-    write_bytes_atomic(path, bass_midi_bytes(transcription.notes, beats, int(p["ticks_per_quarter"])))
-    tmap = tempo_map(beats, int(p["ticks_per_quarter"]))
+    write_bytes_atomic(path, bass_midi_bytes(transcription.notes, beats, ticks_per_quarter))
+    tmap = tempo_map(beats, ticks_per_quarter)
     return {"path": str(path), "tempo_source": tmap.source, "program": BASS_PROGRAM, "channel": 1,
             "note_count": len(transcription.notes)}
