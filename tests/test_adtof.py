@@ -8,7 +8,8 @@ from conftest import SHARED, as_signal, shared_path
 
 torch = pytest.importorskip("torch")
 
-from mirflow.errors import MirflowError  # noqa: E402
+from mirflow.errors import ConfigError, MirflowError  # noqa: E402
+from mirflow.params import from_config  # noqa: E402
 from mirflow.transcription import adtof, drums  # noqa: E402
 from mirflow.transcription.midi import tempo_map  # noqa: E402
 
@@ -278,8 +279,10 @@ def test_compute_drums_silent_input_and_meta(tmp_path, random_model_path):
     import pretty_midi
 
     assert sum(len(i.notes) for i in pretty_midi.PrettyMIDI(str(tmp_path / "s.mid")).instruments) == 0
-    with pytest.raises(ValueError, match="unknown drum class"):
-        drums.resolve_params({"thresholds": {"cowbell": 0.3}})
+    with pytest.raises(ConfigError, match=r"drums\.thresholds\.cowbell"):
+        from_config(drums.DrumsParams, {"thresholds": {"cowbell": 0.3}}, where="drums")
+    with pytest.raises(ConfigError, match=r"drums\.thresholds\.kick"):
+        from_config(drums.DrumsParams, {"thresholds": {"kick": 0}}, where="drums")
 
 
 def test_catalogue_covers_every_key():

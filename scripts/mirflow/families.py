@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # the typed families' parameters, built by runner.compute_fam
     from .aesthetics import AestheticsParams
     from .classifiers import ClassifiersParams
     from .transcription.bass import BassParams
+    from .transcription.drums import DrumsParams
 
 
 def read_beats(ctx: JobContext) -> np.ndarray | None:
@@ -28,7 +29,7 @@ def read_beats(ctx: JobContext) -> np.ndarray | None:
     return read_times(ctx.path("beats"))
 
 
-def drums_family(ctx: JobContext, settings: dict) -> FeatureResult:
+def drums_family(ctx: JobContext, params: DrumsParams) -> FeatureResult:
     """ADTOF on the drums stem (else the full mix): ``drums_adtof.mid`` plus hit counts and densities."""
     from .separation import apply_gpu_env_defaults
 
@@ -37,10 +38,9 @@ def drums_family(ctx: JobContext, settings: dict) -> FeatureResult:
     from .transcription.drums import compute_drums
 
     (weights,) = ctx.model_files()
-    device = settings.get("device", "auto")
+    device = params.device
     model = cached_model("adtof", weights, lambda: adtof.load_model(weights, device=device), device)
     source = "drums" if ctx.has("drums") else "audio"
-    params = {k: v for k, v in settings.items() if k != "device"}
     result = compute_drums(model, ctx.audio(source), params,
                            input_name="drums" if source == "drums" else "full_mix",
                            midi_path=ctx.outputs["midi"], beats=read_beats(ctx))

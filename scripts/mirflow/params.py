@@ -261,7 +261,7 @@ def schema_for(cls: type) -> dict:
     for f in dataclasses.fields(cls):
         spec = _spec(f)
         if spec.get("section") is not None:
-            prop = {**schema_for(spec["section"]), "description": spec["doc"]}
+            prop = {**schema_for(spec["section"]), "default": defaults(spec["section"]), "description": spec["doc"]}
         elif spec.get("mapping") is not None:
             prop = {"type": "object", "propertyNames": {"pattern": f"^(?:{spec['key_pattern']})$"},
                     "additionalProperties": schema_for(spec["mapping"]), "default": _plain(_default(f)),

@@ -15,6 +15,7 @@ from .classifiers import ClassifiersParams
 from .features.loudness import LoudnessParams
 from .features.spectral import SpectralParams
 from .transcription.bass import BassParams
+from .transcription.drums import DrumsParams
 
 #: Versions of the steps that are not feature families. Bump one when its outputs change for the same
 #: inputs: Snakemake then reruns that step everywhere (the version is part of the rule's params).
@@ -170,7 +171,8 @@ FAMILIES: dict[str, Family] = {
                kind="context", needs=("features",), lane="gpu"),
         Family("drums", 1, "mix", "drums", "mirflow.families:drums_family", ("torch", "madmom", "mido"),
                "ADTOF drum transcription: drums_adtof.mid and hit counts/densities", ("adtof_frame_rnn",),
-               kind="context", needs=("beats", "prefer:stem:drums"), lane="gpu", outputs=(("midi", "drums_adtof.mid"),)),
+               kind="context", needs=("beats", "prefer:stem:drums"), lane="gpu", outputs=(("midi", "drums_adtof.mid"),),
+               params=DrumsParams),
         Family("bass_transcription", 1, "mix", "bass_transcription", "mirflow.families:bass_family",
                ("basic-pitch", "onnxruntime", "mido"), "Basic Pitch bass transcription: bass_basicpitch.mid",
                kind="context", needs=("stem:bass", "beats"), outputs=(("midi", "bass_basicpitch.mid"),),

@@ -30,13 +30,13 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.ndimage import maximum_filter1d, uniform_filter1d
 
 from ..audio import AudioSignal
+from ..params import DEVICE_PATTERN, as_dict, param, section
 from ..result import FeatureResult
 from . import adtof
 from ..jsonio import write_bytes_atomic
-from .midi import MidiNote, midi_file_bytes, tempo_map
+from .midi import DEFAULT_TICKS_PER_QUARTER, MidiNote, midi_file_bytes, tempo_map
 
 
 @dataclass(frozen=True)
@@ -74,48 +74,40 @@ CLASS_NAMES = tuple(c.name for c in DRUM_CLASSES)
 #: MIDI channel index of General MIDI percussion ("channel 10").
 DRUM_CHANNEL = 9
 
-DEFAULT_PARAMS = {
-    # peak picking (seconds; converted to frames at 100 fps with round())
-    "thresholds": {c.name: c.threshold for c in DRUM_CLASSES},
-    "pre_avg_s": 0.1,
-    "post_avg_s": 0.01,
-    "pre_max_s": 0.02,
-    "post_max_s": 0.01,
-    "combine_s": 0.02,
-    # MIDI
-    "note_duration_s": 0.1,
-    "velocity": 100,
-    "ticks_per_quarter": 480,
-}
+_REFERENCE = {c.name: c.threshold for c in DRUM_CLASSES}
+
+
+@dataclass(frozen=True)
+class DrumThresholds:
+    """Peak-picking threshold per drum class (ADTOF's values fitted on its validation data)."""
+
+    kick: float = param(_REFERENCE["kick"], above=0.0, maximum=1.0, doc="Bass drum (BD) activation threshold")
+    snare: float = param(_REFERENCE["snare"], above=0.0, maximum=1.0, doc="Snare (SD) activation threshold")
+    toms: float = param(_REFERENCE["toms"], above=0.0, maximum=1.0, doc="Toms (TT) activation threshold")
+    hihat: float = param(_REFERENCE["hihat"], above=0.0, maximum=1.0, doc="Hi-hat (HH) activation threshold")
+    cymbals: float = param(_REFERENCE["cymbals"], above=0.0, maximum=1.0,
+                           doc="Crash and ride cymbals (CY+RD) activation threshold")
+
+
+@dataclass(frozen=True)
+class DrumsParams:
+    """Parameters of ``drums`` (config section ``drums``): madmom NotePeakPickingProcessor's, in seconds
+    (converted to frames at 100 fps with round()), and the MIDI notes written."""
+
+    device: str = param("auto", pattern=DEVICE_PATTERN,
+                        doc="Torch device: auto (a CUDA/ROCm GPU when torch sees one, else CPU), cpu, cuda, cuda:N")
+    thresholds: DrumThresholds = section(DrumThresholds, doc="Peak-picking threshold per class")
+    pre_avg_s: float = param(0.1, unit="s", minimum=0.0, doc="Moving-average window before a frame")
+    post_avg_s: float = param(0.01, unit="s", minimum=0.0, doc="Moving-average window after a frame")
+    pre_max_s: float = param(0.02, unit="s", minimum=0.0, doc="Local-maximum window before a frame")
+    post_max_s: float = param(0.01, unit="s", minimum=0.0, doc="Local-maximum window after a frame")
+    combine_s: float = param(0.02, unit="s", minimum=0.0, doc="Onsets closer than this are combined into one")
+    note_duration_s: float = param(0.1, unit="s", above=0.0, doc="Length of each MIDI note (as ADTOF writes)")
+    velocity: int = param(100, minimum=1, maximum=127, doc="MIDI velocity of every note")
+
 
 KEYS = tuple(f"drum_hits_{n}" for n in CLASS_NAMES) + ("drum_hits_total",) + \
     tuple(f"drum_density_{n}" for n in CLASS_NAMES) + ("drum_density_total",)
-
-
-def resolve_params(params: dict | None) -> dict:
-    """Defaults overlaid with ``params``; ``thresholds`` may be partial.
-
-    Raises
-    ------
-    ValueError
-        For an unknown key, an unknown class name in ``thresholds``, or a
-        threshold outside (0, 1].
-    """
-    params = dict(params or {})
-    unknown = set(params) - set(DEFAULT_PARAMS)
-    if unknown:
-        raise ValueError(f"unknown drum transcription parameter(s): {sorted(unknown)}")
-    out = {**DEFAULT_PARAMS, **params}
-    thresholds = dict(DEFAULT_PARAMS["thresholds"])
-    extra = set(params.get("thresholds", {})) - set(CLASS_NAMES)
-    if extra:
-        raise ValueError(f"unknown drum class(es) in thresholds: {sorted(extra)}; known: {list(CLASS_NAMES)}")
-    thresholds.update({k: float(v) for k, v in params.get("thresholds", {}).items()})
-    for name, value in thresholds.items():
-        if not 0.0 < value <= 1.0:
-            raise ValueError(f"threshold for {name} must be in (0, 1], got {value}")
-    out["thresholds"] = thresholds
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -161,12 +153,16 @@ def pick_peaks(activation: np.ndarray, threshold: float, fps: float = adtof.FPS,
     pre_avg, post_avg, pre_max, post_max = (int(round(s * fps)) for s in (pre_avg_s, post_avg_s, pre_max_s, post_max_s))
     avg_len = pre_avg + post_avg + 1
     if avg_len > 1:
+        from scipy.ndimage import uniform_filter1d  # lazy: the registry imports this module at parse time
+
         mov_avg = uniform_filter1d(act, avg_len, mode="constant", origin=int(np.floor((pre_avg - post_avg) / 2)))
     else:
         mov_avg = np.zeros_like(act)
     detections = act * (act >= mov_avg + threshold)
     max_len = pre_max + post_max + 1
     if max_len > 1:
+        from scipy.ndimage import maximum_filter1d
+
         mov_max = maximum_filter1d(detections, max_len, mode="constant",
                                    origin=int(np.floor((pre_max - post_max) / 2)))
         detections = detections * (detections == mov_max)
@@ -203,6 +199,8 @@ def pick_peaks_port(activation: np.ndarray, threshold: float, fps: float = adtof
     pre_avg, post_avg, pre_max, post_max, combine = (
         int(round(s * fps)) for s in (pre_avg_s, post_avg_s, pre_max_s, post_max_s, combine_s))
     avg_len = pre_avg + post_avg + 1
+    from scipy.ndimage import maximum_filter1d, uniform_filter1d
+
     avg = uniform_filter1d(act, avg_len, mode="nearest", origin=int(np.floor((pre_avg - post_avg) / 2)))
     strength = np.maximum(0.0, act - avg)
     max_len = pre_max + post_max + 1
@@ -247,26 +245,27 @@ class DrumTranscription:
     meta: dict = field(default_factory=dict)
 
 
-def hits_from_activations(activations: np.ndarray, params: dict | None = None,
+def hits_from_activations(activations: np.ndarray, params: DrumsParams = DrumsParams(),
                           picker=None) -> dict[str, np.ndarray]:
     """Per-class onset times (s) from (frames, 5) Frame_RNN activations at 100 fps.
 
     ``picker`` is ``pick_peaks`` (default, the original's madmom peak picking) or
     ``pick_peaks_port``.
     """
-    p = resolve_params(params)
+    p = params
     picker = picker or pick_peaks
     activations = np.asarray(activations)
     if activations.ndim != 2 or activations.shape[1] != len(DRUM_CLASSES):
         raise ValueError(f"activations must be (frames, {len(DRUM_CLASSES)}), got {activations.shape}")
     return {
-        c.name: picker(activations[:, i], p["thresholds"][c.name], adtof.FPS, p["pre_avg_s"], p["post_avg_s"],
-                       p["pre_max_s"], p["post_max_s"], p["combine_s"])
+        c.name: picker(activations[:, i], getattr(p.thresholds, c.name), adtof.FPS, p.pre_avg_s, p.post_avg_s,
+                       p.pre_max_s, p.post_max_s, p.combine_s)
         for i, c in enumerate(DRUM_CLASSES)
     }
 
 
-def transcribe(model: adtof.LoadedModel, signal: AudioSignal, params: dict | None = None) -> DrumTranscription:
+def transcribe(model: adtof.LoadedModel, signal: AudioSignal,
+               params: DrumsParams = DrumsParams()) -> DrumTranscription:
     """Transcribe the drums of a signal with ADTOF Frame_RNN.
 
     Parameters
@@ -276,8 +275,8 @@ def transcribe(model: adtof.LoadedModel, signal: AudioSignal, params: dict | Non
     signal : AudioSignal
         Any rate and channel count: downmixed to mono (channel mean) and
         resampled to 44.1 kHz as ADTOF expects.
-    params : dict, optional
-        Overrides of ``DEFAULT_PARAMS``.
+    params : DrumsParams, optional
+        Thresholds and peak picking (``device`` is used at load time, ``adtof.load_model``).
 
     Returns
     -------
@@ -287,7 +286,7 @@ def transcribe(model: adtof.LoadedModel, signal: AudioSignal, params: dict | Non
     """
     import time
 
-    p = resolve_params(params)
+    p = params
     meta = {
         "model": "ADTOF Frame_RNN (Zehren et al. 2021/2023), mirflow PyTorch implementation",
         "weights_path": model.path,
@@ -296,8 +295,9 @@ def transcribe(model: adtof.LoadedModel, signal: AudioSignal, params: dict | Non
         "input_sample_rate": signal.sample_rate,
         "resampled_to": adtof.MODEL_SAMPLE_RATE if signal.sample_rate != adtof.MODEL_SAMPLE_RATE else None,
         "fps": adtof.FPS,
-        "thresholds": dict(p["thresholds"]),
-        "peak_picking": {k: p[k] for k in ("pre_avg_s", "post_avg_s", "pre_max_s", "post_max_s", "combine_s")},
+        "thresholds": as_dict(p.thresholds),
+        "peak_picking": {"pre_avg_s": p.pre_avg_s, "post_avg_s": p.post_avg_s, "pre_max_s": p.pre_max_s,
+                         "post_max_s": p.post_max_s, "combine_s": p.combine_s},
         "input_silent": False,
     }
     if signal.is_digital_silence():
@@ -355,7 +355,8 @@ def drum_midi_notes(hits: dict[str, np.ndarray], note_duration_s: float = 0.1, v
     return notes
 
 
-def drum_midi_bytes(hits: dict[str, np.ndarray], beats=None, params: dict | None = None) -> bytes:
+def drum_midi_bytes(hits: dict[str, np.ndarray], beats=None, params: DrumsParams = DrumsParams(), *,
+                    ticks_per_quarter: int = DEFAULT_TICKS_PER_QUARTER) -> bytes:
     """``drums_adtof.mid`` content: the hits on channel 10 (index 9), tempo map from ``beats``.
 
     Without beats the file's tempo is 120 BPM, which only sets the MIDI time
@@ -363,24 +364,22 @@ def drum_midi_bytes(hits: dict[str, np.ndarray], beats=None, params: dict | None
     ``note_duration_s`` (0.1 s, as ADTOF writes) but ends no later than the next
     hit of the same note.
     """
-    p = resolve_params(params)
-    return midi_file_bytes(drum_midi_notes(hits, p["note_duration_s"], p["velocity"]), channel=DRUM_CHANNEL,
-                           program=0, track_name="Drums (ADTOF)", beats=beats,
-                           ticks_per_quarter=p["ticks_per_quarter"])
+    return midi_file_bytes(drum_midi_notes(hits, params.note_duration_s, params.velocity), channel=DRUM_CHANNEL,
+                           program=0, track_name="Drums (ADTOF)", beats=beats, ticks_per_quarter=ticks_per_quarter)
 
 
 def write_drum_midi(path: str | os.PathLike, hits: dict[str, np.ndarray], beats=None,
-                    params: dict | None = None) -> dict:
+                    params: DrumsParams = DrumsParams(), *, ticks_per_quarter: int = DEFAULT_TICKS_PER_QUARTER) -> dict:
     """Write ``drums_adtof.mid`` atomically; returns facts for ``_meta``."""
-    p = resolve_params(params)
-    write_bytes_atomic(path, drum_midi_bytes(hits, beats, p))
-    tmap = tempo_map(beats, p["ticks_per_quarter"])
+    p = params
+    write_bytes_atomic(path, drum_midi_bytes(hits, beats, p, ticks_per_quarter=ticks_per_quarter))
+    tmap = tempo_map(beats, ticks_per_quarter)
     return {"path": str(path), "tempo_source": tmap.source, "tempo_events": int(len(tmap.ticks)),
             "notes": {c.name: c.midi_note for c in DRUM_CLASSES}, "channel": DRUM_CHANNEL + 1,
-            "note_duration_s": p["note_duration_s"], "velocity": p["velocity"]}
+            "note_duration_s": p.note_duration_s, "velocity": p.velocity}
 
 
-def compute_drums(model: adtof.LoadedModel, signal: AudioSignal, params: dict | None = None,
+def compute_drums(model: adtof.LoadedModel, signal: AudioSignal, params: DrumsParams = DrumsParams(),
                   input_name: str = "drums", midi_path: str | os.PathLike | None = None,
                   beats: np.ndarray | None = None) -> FeatureResult:
     """Transcribe, optionally write ``drums_adtof.mid``, and return the ``drums`` features.
@@ -390,8 +389,8 @@ def compute_drums(model: adtof.LoadedModel, signal: AudioSignal, params: dict | 
     model : adtof.LoadedModel
     signal : AudioSignal
         The drums stem when the track has one, else the full mix (the caller decides).
-    params : dict, optional
-        Overrides of ``DEFAULT_PARAMS``.
+    params : DrumsParams, optional
+        Thresholds, peak picking and MIDI notes.
     input_name : str
         What ``signal`` is ("drums" or "full_mix"), recorded in meta ``input``.
     midi_path : path, optional
