@@ -69,7 +69,9 @@ def jobs(root: Path, n: int, seconds: float, bag: list[str], checkpoint: str, ar
         out.append({"entry": "mirflow.runner:run_family_job", "rule": "aesthetics", "lane": "gpu",
                     "input": [["audio", str(audio)], ["model_file_0", checkpoint]],
                     "output": [[None, str(track / "features" / "aesthetics.json")]],
-                    "params": {"family": "aesthetics", "settings": {**CONFIG["aesthetics"], "device": args.device}},
+                    # config.yaml omits the typed aesthetics section (AestheticsParams defaults it)
+                    "params": {"family": "aesthetics",
+                               "settings": {**CONFIG.get("aesthetics", {}), "device": args.device}},
                     "wildcards": {"track": f"t{i}"}, "log": [str(track / "logs" / "aesthetics.log")],
                     "threads": args.threads})
     return out
