@@ -18,9 +18,16 @@ from mirflow.captions.facts import (
     template_caption,
     verify_caption,
 )
-from mirflow.captions.feature_captions import DEFAULT_PARAMS, caption_from_features, load_caption_model
+from mirflow.captions.feature_captions import FeatureCaptionsParams, caption_from_features, load_caption_model
 from mirflow.captions.llm import Generation
 from mirflow.errors import ConfigError
+from mirflow.params import from_config
+
+
+def P(section: dict) -> FeatureCaptionsParams:
+    """The typed parameters of a config section, as runner.compute_family builds them."""
+    return from_config(FeatureCaptionsParams, section, where="captions_feature")
+
 
 # A 128 BPM A-minor techno track as the other families report it.
 TRACK = {
@@ -265,10 +272,10 @@ class ScriptedModel:
 def test_a_hallucinated_answer_is_retried_with_the_next_seed():
     model = ScriptedModel(["<|im_start|>assistant\nA dark techno track at 130 BPM in A minor.<|im_end|>",
                            "A dark \u201ctechno\u201d track at 128 BPM in A minor"])
-    result = caption_from_features(model, TRACK, {"styles": ["sentence"]})
+    result = caption_from_features(model, TRACK, P({"styles": ["sentence"]}))
     assert result.values == {"caption_feature_sentence": 'A dark "techno" track at 128 BPM in A minor.'}
     record = result.meta["captions"]["caption_feature_sentence"]
-    assert record["path"] == "llm" and record["attempts"] == 2 and record["seed"] == DEFAULT_PARAMS["seed"] + 1
+    assert record["path"] == "llm" and record["attempts"] == 2 and record["seed"] == FeatureCaptionsParams().seed + 1
     assert "number 130" in record["rejected"][0]["problems"][0]
     assert [s.seed for _, s in model.calls] == [42, 43]
     # the model is only asked to rewrite the factual draft, after one worked example
@@ -279,7 +286,7 @@ def test_a_hallucinated_answer_is_retried_with_the_next_seed():
 
 def test_when_every_try_fails_the_template_is_stored():
     model = ScriptedModel(["A techno track at 130 BPM in A minor."] * 3)
-    result = caption_from_features(model, TRACK, {"styles": ["sentence", "tags"]})
+    result = caption_from_features(model, TRACK, P({"styles": ["sentence", "tags"]}))
     facts = build_facts(TRACK)
     assert result.values["caption_feature_sentence"] == template_caption(facts, "sentence")
     assert result.meta["captions"]["caption_feature_sentence"]["path"] == "template"
@@ -309,7 +316,7 @@ def test_flamingo_revision_is_checked_against_the_long_caption():
                            "Energetic acid techno at 128 BPM in A minor.",
                            "Intro, then the drop.",
                            ])
-    result = caption_from_features(model, features, {"styles": [], "revise_flamingo": True, "attempts": 3})
+    result = caption_from_features(model, features, P({"styles": [], "revise_flamingo": True, "attempts": 3}))
     assert result.values["music_flamingo_short_full"] == "Energetic acid techno at 128 BPM in A minor."
     assert result.meta["captions"]["music_flamingo_short_full"]["attempts"] == 3
     assert result.values["music_flamingo_short_structure"] == "Intro, then the drop."
@@ -318,7 +325,7 @@ def test_flamingo_revision_is_checked_against_the_long_caption():
 def test_flamingo_revision_falls_back_to_the_first_sentence():
     features = {"music_flamingo_full": "Techno at 128 BPM. More text follows here."}
     result = caption_from_features(ScriptedModel(["Techno at 135 BPM."] * 2), features,
-                                   {"styles": [], "revise_flamingo": True, "attempts": 2})
+                                   P({"styles": [], "revise_flamingo": True, "attempts": 2}))
     assert result.values == {"music_flamingo_short_full": "Techno at 128 BPM."}
     assert result.meta["captions"]["music_flamingo_short_full"]["path"] == "first sentence"
 
@@ -328,12 +335,12 @@ def test_flamingo_revision_falls_back_to_the_first_sentence():
 @pytest.fixture(scope="module")
 def smol(smollm2_path):
     # one thread: llama.cpp's worker threads spin at barriers, which collapses on a shared, oversubscribed CPU
-    model = load_caption_model(str(smollm2_path), DEFAULT_PARAMS, threads=1)
+    model = load_caption_model(str(smollm2_path), threads=1)
     yield model
     model.close()
 
 
-REAL_PARAMS = {"styles": ["sentence", "detailed"], "attempts": 2}
+REAL_PARAMS = P({"styles": ["sentence", "detailed"], "attempts": 2})
 
 
 @pytest.fixture(scope="module")

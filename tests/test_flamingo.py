@@ -15,6 +15,7 @@ from conftest import as_signal
 from mirflow.captions import flamingo as F
 from mirflow.captions.llm import CaptionModelError
 from mirflow.errors import ConfigError
+from mirflow.params import from_config
 
 mtmd = pytest.importorskip("llama_cpp.mtmd_cpp")
 
@@ -165,9 +166,14 @@ PROMPTS = {"full": {"template": "Describe this track.", "max_tokens": 12},
            "genre_mood": {"template": "Genre and mood?", "max_tokens": 12}}
 
 
+def P(section: dict) -> F.FlamingoParams:
+    """The typed parameters of a config section, as runner.compute_family builds them."""
+    return from_config(F.FlamingoParams, section, where="captions_flamingo")
+
+
 @pytest.fixture(scope="module")
 def model(tiny_files):
-    loaded = F.load_flamingo(str(tiny_files[0]), str(tiny_files[1]), LOAD, threads=THREADS)
+    loaded = F.load_flamingo(str(tiny_files[0]), str(tiny_files[1]), P(LOAD), threads=THREADS)
     yield loaded
     loaded.close()
 
@@ -199,7 +205,7 @@ def test_audio_is_encoded_once_in_30_s_windows_and_every_prompt_reuses_it(model,
 
     monkeypatch.setattr(mtmd, "mtmd_helper_eval_chunks", counting)
     params = {**SAMPLE, "prompts": {**PROMPTS, "structure": {"template": "Structure?", "max_tokens": 8}}}
-    result = F.caption_track(model, sine(65.0), params)
+    result = F.caption_track(model, sine(65.0), P(params))
     audio = result.meta["audio"]
     # 65 s -> three 30 s windows (the last padded with silence), 750 embeddings each, evaluated once
     assert (audio["windows"], audio["audio_tokens"]) == (3, 2250) and len(calls) == 1
@@ -216,14 +222,14 @@ def test_audio_is_encoded_once_in_30_s_windows_and_every_prompt_reuses_it(model,
 
 
 def test_each_prompt_sees_exactly_the_audio_prefix_and_reruns_are_identical(model, tiny_files):
-    both = F.caption_track(model, sine(12.0), {**SAMPLE, "prompts": PROMPTS})
-    alone = F.caption_track(model, sine(12.0), {**SAMPLE, "prompts": {"genre_mood": PROMPTS["genre_mood"]}})
+    both = F.caption_track(model, sine(12.0), P({**SAMPLE, "prompts": PROMPTS}))
+    alone = F.caption_track(model, sine(12.0), P({**SAMPLE, "prompts": {"genre_mood": PROMPTS["genre_mood"]}}))
     # the answer to a prompt does not depend on the prompts answered before it from the same prefix
     assert alone.values["music_flamingo_genre_mood"] == both.values["music_flamingo_genre_mood"]
     # a freshly loaded model gives the same text (fixed seed)
-    fresh = F.load_flamingo(str(tiny_files[0]), str(tiny_files[1]), LOAD, threads=THREADS)
+    fresh = F.load_flamingo(str(tiny_files[0]), str(tiny_files[1]), P(LOAD), threads=THREADS)
     try:
-        again = F.caption_track(fresh, sine(12.0), {**SAMPLE, "prompts": PROMPTS})
+        again = F.caption_track(fresh, sine(12.0), P({**SAMPLE, "prompts": PROMPTS}))
     finally:
         fresh.close()
     assert again.values == both.values
@@ -231,57 +237,57 @@ def test_each_prompt_sees_exactly_the_audio_prefix_and_reruns_are_identical(mode
 
 
 def test_the_audio_reaches_the_model_and_tracks_do_not_leak_into_each_other(model):
-    first = F.caption_track(model, sine(12.0), {**SAMPLE, "prompts": PROMPTS})
-    other = F.caption_track(model, noise(12.0), {**SAMPLE, "prompts": PROMPTS})
-    after = F.caption_track(model, sine(12.0), {**SAMPLE, "prompts": PROMPTS})
+    first = F.caption_track(model, sine(12.0), P({**SAMPLE, "prompts": PROMPTS}))
+    other = F.caption_track(model, noise(12.0), P({**SAMPLE, "prompts": PROMPTS}))
+    after = F.caption_track(model, sine(12.0), P({**SAMPLE, "prompts": PROMPTS}))
     assert other.values["music_flamingo_full"] != first.values["music_flamingo_full"]
     assert after.values == first.values  # the noise track left nothing behind in the context
 
 
 def test_long_track_is_cut_to_its_central_excerpt(model):
-    result = F.caption_track(model, sine(65.0), {**SAMPLE, "prompts": PROMPTS, "max_audio_s": 40.0})
+    result = F.caption_track(model, sine(65.0), P({**SAMPLE, "prompts": PROMPTS, "max_audio_s": 40.0}))
     assert result.meta["audio"]["analysed_s"] == [12.5, 52.5]
     assert result.meta["audio"]["windows"] == 2
     # the padding means floor(duration / 30 s) + 1 windows: exactly 30 s already needs two
-    one_token = {"prompts": {"full": {"template": "x", "max_tokens": 1}}}
+    one_token = P({"prompts": {"full": {"template": "x", "max_tokens": 1}}})
     assert F.caption_track(model, sine(29.9), one_token).meta["audio"]["windows"] == 1
     assert F.caption_track(model, sine(30.0), one_token).meta["audio"]["windows"] == 2
 
 
 def test_context_too_small_for_the_audio_is_a_clear_error(tiny_files):
-    small = F.load_flamingo(str(tiny_files[0]), str(tiny_files[1]), {**LOAD, "context_size": 1024},
+    small = F.load_flamingo(str(tiny_files[0]), str(tiny_files[1]), P({**LOAD, "context_size": 1024}),
                             threads=THREADS)
     try:
         with pytest.raises(CaptionModelError, match="raise context_size or lower max_audio_s"):
-            F.caption_track(small, sine(65.0), {**SAMPLE, "prompts": PROMPTS})
+            F.caption_track(small, sine(65.0), P({**SAMPLE, "prompts": PROMPTS}))
     finally:
         small.close()
 
 
 def test_silent_or_too_short_audio_leaves_every_key_absent(model):
-    silent = F.caption_track(model, as_signal(np.zeros((2, 44100 * 5)), 44100), {"prompts": PROMPTS})
+    silent = F.caption_track(model, as_signal(np.zeros((2, 44100 * 5)), 44100), P({"prompts": PROMPTS}))
     assert silent.values == {} and set(silent.absent.values()) == {"silent"}
-    short = F.caption_track(model, sine(0.5), {"prompts": PROMPTS})
+    short = F.caption_track(model, sine(0.5), P({"prompts": PROMPTS}))
     assert short.values == {} and short.absent["music_flamingo_full"] == "too short (< 1.0 s)"
 
 
 def test_prompt_placeholders_need_features_and_are_rendered(model):
     prompts = {"full": {"template": "Estimated tempo {bpm}, key {key}. Describe the track.", "max_tokens": 4}}
     with pytest.raises(ConfigError, match="placeholders"):
-        F.caption_track(model, sine(3.0), {"prompts": prompts})
-    result = F.caption_track(model, sine(3.0), {**SAMPLE, "prompts": prompts},
+        F.caption_track(model, sine(3.0), P({"prompts": prompts}))
+    result = F.caption_track(model, sine(3.0), P({**SAMPLE, "prompts": prompts}),
                              features={"bpm": 127.98, "bpm_is_defined": 1})
     assert result.meta["captions"]["music_flamingo_full"]["prompt"] == (
         "Estimated tempo 128 BPM, key unknown. Describe the track.")
     with pytest.raises(ConfigError, match="not usable in a key"):
-        F.caption_track(model, sine(3.0), {"prompts": {"Full Text": prompts["full"]}}, features={})
+        F.caption_track(model, sine(3.0), P({"prompts": {"Full Text": prompts["full"]}}), features={})
 
 
 def test_missing_or_wrong_projector_is_a_clear_error(tiny_files, tmp_path):
     with pytest.raises(CaptionModelError, match="projector .* is missing"):
-        F.load_flamingo(str(tiny_files[0]), str(tmp_path / "none.gguf"), LOAD)
+        F.load_flamingo(str(tiny_files[0]), str(tmp_path / "none.gguf"), P(LOAD))
     with pytest.raises(CaptionModelError, match="missing"):
-        F.load_flamingo(str(tmp_path / "none.gguf"), str(tiny_files[1]), LOAD)
+        F.load_flamingo(str(tmp_path / "none.gguf"), str(tiny_files[1]), P(LOAD))
 
 
 # ------------------------------------------------------------------ pure helpers
@@ -300,11 +306,22 @@ def test_trim_to_last_sentence():
 
 
 def test_default_prompts_and_variants():
-    assert set(F.DEFAULT_PARAMS["prompts"]) == {"full", "technical", "genre_mood", "instrumentation", "structure"}
-    assert F.DEFAULT_PARAMS["model_variant"] in F.MODEL_VARIANTS == {
+    defaults = F.FlamingoParams()
+    assert set(defaults.prompts) == {"full", "technical", "genre_mood", "instrumentation", "structure"}
+    assert defaults.model_variant in F.MODEL_VARIANTS == {
         "IQ3_M": "music_flamingo_iq3_m", "Q6_K": "music_flamingo_q6_k", "Q8_0": "music_flamingo_q8_0"}
-    for spec in F.DEFAULT_PARAMS["prompts"].values():
-        assert spec["max_tokens"] > 0 and "{" not in spec["template"]
+    for spec in defaults.prompts.values():
+        assert spec.max_tokens > 0 and spec.template and "{" not in spec.template
+
+
+def test_prompts_are_named_entries_with_a_template():
+    # a configured prompts mapping replaces the default prompts; an entry's max_tokens defaults
+    own = P({"prompts": {"mood": {"template": "Mood?"}}})
+    assert dict(own.prompts) == {"mood": F.PromptParams(template="Mood?", max_tokens=400)}
+    with pytest.raises(ConfigError, match=r"captions_flamingo\.prompts\.mood\.max_tokens"):
+        P({"prompts": {"mood": {"template": "Mood?", "max_tokens": 0}}})
+    with pytest.raises(ConfigError, match="captions_flamingo.model_variant"):
+        P({"model_variant": "Q4_0"})
 
 
 def test_manifest_entries_name_every_variant_and_the_projector():

@@ -13,6 +13,8 @@ from .runner import JobContext
 
 if TYPE_CHECKING:  # the typed families' parameters, built by runner.compute_family from their config sections
     from .aesthetics import AestheticsParams
+    from .captions.feature_captions import FeatureCaptionsParams
+    from .captions.flamingo import FlamingoParams
     from .classifiers import ClassifiersParams
     from .transcription.bass import BassParams
     from .transcription.drums import DrumsParams
@@ -184,34 +186,34 @@ def track_features(ctx: JobContext) -> dict:
     return values
 
 
-def captions_feature_family(ctx: JobContext, settings: dict) -> FeatureResult:
+def captions_feature_family(ctx: JobContext, params: FeatureCaptionsParams) -> FeatureResult:
     """Captions from the computed features (SmolLM2 through llama.cpp), verified against them."""
     from .captions.feature_captions import caption_from_features, load_caption_model
 
     from .catalogue import load_catalogue
 
     (model_path,) = ctx.model_files()
-    model = load_caption_model(model_path, settings, ctx.threads)
+    model = load_caption_model(model_path, params, ctx.threads)
     try:
-        result = caption_from_features(model, track_features(ctx), settings)
+        result = caption_from_features(model, track_features(ctx), params)
     finally:
         model.close()
-    if not settings.get("revise_flamingo"):
+    if not params.revise_flamingo:
         for key in load_catalogue().keys_for_family("captions_feature"):
             if key.startswith("music_flamingo_short_") and key not in result.values:
                 result.mark_absent(key, "not requested (captions_feature.revise_flamingo is off)")
     return result
 
 
-def captions_flamingo_family(ctx: JobContext, settings: dict) -> FeatureResult:
+def captions_flamingo_family(ctx: JobContext, params: FlamingoParams) -> FeatureResult:
     """Music Flamingo captions: the audio is encoded once and every configured prompt reuses it."""
     from .captions.flamingo import caption_track, load_flamingo
 
     files = ctx.model_files()
     mmproj = next(f for f in files if "mmproj" in Path(f).name)
     text_model = next(f for f in files if f != mmproj)
-    model = load_flamingo(text_model, mmproj, settings, ctx.threads)
+    model = load_flamingo(text_model, mmproj, params, ctx.threads)
     try:
-        return caption_track(model, ctx.audio("audio"), settings, track_features(ctx))
+        return caption_track(model, ctx.audio("audio"), params, track_features(ctx))
     finally:
         model.close()

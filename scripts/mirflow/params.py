@@ -227,8 +227,8 @@ def _value(value: Any, spec: dict, key: str) -> Any:
                               f"write '{key}' as a mapping of names to entries, or remove it for the defaults.")
         for name in value:
             if not isinstance(name, str) or not re.fullmatch(spec["key_pattern"], name):
-                raise ConfigError(f"config key '{key}' has the entry name {name!r}; names must match "
-                                  f"{spec['key_pattern']}.", "rename the entry.")
+                raise ConfigError(f"config key '{key}' has the entry name {name!r}, which is not usable in a key; "
+                                  f"names must match {spec['key_pattern']}.", "rename the entry.")
         return MappingProxyType({name: _build(spec["mapping"], entry, where=f"{key}.{name}")
                                  for name, entry in value.items()})
     return _check(value, spec, key)

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 # Parameter classes only: these modules import numpy at most (scipy lazily), see tests/test_registry_import.py.
 from .aesthetics import AestheticsParams
+from .captions.feature_captions import FeatureCaptionsParams
+from .captions.flamingo import FlamingoParams
 from .classifiers import ClassifiersParams
 from .features.loudness import LoudnessParams
 from .features.spectral import SpectralParams
@@ -164,11 +166,11 @@ FAMILIES: dict[str, Family] = {
                kind="context", lane="gpu", params=AestheticsParams),
         Family("captions_feature", 1, "mix", "captions_feature", "mirflow.families:captions_feature_family",
                ("llama-cpp-python",), "Captions written from the computed features by a small text LLM",
-               ("smollm2_135m_instruct",), kind="context", needs=("features",)),
+               ("smollm2_135m_instruct",), kind="context", needs=("features",), params=FeatureCaptionsParams),
         # Its models depend on captions_flamingo.model_variant; the workflow resolves them (common.smk).
         Family("captions_flamingo", 1, "mix", "captions_flamingo", "mirflow.families:captions_flamingo_family",
                ("llama-cpp-python",), "Music Flamingo captions through llama.cpp (audio in-process)",
-               kind="context", needs=("features",), lane="gpu"),
+               kind="context", needs=("features",), lane="gpu", params=FlamingoParams),
         Family("drums", 1, "mix", "drums", "mirflow.families:drums_family", ("torch", "madmom", "mido"),
                "ADTOF drum transcription: drums_adtof.mid and hit counts/densities", ("adtof_frame_rnn",),
                kind="context", needs=("beats", "prefer:stem:drums"), lane="gpu", outputs=(("midi", "drums_adtof.mid"),),

@@ -46,7 +46,7 @@ production         ``production_quality`` (Audiobox Aesthetics PQ, 1-10):
                    "lo-fi production" below 5, "polished production" from 7.5.
 =================  ==========================================================
 
-All thresholds are parameters (:data:`FACT_PARAMS`).
+All thresholds are parameters (:class:`FactParams`).
 """
 from __future__ import annotations
 
@@ -59,24 +59,62 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..labels import is_negative_label, rank_labels
+from ..params import param, section
 from ..templates import TemplateError, parse_template
 
-#: Thresholds and counts of the fact rules (module docstring). JSON-able.
-FACT_PARAMS: dict[str, Any] = {
-    "genre_min_p": 0.1,
-    "genre_top_n": 2,
-    "mood_min_p": 0.3,
-    "mood_top_n": 2,
-    "instrument_min_p": 0.3,
-    "instrument_top_n": 3,
-    "tag_min_p": 0.3,
-    "tag_top_n": 5,
-    "tempo_class_bpm": [90, 120],
-    "loudness_lufs": {"quiet_below": -20.0, "loud_from": -12.0},
-    "brightness": {"mellow_below": 40.0, "bright_from": 60.0},
-    "drum_density_hits_per_s": {"sparse_below": 2.0, "busy_from": 6.0},
-    "production_quality": {"lofi_below": 5.0, "polished_from": 7.5},
-}
+
+@dataclass(frozen=True)
+class LoudnessWords:
+    """Where ``lufs`` is called quiet or loud."""
+
+    quiet_below: float = param(-20.0, unit="LUFS", doc="'quiet' below this integrated loudness")
+    loud_from: float = param(-12.0, unit="LUFS", doc="'loud' from this integrated loudness")
+
+
+@dataclass(frozen=True)
+class BrightnessWords:
+    """Where ``brightness`` (Audio Commons, 0-100) is called mellow or bright."""
+
+    mellow_below: float = param(40.0, minimum=0.0, maximum=100.0, doc="'mellow' below this brightness")
+    bright_from: float = param(60.0, minimum=0.0, maximum=100.0, doc="'bright' from this brightness")
+
+
+@dataclass(frozen=True)
+class DrumDensityWords:
+    """Where ``drum_density_total`` is called sparse or busy (0 is "no drums")."""
+
+    sparse_below: float = param(2.0, unit="hits/s", minimum=0.0, doc="'sparse drums' below this density")
+    busy_from: float = param(6.0, unit="hits/s", minimum=0.0, doc="'busy drums' from this density")
+
+
+@dataclass(frozen=True)
+class ProductionWords:
+    """Where ``production_quality`` (Audiobox Aesthetics PQ, 1-10) is called lo-fi or polished."""
+
+    lofi_below: float = param(5.0, doc="'lo-fi production' below this rating")
+    polished_from: float = param(7.5, doc="'polished production' from this rating")
+
+
+@dataclass(frozen=True)
+class FactParams:
+    """Thresholds and counts of the fact rules (module docstring): the ``facts`` section of ``captions_feature``
+    and ``captions_flamingo``."""
+
+    genre_min_p: float = param(0.1, minimum=0.0, maximum=1.0, doc="Genres need at least this probability")
+    genre_top_n: int = param(2, minimum=0, doc="At most this many genres")
+    mood_min_p: float = param(0.3, minimum=0.0, maximum=1.0, doc="Moods need at least this probability")
+    mood_top_n: int = param(2, minimum=0, doc="At most this many moods")
+    instrument_min_p: float = param(0.3, minimum=0.0, maximum=1.0, doc="Instruments need at least this probability")
+    instrument_top_n: int = param(3, minimum=0, doc="At most this many instruments")
+    tag_min_p: float = param(0.3, minimum=0.0, maximum=1.0, doc="MusiCNN tags need at least this probability")
+    tag_top_n: int = param(5, minimum=0, doc="At most this many tags")
+    # Integers as config.yaml wrote them (provenance unchanged); any number is accepted.
+    tempo_class_bpm: tuple = param((90, 120), kind=float, unit="BPM", minimum=0.0, length=2,
+                                   doc="Tempo is 'slow' below the first, 'fast' from the second, else 'moderate'")
+    loudness_lufs: LoudnessWords = section(LoudnessWords, doc="Loudness words")
+    brightness: BrightnessWords = section(BrightnessWords, doc="Brightness words")
+    drum_density_hits_per_s: DrumDensityWords = section(DrumDensityWords, doc="Drum density words")
+    production_quality: ProductionWords = section(ProductionWords, doc="Production words")
 
 PITCH_CLASS_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 _LETTER_PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
@@ -344,7 +382,7 @@ def _class_of(value: float, low: float, high: float, below: str, above: str) -> 
     return None
 
 
-def build_facts(features: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> TrackFacts:
+def build_facts(features: Mapping[str, Any], params: FactParams = FactParams()) -> TrackFacts:
     """Facts of a track from its merged feature values (rules in the module docstring).
 
     Parameters
@@ -352,8 +390,8 @@ def build_facts(features: Mapping[str, Any], params: Mapping[str, Any] | None = 
     features : mapping
         Feature key -> value as in the track's ``.INFO`` (numbers, strings,
         dicts label -> probability). Missing keys are simply not described.
-    params : mapping, optional
-        Overrides of :data:`FACT_PARAMS`.
+    params : FactParams, optional
+        Thresholds and counts of the rules.
 
     Returns
     -------
@@ -364,13 +402,13 @@ def build_facts(features: Mapping[str, Any], params: Mapping[str, Any] | None = 
     ValueError
         If a present feature has the wrong type (a bug upstream, never hidden).
     """
-    p = {**FACT_PARAMS, **(params or {})}
+    p = params
     sources: dict[str, str] = {}
     vocab: dict[str, set[str]] = {"genre": set(), "mood": set(), "instrument": set()}
 
     genre_probs = _label_probabilities(features, "essentia_genre")
     vocab["genre"] |= {clean_label(label) for label in genre_probs} - _GENERIC_STYLES
-    genre_top = top_labels(genre_probs, p["genre_min_p"], p["genre_top_n"])
+    genre_top = top_labels(genre_probs, p.genre_min_p, p.genre_top_n)
     genres = _dedupe([clean_label(label) for label, _ in genre_top])
     parents = _dedupe([g for label, _ in genre_top for g in genre_parents(label)])
     if genres:
@@ -378,21 +416,21 @@ def build_facts(features: Mapping[str, Any], params: Mapping[str, Any] | None = 
 
     mood_probs = _label_probabilities(features, "essentia_mood")
     vocab["mood"] |= {clean_label(label) for label in mood_probs if not is_negative_label(label)}
-    moods = _dedupe([clean_label(label) for label, _ in top_labels(mood_probs, p["mood_min_p"], p["mood_top_n"])])
+    moods = _dedupe([clean_label(label) for label, _ in top_labels(mood_probs, p.mood_min_p, p.mood_top_n)])
     if moods:
         sources["mood"] = "essentia_mood"
 
     inst_probs = _label_probabilities(features, "essentia_instrument")
     vocab["instrument"] |= {clean_label(label) for label in inst_probs if not is_negative_label(label)}
     instruments = _dedupe([clean_label(label) for label, _ in
-                           top_labels(inst_probs, p["instrument_min_p"], p["instrument_top_n"])])
+                           top_labels(inst_probs, p.instrument_min_p, p.instrument_top_n)])
     if instruments:
         sources["instruments"] = "essentia_instrument"
 
     controlled = {w for group in (TEMPO_WORDS, LOUDNESS_WORDS, BRIGHTNESS_WORDS) for ws in group.values() for w in ws}
     tag_probs = {label: prob for label, prob in _label_probabilities(features, "musicnn_tags").items()
                  if clean_label(label) not in controlled}
-    tags = _dedupe([clean_label(label) for label, _ in top_labels(tag_probs, p["tag_min_p"], p["tag_top_n"])])
+    tags = _dedupe([clean_label(label) for label, _ in top_labels(tag_probs, p.tag_min_p, p.tag_top_n)])
     tags = tuple(t for t in tags if t not in genres and t not in moods and t not in instruments)
     if tags:
         sources["tags"] = "musicnn_tags"
@@ -404,7 +442,7 @@ def build_facts(features: Mapping[str, Any], params: Mapping[str, Any] | None = 
         raise ValueError(f"feature 'bpm_is_defined' must be 0 or 1, got {defined!r}")
     if defined == 1 and bpm_value is not None:
         bpm = int(round(bpm_value))
-        low, high = p["tempo_class_bpm"]
+        low, high = p.tempo_class_bpm
         tempo_class = "slow" if bpm < low else ("moderate" if bpm < high else "fast")
         sources["tempo"] = "bpm, bpm_is_defined"
     elif defined == 0:
@@ -415,30 +453,29 @@ def build_facts(features: Mapping[str, Any], params: Mapping[str, Any] | None = 
     if key:
         sources["key"] = key_source
 
-    def threshold_class(fact: str, key: str, thresholds: str, low: str, high: str, below: str,
-                        above: str) -> str | None:
+    def threshold_class(fact: str, key: str, low: float, high: float, below: str, above: str) -> str | None:
         value = _number(features, key)
         if value is None:
             return None
-        t = p[thresholds]
-        label = _class_of(value, t[low], t[high], below, above)
+        label = _class_of(value, low, high, below, above)
         if label:
             sources[fact] = key
         return label
 
     drums = None
-    loudness = threshold_class("loudness", "lufs", "loudness_lufs", "quiet_below", "loud_from", "quiet", "loud")
-    brightness = threshold_class("brightness", "brightness", "brightness", "mellow_below", "bright_from",
+    loudness = threshold_class("loudness", "lufs", p.loudness_lufs.quiet_below, p.loudness_lufs.loud_from,
+                               "quiet", "loud")
+    brightness = threshold_class("brightness", "brightness", p.brightness.mellow_below, p.brightness.bright_from,
                                  "mellow", "bright")
     density = _number(features, "drum_density_total")
     if density is not None:
-        t = p["drum_density_hits_per_s"]
-        drums = "no drums" if density == 0 else _class_of(density, t["sparse_below"], t["busy_from"],
+        t = p.drum_density_hits_per_s
+        drums = "no drums" if density == 0 else _class_of(density, t.sparse_below, t.busy_from,
                                                            "sparse drums", "busy drums")
         if drums:
             sources["drums"] = "drum_density_total"
-    production = threshold_class("production", "production_quality", "production_quality", "lofi_below",
-                                 "polished_from", "lo-fi production", "polished production")
+    production = threshold_class("production", "production_quality", p.production_quality.lofi_below,
+                                 p.production_quality.polished_from, "lo-fi production", "polished production")
 
     return TrackFacts(genres=genres, moods=moods, instruments=instruments, tags=tags, bpm=bpm,
                       tempo_class=tempo_class, steady_beat=steady, key=key, loudness=loudness,
@@ -796,14 +833,14 @@ def _placeholder_lufs(features, p):
 
 #: Placeholder name -> (renderer(features, params) -> str or None, description).
 PROMPT_PLACEHOLDERS = {
-    "genres": (lambda f, p: _probability_list(f, "essentia_genre", p["genre_min_p"], max(p["genre_top_n"], 5)),
+    "genres": (lambda f, p: _probability_list(f, "essentia_genre", p.genre_min_p, max(p.genre_top_n, 5)),
                "top essentia_genre labels with p, e.g. 'techno (0.62), house (0.21)'"),
-    "moods": (lambda f, p: _probability_list(f, "essentia_mood", p["mood_min_p"], max(p["mood_top_n"], 3)),
+    "moods": (lambda f, p: _probability_list(f, "essentia_mood", p.mood_min_p, max(p.mood_top_n, 3)),
               "top essentia_mood labels with p"),
-    "instruments": (lambda f, p: _probability_list(f, "essentia_instrument", p["instrument_min_p"],
-                                                   max(p["instrument_top_n"], 5)),
+    "instruments": (lambda f, p: _probability_list(f, "essentia_instrument", p.instrument_min_p,
+                                                   max(p.instrument_top_n, 5)),
                     "top essentia_instrument labels with p"),
-    "tags": (lambda f, p: _probability_list(f, "musicnn_tags", p["tag_min_p"], p["tag_top_n"]),
+    "tags": (lambda f, p: _probability_list(f, "musicnn_tags", p.tag_min_p, p.tag_top_n),
              "top musicnn tags with p"),
     "bpm": (_placeholder_bpm, "rounded tempo '128 BPM' (only when bpm_is_defined is 1), or 'no steady beat'"),
     "key": (_placeholder_key, "key label, e.g. 'A minor'"),
@@ -841,7 +878,7 @@ def placeholders_in(template: str) -> list[str]:
     return names
 
 
-def render_prompt(template: str, features: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> str:
+def render_prompt(template: str, features: Mapping[str, Any], params: FactParams = FactParams()) -> str:
     """Fill a prompt template's feature placeholders.
 
     The template language is the one of the training exports (:mod:`mirflow.templates`): a part in
@@ -857,15 +894,15 @@ def render_prompt(template: str, features: Mapping[str, Any], params: Mapping[st
         Prompt text with placeholders.
     features : mapping
         The track's merged feature values.
-    params : mapping, optional
-        Overrides of :data:`FACT_PARAMS` (label thresholds and counts).
+    params : FactParams, optional
+        Label thresholds and counts.
 
     Raises
     ------
     ConfigError
         On an unknown placeholder or a malformed template (see :func:`placeholders_in`).
     """
-    p = {**FACT_PARAMS, **(params or {})}
+    p = params
     placeholders_in(template)
     values: dict[str, str | None] = {}
     out = []

@@ -43,10 +43,12 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from ..params import as_dict, param, section
 from ..result import FeatureResult
-from .facts import (FACT_PARAMS, Allowed, TrackFacts, allowed_from_facts, allowed_from_text, build_facts,
+from .facts import (Allowed, FactParams, TrackFacts, allowed_from_facts, allowed_from_text, build_facts,
                     template_caption, verify_caption)
 from .llm import ChatModel, Sampling
 from .text import clean_caption
@@ -56,38 +58,74 @@ KEY_PREFIX = "caption_feature_"
 FLAMINGO_PREFIX = "music_flamingo_"
 FLAMINGO_SHORT_PREFIX = "music_flamingo_short_"
 
-DEFAULT_PARAMS: dict[str, Any] = {
-    # which caption styles to write; "tags" is always deterministic
-    "styles": list(STYLES),
+#: llama.cpp sampler seeds are 0 .. 2**32 - 2 (mirflow.captions.llm.Sampling).
+MAX_SEED = 2**32 - 2
+
+
+@dataclass(frozen=True)
+class StyleMaxTokens:
+    """Most tokens the model may generate per caption style."""
+
+    sentence: int = param(80, unit="tokens", minimum=1, doc="Token limit of the one-sentence caption")
+    detailed: int = param(240, unit="tokens", minimum=1, doc="Token limit of the detailed caption")
+
+
+@dataclass(frozen=True)
+class StyleMaxWords:
+    """Most words an accepted caption may have per style."""
+
+    sentence: int = param(60, unit="words", minimum=1, doc="Word limit of the one-sentence caption")
+    detailed: int = param(200, unit="words", minimum=1, doc="Word limit of the detailed caption")
+
+
+@dataclass(frozen=True)
+class StyleMaxSentences:
+    """Most sentences an accepted caption may have per style."""
+
+    sentence: int = param(1, minimum=1, doc="Sentence limit of the one-sentence caption")
+    detailed: int = param(10, minimum=1, doc="Sentence limit of the detailed caption")
+
+
+@dataclass(frozen=True)
+class RevisionParams:
+    """How Music Flamingo captions are shortened (``revise_flamingo``)."""
+
+    system_prompt: str = param("You shorten music descriptions. Keep only what the description says about the "
+                               "music; add nothing.", doc="System prompt of the shortening chat")
+    instruction: str = param("Shorten this description to one sentence of at most 30 words:",
+                             doc="Text before the long caption in the user turn")
+    max_tokens: int = param(80, unit="tokens", minimum=1, doc="Token limit of a short caption")
+    max_words: int = param(40, unit="words", minimum=1, doc="Word limit of a short caption (and of the "
+                           "first-sentence fallback)")
+    max_sentences: int = param(2, minimum=1, doc="Sentence limit of a short caption")
+
+
+@dataclass(frozen=True)
+class FeatureCaptionsParams:
+    """Parameters of ``captions_feature`` (config section ``captions_feature``)."""
+
+    styles: tuple = param(STYLES, choices=STYLES, doc="Caption styles to write ('tags' is always deterministic)")
     # sampling (llama.cpp semantics); attempt i uses seed + i
-    "seed": 42,
-    "temperature": 0.5,
-    "top_p": 0.9,
-    "top_k": 40,
-    "min_p": 0.05,
-    "repeat_penalty": 1.1,
-    "attempts": 3,
-    "max_tokens": {"sentence": 80, "detailed": 240},
-    "max_words": {"sentence": 60, "detailed": 200},
-    "max_sentences": {"sentence": 1, "detailed": 10},
+    seed: int = param(42, minimum=0, maximum=MAX_SEED, doc="Sampler seed of the first try (try i uses seed + i)")
+    temperature: float = param(0.5, minimum=0.0, doc="Sampling temperature (0: greedy)")
+    top_p: float = param(0.9, minimum=0.0, maximum=1.0, doc="Nucleus sampling threshold (1: off)")
+    top_k: int = param(40, minimum=0, doc="Top-k filter (0: off)")
+    min_p: float = param(0.05, minimum=0.0, maximum=1.0, doc="Min-p filter (0: off)")
+    repeat_penalty: float = param(1.1, above=0.0, doc="Repetition penalty (1: off)")
+    attempts: int = param(3, minimum=1, doc="Tries per caption before the template draft is kept")
+    max_tokens: StyleMaxTokens = section(StyleMaxTokens, doc="Token limit per style")
+    max_words: StyleMaxWords = section(StyleMaxWords, doc="Word limit per style")
+    max_sentences: StyleMaxSentences = section(StyleMaxSentences, doc="Sentence limit per style")
     # model loading
-    "context_size": 2048,
-    "gpu_layers": 0,
-    "batch_size": 512,
-    "system_prompt": ("You rewrite music captions in fluent, natural English. Keep every fact, number and key "
-                      "exactly as written; add nothing."),
-    "facts": dict(FACT_PARAMS),
-    # shorten Music Flamingo captions found among the features into music_flamingo_short_<name>
-    "revise_flamingo": False,
-    "revision": {
-        "system_prompt": ("You shorten music descriptions. Keep only what the description says about the music; "
-                          "add nothing."),
-        "instruction": "Shorten this description to one sentence of at most 30 words:",
-        "max_tokens": 80,
-        "max_words": 40,
-        "max_sentences": 2,
-    },
-}
+    context_size: int = param(2048, unit="tokens", minimum=1, doc="llama.cpp context size")
+    gpu_layers: int = param(0, minimum=-1, doc="Model layers offloaded to the GPU (-1: all, 0: CPU only)")
+    batch_size: int = param(512, unit="tokens", minimum=1, doc="llama.cpp prompt batch size")
+    system_prompt: str = param("You rewrite music captions in fluent, natural English. Keep every fact, number and "
+                               "key exactly as written; add nothing.", doc="System prompt of the rewrite chat")
+    facts: FactParams = section(FactParams, doc="Thresholds and counts of the fact rules (mirflow.captions.facts)")
+    revise_flamingo: bool = param(False, doc="Shorten the Music Flamingo captions among the features into "
+                                  "music_flamingo_short_<name>")
+    revision: RevisionParams = section(RevisionParams, doc="Shortening of Music Flamingo captions")
 
 #: The worked example shown to the model: features whose values no real track's facts share by accident.
 EXAMPLE_FEATURES: dict[str, Any] = {
@@ -106,11 +144,11 @@ EXAMPLE_SHORT_CAPTION = ("A relaxed cool jazz piece in F major at about 92 BPM, 
                          "double bass.")
 
 
-def load_caption_model(model_path: str, params: Mapping[str, Any], threads: int | None = None) -> ChatModel:
+def load_caption_model(model_path: str, params: FeatureCaptionsParams = FeatureCaptionsParams(),
+                       threads: int | None = None) -> ChatModel:
     """Load the chat model once per job (``context_size``, ``gpu_layers``, ``batch_size`` from ``params``)."""
-    p = {**DEFAULT_PARAMS, **params}
-    return ChatModel(model_path, context_size=p["context_size"], threads=threads, gpu_layers=p["gpu_layers"],
-                     batch_size=p["batch_size"])
+    return ChatModel(model_path, context_size=params.context_size, threads=threads, gpu_layers=params.gpu_layers,
+                     batch_size=params.batch_size)
 
 
 def rewrite_messages(draft: str, style: str, system_prompt: str) -> list[dict[str, str]]:
@@ -161,7 +199,7 @@ def generate_verified(model: ChatModel, messages: list[dict[str, str]], allowed:
 
 
 def caption_from_features(model: ChatModel | None, features: Mapping[str, Any],
-                          params: Mapping[str, Any] | None = None) -> FeatureResult:
+                          params: FeatureCaptionsParams = FeatureCaptionsParams()) -> FeatureResult:
     """Feature-grounded captions of one track.
 
     Parameters
@@ -171,8 +209,8 @@ def caption_from_features(model: ChatModel | None, features: Mapping[str, Any],
         template captions only (path "template (no model)").
     features : mapping
         The track's merged feature values (the other families' outputs).
-    params : mapping, optional
-        Overrides of :data:`DEFAULT_PARAMS`.
+    params : FeatureCaptionsParams, optional
+        Styles, sampling, limits, fact thresholds and the revision of Music Flamingo captions.
 
     Returns
     -------
@@ -182,30 +220,31 @@ def caption_from_features(model: ChatModel | None, features: Mapping[str, Any],
         holds the facts, their source features, the model and, per key, the
         path that produced it, the tries and the seconds spent.
     """
-    p = {**DEFAULT_PARAMS, **(params or {})}
-    unknown = set(p["styles"]) - set(STYLES)
-    if unknown:
+    p = params
+    unknown = set(p.styles) - set(STYLES)
+    if unknown:  # from_config rejects them; this guards a directly built object
         raise ValueError(f"unknown caption styles {sorted(unknown)}; expected some of {list(STYLES)}")
-    facts = build_facts(features, {**FACT_PARAMS, **p["facts"]})
+    facts = build_facts(features, p.facts)
     result = FeatureResult()
     per_key: dict[str, Any] = {}
     result.meta.update({"facts": facts.fact_lines(), "fact_sources": facts.sources, "captions": per_key})
     if model is not None:
         result.meta["model"] = model.describe()
-        result.meta["sampling"] = {k: p[k] for k in ("seed", "temperature", "top_p", "top_k", "min_p",
-                                                     "repeat_penalty", "attempts", "max_tokens")}
+        result.meta["sampling"] = {"seed": p.seed, "temperature": p.temperature, "top_p": p.top_p, "top_k": p.top_k,
+                                   "min_p": p.min_p, "repeat_penalty": p.repeat_penalty, "attempts": p.attempts,
+                                   "max_tokens": as_dict(p.max_tokens)}
     if not facts.has_describable_content():
-        for style in p["styles"]:
+        for style in p.styles:
             result.mark_absent(KEY_PREFIX + style, "no tempo, key, genre, mood, instrument or tag features to describe")
     else:
-        for style in p["styles"]:
+        for style in p.styles:
             _caption_style(model, facts, style, p, result, per_key)
-    if p["revise_flamingo"]:
+    if p.revise_flamingo:
         _revise_flamingo(model, features, facts, p, result, per_key)
     return result
 
 
-def _caption_style(model: ChatModel | None, facts: TrackFacts, style: str, p: Mapping[str, Any],
+def _caption_style(model: ChatModel | None, facts: TrackFacts, style: str, p: FeatureCaptionsParams,
                    result: FeatureResult, per_key: dict) -> None:
     key = KEY_PREFIX + style
     # labels come from classifier vocabularies: the draft gets the same T5 clean-up as any model output
@@ -214,10 +253,10 @@ def _caption_style(model: ChatModel | None, facts: TrackFacts, style: str, p: Ma
         result.set(key, draft)
         per_key[key] = {"path": "template" if model is not None else "template (no model)"}
         return
-    sampling = Sampling.from_params(p, max_tokens=p["max_tokens"][style])
-    text, record = generate_verified(model, rewrite_messages(draft, style, p["system_prompt"]),
-                                     allowed_from_facts(facts), sampling, p["attempts"],
-                                     p["max_words"][style], p["max_sentences"][style])
+    sampling = Sampling.from_params(p, max_tokens=getattr(p.max_tokens, style))
+    text, record = generate_verified(model, rewrite_messages(draft, style, p.system_prompt),
+                                     allowed_from_facts(facts), sampling, p.attempts,
+                                     getattr(p.max_words, style), getattr(p.max_sentences, style))
     result.set(key, text if text is not None else draft)
     per_key[key] = {"path": "llm" if text is not None else "template", **record}
 
@@ -227,8 +266,8 @@ def _first_sentence(text: str) -> str:
 
 
 def _revise_flamingo(model: ChatModel | None, features: Mapping[str, Any], facts: TrackFacts,
-                     p: Mapping[str, Any], result: FeatureResult, per_key: dict) -> None:
-    rev = {**DEFAULT_PARAMS["revision"], **p["revision"]}
+                     p: FeatureCaptionsParams, result: FeatureResult, per_key: dict) -> None:
+    rev = p.revision
     sources = {k[len(FLAMINGO_PREFIX):]: v for k, v in features.items()
                if k.startswith(FLAMINGO_PREFIX) and not k.startswith(FLAMINGO_SHORT_PREFIX) and isinstance(v, str)}
     for name, long_caption in sorted(sources.items()):
@@ -239,22 +278,22 @@ def _revise_flamingo(model: ChatModel | None, features: Mapping[str, Any], facts
             continue
         text, record = None, {"attempts": 0, "rejected": []}
         if model is not None:
-            messages = [{"role": "system", "content": rev["system_prompt"]},
-                        {"role": "user", "content": f"{rev['instruction']} {EXAMPLE_LONG_CAPTION}"},
+            messages = [{"role": "system", "content": rev.system_prompt},
+                        {"role": "user", "content": f"{rev.instruction} {EXAMPLE_LONG_CAPTION}"},
                         {"role": "assistant", "content": EXAMPLE_SHORT_CAPTION},
-                        {"role": "user", "content": f"{rev['instruction']} {source}"}]
-            sampling = Sampling.from_params(p, max_tokens=rev["max_tokens"])
+                        {"role": "user", "content": f"{rev.instruction} {source}"}]
+            sampling = Sampling.from_params(p, max_tokens=rev.max_tokens)
             text, record = generate_verified(model, messages, allowed_from_text(source, facts.label_vocabulary),
-                                             sampling, p["attempts"], rev["max_words"], rev["max_sentences"])
+                                             sampling, p.attempts, rev.max_words, rev.max_sentences)
         if text is not None:
             result.set(key, text)
             per_key[key] = {"path": "llm", **record}
             continue
         first = _first_sentence(source)
-        if len(first.split()) <= rev["max_words"]:
+        if len(first.split()) <= rev.max_words:
             result.set(key, first)
             per_key[key] = {"path": "first sentence", **record}
         else:
             result.mark_absent(key, "every shortened version was rejected and the first sentence is longer than "
-                                    f"{rev['max_words']} words")
+                                    f"{rev.max_words} words")
             per_key[key] = {"path": "none", **record}

@@ -52,8 +52,9 @@ import numpy as np
 
 from ..audio import AudioSignal
 from ..errors import ConfigError
+from ..params import mapping, param, section
 from ..result import FeatureResult
-from .facts import FACT_PARAMS, placeholders_in, render_prompt
+from .facts import FactParams, placeholders_in, render_prompt
 from .llm import CaptionModelError, ChatModel, Sampling, route_native_logs
 from .text import clean_caption
 
@@ -65,57 +66,72 @@ KEY_PREFIX = "music_flamingo_"
 MODEL_VARIANTS = {"IQ3_M": "music_flamingo_iq3_m", "Q6_K": "music_flamingo_q6_k", "Q8_0": "music_flamingo_q8_0"}
 MMPROJ_MODEL = "music_flamingo_mmproj"
 
-DEFAULT_PARAMS: dict[str, Any] = {
-    # which text model quantisation the workflow passes (MODEL_VARIANTS)
-    "model_variant": "Q6_K",
-    # name -> prompt; each produces music_flamingo_<name>
-    "prompts": {
-        "full": {
-            "template": ("Describe this track in full detail: its genre and subgenre, tempo and key, the "
-                         "instruments and how they are played, the production style, and the overall mood."),
-            "max_tokens": 500,
-        },
-        "technical": {
-            "template": ("Give a technical analysis of this track: tempo, key and mode, the main chord "
-                         "progression, dynamics, and how the performance develops over time."),
-            "max_tokens": 400,
-        },
-        "genre_mood": {
-            "template": "What are the genre and the mood of this track? Answer in one or two sentences.",
-            "max_tokens": 120,
-        },
-        "instrumentation": {
-            "template": "Which instruments and sounds do you hear in this track, and what role does each play?",
-            "max_tokens": 300,
-        },
-        "structure": {
-            "template": ("Describe the structure of this track section by section (for example intro, verse, "
-                         "chorus, breakdown, outro) and how the arrangement changes."),
-            "max_tokens": 400,
-        },
+#: The prompts asked by default: name -> template and token limit (each gives music_flamingo_<name>).
+DEFAULT_PROMPTS = {
+    "full": {
+        "template": ("Describe this track in full detail: its genre and subgenre, tempo and key, the "
+                     "instruments and how they are played, the production style, and the overall mood."),
+        "max_tokens": 500,
     },
-    # None: the model's chat template decides (Music Flamingo's has its own default system prompt)
-    "system_prompt": None,
-    # sampling (llama.cpp semantics, the values llama-mtmd-cli used in the old system)
-    "seed": 42,
-    "temperature": 0.7,
-    "top_p": 0.9,
-    "top_k": 40,
-    "min_p": 0.05,
-    "repeat_penalty": 1.0,
-    # model loading
-    "context_size": 16384,
-    "gpu_layers": -1,
-    "batch_size": 512,
-    "flash_attention": True,
-    "mmproj_gpu": True,
-    # audio
-    # the central part of a longer track is analysed (see the module docstring for the context it needs)
-    "max_audio_s": 570.0,
-    "min_audio_s": 1.0,
-    # thresholds of the {genres}/{moods}/... placeholders
-    "facts": dict(FACT_PARAMS),
+    "technical": {
+        "template": ("Give a technical analysis of this track: tempo, key and mode, the main chord "
+                     "progression, dynamics, and how the performance develops over time."),
+        "max_tokens": 400,
+    },
+    "genre_mood": {
+        "template": "What are the genre and the mood of this track? Answer in one or two sentences.",
+        "max_tokens": 120,
+    },
+    "instrumentation": {
+        "template": "Which instruments and sounds do you hear in this track, and what role does each play?",
+        "max_tokens": 300,
+    },
+    "structure": {
+        "template": ("Describe the structure of this track section by section (for example intro, verse, "
+                     "chorus, breakdown, outro) and how the arrangement changes."),
+        "max_tokens": 400,
+    },
 }
+
+
+@dataclass(frozen=True)
+class PromptParams:
+    """One Music Flamingo prompt."""
+
+    template: str = param("", doc="Prompt text, with optional feature placeholders "
+                          "(mirflow.captions.facts.render_prompt); required")
+    max_tokens: int = param(400, unit="tokens", minimum=1, doc="Most tokens of the answer")
+
+
+@dataclass(frozen=True)
+class FlamingoParams:
+    """Parameters of ``captions_flamingo`` (config section ``captions_flamingo``)."""
+
+    model_variant: str = param("Q6_K", choices=tuple(MODEL_VARIANTS),
+                               doc="Text model quantisation the workflow passes (models/manifest.yaml)")
+    prompts: Mapping[str, PromptParams] = mapping(
+        PromptParams, DEFAULT_PROMPTS, doc="Prompts by name, each giving music_flamingo_<name> (a configured "
+        "`prompts` replaces these)")
+    system_prompt: str | None = param(None, kind=str, nullable=True,
+                                      doc="System prompt (null: the model's chat template decides)")
+    # sampling (llama.cpp semantics, the values llama-mtmd-cli used in the old system)
+    seed: int = param(42, minimum=0, maximum=2**32 - 2, doc="Sampler seed")
+    temperature: float = param(0.7, minimum=0.0, doc="Sampling temperature (0: greedy)")
+    top_p: float = param(0.9, minimum=0.0, maximum=1.0, doc="Nucleus sampling threshold (1: off)")
+    top_k: int = param(40, minimum=0, doc="Top-k filter (0: off)")
+    min_p: float = param(0.05, minimum=0.0, maximum=1.0, doc="Min-p filter (0: off)")
+    repeat_penalty: float = param(1.0, above=0.0, doc="Repetition penalty (1: off)")
+    # model loading
+    context_size: int = param(16384, unit="tokens", minimum=1,
+                              doc="llama.cpp context: 750 positions per 30 s of audio, plus the prompt and answer")
+    gpu_layers: int = param(-1, minimum=-1, doc="Text model layers offloaded to the GPU (-1: all, 0: CPU only)")
+    batch_size: int = param(512, unit="tokens", minimum=1, doc="llama.cpp batch size")
+    flash_attention: bool = param(True, doc="Flash attention in the text model and the audio projector")
+    mmproj_gpu: bool = param(True, doc="Run the audio projector on the GPU")
+    # the central part of a longer track is analysed (see the module docstring for the context it needs)
+    max_audio_s: float = param(570.0, unit="s", above=0.0, doc="Longer tracks are cut to their central part")
+    min_audio_s: float = param(1.0, unit="s", minimum=0.0, doc="Shorter audio leaves every key absent")
+    facts: FactParams = section(FactParams, doc="Thresholds of the {genres}/{moods}/... placeholders")
 
 
 @dataclass
@@ -139,7 +155,7 @@ class FlamingoModel:
         self.chat.close()
 
 
-def load_flamingo(model_path: str, mmproj_path: str, params: Mapping[str, Any] | None = None,
+def load_flamingo(model_path: str, mmproj_path: str, params: FlamingoParams = FlamingoParams(),
                   threads: int | None = None) -> FlamingoModel:
     """Load the text model and its audio projector once.
 
@@ -148,7 +164,7 @@ def load_flamingo(model_path: str, mmproj_path: str, params: Mapping[str, Any] |
     CaptionModelError
         If a file is missing or not loadable, or the projector has no audio encoder.
     """
-    p = {**DEFAULT_PARAMS, **(params or {})}
+    p = params
     import llama_cpp
 
     try:
@@ -164,14 +180,14 @@ def load_flamingo(model_path: str, mmproj_path: str, params: Mapping[str, Any] |
     if not mtmd.mtmd_get_cap_from_file(str(mmproj).encode()).inp_audio:
         raise CaptionModelError(f"{mmproj} has no audio encoder (is it a vision projector?).",
                                 "use the Music Flamingo mmproj file.")
-    chat = ChatModel(model_path, context_size=p["context_size"], threads=threads, gpu_layers=p["gpu_layers"],
-                     batch_size=p["batch_size"], flash_attention=p["flash_attention"])
+    chat = ChatModel(model_path, context_size=p.context_size, threads=threads, gpu_layers=p.gpu_layers,
+                     batch_size=p.batch_size, flash_attention=p.flash_attention)
     ctx_params = mtmd.mtmd_context_params_default()
-    ctx_params.use_gpu = bool(p["mmproj_gpu"])
+    ctx_params.use_gpu = p.mmproj_gpu
     ctx_params.print_timings = False
     ctx_params.n_threads = chat.threads
     ctx_params.warmup = False
-    ctx_params.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if p["flash_attention"]
+    ctx_params.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if p.flash_attention
                                   else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
     ctx = mtmd.mtmd_init_from_file(str(mmproj).encode(), chat.llm.model, ctx_params)
     if ctx is None:
@@ -330,14 +346,17 @@ def trim_to_last_sentence(text: str) -> str | None:
     return text[:ends[-1]].strip() if ends else None
 
 
-def _prompt_texts(prompts: Mapping[str, Any], features: Mapping[str, Any] | None,
-                  fact_params: Mapping[str, Any]) -> dict[str, str]:
+def _prompt_texts(prompts: Mapping[str, PromptParams], features: Mapping[str, Any] | None,
+                  fact_params: FactParams) -> dict[str, str]:
     out = {}
     for name, spec in prompts.items():
         if not re.fullmatch(r"[a-z0-9_]+", name):
             raise ConfigError(f"Music Flamingo prompt name {name!r} is not usable in a key.",
                               "use lower-case letters, digits and underscores.")
-        template = spec["template"]
+        template = spec.template
+        if not template.strip():
+            raise ConfigError(f"Music Flamingo prompt {name!r} has no template.",
+                              f"give captions_flamingo.prompts.{name}.template the prompt text.")
         if placeholders_in(template) and features is None:
             raise ConfigError(f"Music Flamingo prompt {name!r} uses feature placeholders but the job got no "
                               "features.", "give the captions_flamingo job the merged features, or remove the "
@@ -346,7 +365,7 @@ def _prompt_texts(prompts: Mapping[str, Any], features: Mapping[str, Any] | None
     return out
 
 
-def caption_track(model: FlamingoModel, signal: AudioSignal, params: Mapping[str, Any] | None = None,
+def caption_track(model: FlamingoModel, signal: AudioSignal, params: FlamingoParams = FlamingoParams(),
                   features: Mapping[str, Any] | None = None) -> FeatureResult:
     """Music Flamingo's answers to every prompt for one track.
 
@@ -356,8 +375,8 @@ def caption_track(model: FlamingoModel, signal: AudioSignal, params: Mapping[str
         From :func:`load_flamingo`.
     signal : AudioSignal
         The track (any rate and channel count).
-    params : mapping, optional
-        Overrides of :data:`DEFAULT_PARAMS`.
+    params : FlamingoParams, optional
+        Prompts, sampling, audio limits and placeholder thresholds.
     features : mapping, optional
         The track's merged features, needed when a prompt has placeholders.
 
@@ -367,19 +386,19 @@ def caption_track(model: FlamingoModel, signal: AudioSignal, params: Mapping[str
         ``music_flamingo_<name>`` per prompt; ``meta`` has the audio excerpt,
         windows, timings, the rendered prompts and per key the stop reason.
     """
-    p = {**DEFAULT_PARAMS, **(params or {})}
-    prompts = _prompt_texts(p["prompts"], features, {**FACT_PARAMS, **p["facts"]})
+    p = params
+    prompts = _prompt_texts(p.prompts, features, p.facts)
     keys = [KEY_PREFIX + name for name in prompts]
     result = FeatureResult()
     result.meta["model"] = model.describe()
     if signal.is_digital_silence():
         result.mark_all_absent(keys, "silent")
         return result
-    if signal.duration_s < p["min_audio_s"]:
-        result.mark_all_absent(keys, f"too short (< {p['min_audio_s']} s)")
+    if signal.duration_s < p.min_audio_s:
+        result.mark_all_absent(keys, f"too short (< {p.min_audio_s} s)")
         return result
-    audio, audio_facts = model_input_audio(signal, model.audio_sample_rate, p["max_audio_s"])
-    prefix_text, suffixes = split_chat(model, prompts, p["system_prompt"])
+    audio, audio_facts = model_input_audio(signal, model.audio_sample_rate, p.max_audio_s)
+    prefix_text, suffixes = split_chat(model, prompts, p.system_prompt)
     prefix = encode_audio_prefix(model, prefix_text, audio)
     result.meta["audio"] = {**audio_facts, "windows": prefix.audio_windows, "audio_tokens": prefix.audio_tokens,
                             "prefix_positions": prefix.n_pos, "encode_seconds": round(prefix.seconds, 3)}
@@ -387,7 +406,7 @@ def caption_track(model: FlamingoModel, signal: AudioSignal, params: Mapping[str
     result.meta["captions"] = per_key
     for name, suffix in suffixes.items():
         key = KEY_PREFIX + name
-        sampling = Sampling.from_params(p, max_tokens=p["prompts"][name]["max_tokens"])
+        sampling = Sampling.from_params(p, max_tokens=p.prompts[name].max_tokens)
         generation = model.chat.continue_after(prefix.n_pos, suffix, sampling)
         text = clean_caption(generation.text)
         record = {"prompt": prompts[name], "max_tokens": sampling.max_tokens, "stop": generation.stop,
@@ -402,5 +421,6 @@ def caption_track(model: FlamingoModel, signal: AudioSignal, params: Mapping[str
             result.set(key, text)
         else:
             result.mark_absent(key, "the model returned no text")
-    result.meta["sampling"] = {k: p[k] for k in ("seed", "temperature", "top_p", "top_k", "min_p", "repeat_penalty")}
+    result.meta["sampling"] = {"seed": p.seed, "temperature": p.temperature, "top_p": p.top_p, "top_k": p.top_k,
+                               "min_p": p.min_p, "repeat_penalty": p.repeat_penalty}
     return result

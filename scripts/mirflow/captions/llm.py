@@ -63,10 +63,11 @@ class Sampling:
     seed: int = 0
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], **overrides: Any) -> "Sampling":
-        values = {k: params[k] for k in SAMPLING_KEYS if k in params}
-        values.update(overrides)
-        sampling = cls(**values)
+    def from_params(cls, params: Any, *, max_tokens: int) -> "Sampling":
+        """The sampling of a caption family's typed parameters (their ``temperature``, ``top_p``, ``top_k``,
+        ``min_p``, ``repeat_penalty`` and ``seed`` attributes) with ``max_tokens`` tokens at most."""
+        values = {k: getattr(params, k) for k in SAMPLING_KEYS if k != "max_tokens"}
+        sampling = cls(max_tokens=max_tokens, **values)
         if sampling.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {sampling.max_tokens}")
         if sampling.temperature < 0:
