@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from mirflow.captions.feature_captions import DEFAULT_PARAMS, caption_from_features, load_caption_model  # noqa: E402
+from mirflow.captions.feature_captions import caption_from_features, load_caption_model  # noqa: E402
 
 GENRES = ["Electronic---Techno", "Jazz---Cool Jazz", "Rock---Indie Rock", "Folk, World, & Country---Folk",
           "Hip Hop---Boom Bap", "Classical---Baroque"]
@@ -58,11 +58,11 @@ def synthetic_tracks(n: int) -> list[dict]:
 
 def bench_feature_captions(model_path: Path, n_tracks: int, threads: int) -> None:
     start = time.perf_counter()
-    model = load_caption_model(str(model_path), DEFAULT_PARAMS, threads=threads)
+    model = load_caption_model(str(model_path), threads=threads)
     load_s = time.perf_counter() - start
     rows: dict[str, list] = {}
     for features in synthetic_tracks(n_tracks):
-        result = caption_from_features(model, features, DEFAULT_PARAMS)
+        result = caption_from_features(model, features)
         for key, record in result.meta["captions"].items():
             rows.setdefault(key, []).append(record)
     print(f"\n### Feature captions ({model_path.name}, {threads} threads; load {load_s:.2f} s)\n")
@@ -81,7 +81,7 @@ def bench_flamingo(model_path: Path, mmproj: Path, audio_path: Path, threads: in
     from mirflow.audio import load_audio
     from mirflow.captions import flamingo
 
-    params = {**flamingo.DEFAULT_PARAMS, "gpu_layers": gpu_layers}
+    params = flamingo.FlamingoParams(gpu_layers=gpu_layers)
     start = time.perf_counter()
     model = flamingo.load_flamingo(str(model_path), str(mmproj), params, threads=threads)
     load_s = time.perf_counter() - start
