@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 # Parameter classes only: these modules import numpy at most (scipy lazily), see tests/test_registry_import.py.
 from .features.loudness import LoudnessParams
+from .features.multiband import MultibandParams
 from .features.spectral import SpectralParams
 
 #: Versions of the steps that are not feature families. Bump one when its outputs change for the same
@@ -128,7 +129,7 @@ FAMILIES: dict[str, Family] = {
         *_pair("spectral", 1, "mirflow.features.spectral:compute_spectral", ("numpy", "scipy"),
                "Spectral flatness, flux, skewness and kurtosis (frame medians)", SpectralParams),
         *_pair("multiband_rms", 1, "mirflow.features.multiband:compute_multiband_rms", ("numpy", "scipy"),
-               "RMS level in four Butterworth bands"),
+               "RMS level in four Butterworth bands", MultibandParams),
         Family("rhythm", 1, "mix", "rhythm", "mirflow.families:rhythm_family", ("madmom", "essentia", "numpy"),
                "Beat, downbeat and onset grids (.BEATS_GRID, .DOWNBEATS, .ONSETS) and rhythm features",
                kind="context", outputs=(("beats", "{name}.BEATS_GRID"), ("downbeats", "{name}.DOWNBEATS"),
