@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from .features.loudness import LoudnessParams
 from .features.multiband import MultibandParams
 from .features.spectral import SpectralParams
+from .features.timbral import TimbralParams
+from .metadata import MetadataParams
 
 #: Versions of the steps that are not feature families. Bump one when its outputs change for the same
 #: inputs: Snakemake then reruns that step everywhere (the version is part of the rule's params).
@@ -142,14 +144,16 @@ FAMILIES: dict[str, Family] = {
         Family("harmony_stems", 1, "stems", "harmony_stems", "mirflow.features.harmony:compute_harmony_stems",
                ("librosa", "numpy"), "Harmonic movement and variance of the bass, other and vocals stems"),
         Family("timbral", 1, "mix", "timbral", "mirflow.features.timbral:compute_timbral",
-               ("timbral-models", "librosa", "numpy", "scipy"), "Audio Commons timbral models"),
+               ("timbral-models", "librosa", "numpy", "scipy"), "Audio Commons timbral models",
+               params=TimbralParams),
         # Version 2: danceability/atonality renamed danceability_dfa/atonality_key_profile (sources of the
         # resolved keys, mirflow.resolved).
         Family("descriptors", 2, "mix", "descriptors", "mirflow.features.descriptors:compute_descriptors",
                ("essentia", "numpy"), "Classic Essentia descriptors: DFA danceability, key-profile atonality, "
                "saturation, dynamic complexity"),
         Family("metadata", 1, "mix", "metadata", "mirflow.families:metadata_family", ("mutagen", "soundfile"),
-               "Tags and stream facts of the input file", kind="context"),
+               "Tags and stream facts of the input file", kind="context",
+               params=MetadataParams),
         # Version 2: tonal/atonal heads (effnet_atonality, musicnn_atonality).
         Family("classifiers", 2, "mix", "classifiers", "mirflow.families:classifiers_family",
                ("essentia-tensorflow", "onnxruntime", "numpy"),
