@@ -311,7 +311,8 @@ def test_model_errors_are_recorded_not_swallowed(monkeypatch):
         return real(model, audio, sample_rate, cache)
 
     monkeypatch.setattr(timbral, "run_model_in_process", failing)
-    result = compute_timbral(as_signal(_test_signal(SR, 1, seconds=1.5), SR), TimbralParams(models=("depth", "brightness")))
+    result = compute_timbral(as_signal(_test_signal(SR, 1, seconds=1.5), SR),
+                             TimbralParams(models=("depth", "brightness")))
     assert result.absent == {"depth": "FloatingPointError: depth exploded"}
     assert result.meta["errors"] == {"depth": "FloatingPointError: depth exploded"}
     assert "brightness" in result.values
