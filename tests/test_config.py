@@ -19,7 +19,6 @@ TYPED = {fam.settings: fam.params for fam in FAMILIES.values() if fam.params is 
 MODULES = {
     "rhythm": "mirflow.features.rhythm",
     "separation": "mirflow.separation",
-    "harmony": "mirflow.features.harmony",
     "descriptors": "mirflow.features.descriptors",
     "crops": "mirflow.crops",
     "stats": "mirflow.stats",
@@ -41,10 +40,9 @@ def test_every_family_is_switchable_and_has_a_settings_section():
         assert fam.settings in SCHEMA["properties"], f"schema has no section '{fam.settings}'"
 
 
-@pytest.mark.parametrize("section, module", sorted(MODULES.items()) + [("harmony_stems", "mirflow.features.harmony")])
+@pytest.mark.parametrize("section, module", sorted(MODULES.items()))
 def test_config_section_equals_code_defaults(section, module):
-    attr = "STEM_DEFAULT_PARAMS" if section == "harmony_stems" else "DEFAULT_PARAMS"
-    defaults = getattr(importlib.import_module(module), attr)
+    defaults = importlib.import_module(module).DEFAULT_PARAMS
     # enabled/force decide which tracks are separated (workflow wiring), not how.
     config = {k: v for k, v in CONFIG[section].items()
               if not (section == "separation" and k in ("enabled", "force"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 # Parameter classes only: these modules import numpy at most (scipy lazily), see tests/test_registry_import.py.
+from .features.harmony import HarmonyParams, HarmonyStemsParams
 from .features.loudness import LoudnessParams
 from .features.multiband import MultibandParams
 from .features.spectral import SpectralParams
@@ -140,9 +141,10 @@ FAMILIES: dict[str, Family] = {
                "Per-stem onset density, syncopation, complexity and evenness", kind="context", needs=("beats",)),
         Family("harmony", 1, "mix", "harmony", "mirflow.families:harmony_family", ("essentia", "madmom", "numpy"),
                "Chroma, HPCP, tonal interval vector, key (Essentia and madmom)", kind="context",
-               needs=("prefer:stems",)),
+               needs=("prefer:stems",), params=HarmonyParams),
         Family("harmony_stems", 1, "stems", "harmony_stems", "mirflow.features.harmony:compute_harmony_stems",
-               ("librosa", "numpy"), "Harmonic movement and variance of the bass, other and vocals stems"),
+               ("librosa", "numpy"), "Harmonic movement and variance of the bass, other and vocals stems",
+               params=HarmonyStemsParams),
         Family("timbral", 1, "mix", "timbral", "mirflow.features.timbral:compute_timbral",
                ("timbral-models", "librosa", "numpy", "scipy"), "Audio Commons timbral models",
                params=TimbralParams),
