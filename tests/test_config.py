@@ -19,7 +19,6 @@ TYPED = {fam.settings: fam.params for fam in FAMILIES.values() if fam.params is 
 MODULES = {
     "rhythm": "mirflow.features.rhythm",
     "separation": "mirflow.separation",
-    "descriptors": "mirflow.features.descriptors",
     "crops": "mirflow.crops",
     "stats": "mirflow.stats",
     "report": "mirflow.report",

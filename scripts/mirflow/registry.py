@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 # Parameter classes only: these modules import numpy at most (scipy lazily), see tests/test_registry_import.py.
+from .features.descriptors import DescriptorsParams
 from .features.harmony import HarmonyParams, HarmonyStemsParams
 from .features.loudness import LoudnessParams
 from .features.multiband import MultibandParams
@@ -152,7 +153,7 @@ FAMILIES: dict[str, Family] = {
         # resolved keys, mirflow.resolved).
         Family("descriptors", 2, "mix", "descriptors", "mirflow.features.descriptors:compute_descriptors",
                ("essentia", "numpy"), "Classic Essentia descriptors: DFA danceability, key-profile atonality, "
-               "saturation, dynamic complexity"),
+               "saturation, dynamic complexity", params=DescriptorsParams),
         Family("metadata", 1, "mix", "metadata", "mirflow.families:metadata_family", ("mutagen", "soundfile"),
                "Tags and stream facts of the input file", kind="context",
                params=MetadataParams),

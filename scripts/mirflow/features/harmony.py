@@ -70,7 +70,7 @@ C4_HZ = 261.63
 #: Essentia ``Windowing`` types.
 _WINDOWS = ("hamming", "hann", "hannnsgcq", "triangular", "square", "blackmanharris62", "blackmanharris70",
             "blackmanharris74", "blackmanharris92")
-#: Essentia ``Key`` profile types.
+#: Essentia ``Key`` profile types (``KeyExtractor`` also knows "faraldo" and "pentatonic").
 KEY_PROFILES = ("diatonic", "krumhansl", "temperley", "weichai", "tonictriad", "temperley2005", "thpcp", "shaath",
                 "gomez", "noland", "edmm", "edma", "bgate", "braw")
 _STEMS = ("bass", "drums", "other", "vocals")
