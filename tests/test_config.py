@@ -17,7 +17,6 @@ SCHEMA = with_family_sections(yaml.safe_load((REPO / "workflow" / "schemas" / "c
 TYPED = {fam.settings: fam.params for fam in FAMILIES.values() if fam.params is not None}
 # Sections not yet typed: their DEFAULT_PARAMS dicts are kept equal to config.yaml by hand (issue 15, bullet 4).
 MODULES = {
-    "rhythm": "mirflow.features.rhythm",
     "separation": "mirflow.separation",
     "crops": "mirflow.crops",
     "stats": "mirflow.stats",

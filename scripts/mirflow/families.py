@@ -16,6 +16,7 @@ from .runner import JobContext
 
 if TYPE_CHECKING:
     from .features.harmony import HarmonyParams
+    from .features.rhythm import RhythmParams
     from .metadata import MetadataParams
 
 
@@ -105,7 +106,7 @@ def bass_family(ctx: JobContext, settings: dict) -> FeatureResult:
     return result
 
 
-def rhythm_family(ctx: JobContext, settings: dict) -> FeatureResult:
+def rhythm_family(ctx: JobContext, settings: RhythmParams) -> FeatureResult:
     """Beats, downbeats and onsets of the full mix: the three grid files plus the rhythm keys."""
     from .features.rhythm import analyse_rhythm, format_times
     from .jsonio import write_text_atomic
@@ -117,7 +118,7 @@ def rhythm_family(ctx: JobContext, settings: dict) -> FeatureResult:
     return result
 
 
-def rhythm_stems_family(ctx: JobContext, settings: dict) -> FeatureResult:
+def rhythm_stems_family(ctx: JobContext, settings: RhythmParams) -> FeatureResult:
     """Per-stem onset density, syncopation against the full-mix beat grid, complexity and evenness."""
     from .features.rhythm import analyse_stem_rhythm
     from .runner import for_each_stem

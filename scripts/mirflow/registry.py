@@ -14,6 +14,7 @@ from .features.descriptors import DescriptorsParams
 from .features.harmony import HarmonyParams, HarmonyStemsParams
 from .features.loudness import LoudnessParams
 from .features.multiband import MultibandParams
+from .features.rhythm import RhythmParams
 from .features.spectral import SpectralParams
 from .features.timbral import TimbralParams
 from .metadata import MetadataParams
@@ -137,9 +138,10 @@ FAMILIES: dict[str, Family] = {
         Family("rhythm", 1, "mix", "rhythm", "mirflow.families:rhythm_family", ("madmom", "essentia", "numpy"),
                "Beat, downbeat and onset grids (.BEATS_GRID, .DOWNBEATS, .ONSETS) and rhythm features",
                kind="context", outputs=(("beats", "{name}.BEATS_GRID"), ("downbeats", "{name}.DOWNBEATS"),
-                                        ("onsets", "{name}.ONSETS"))),
+                                        ("onsets", "{name}.ONSETS")), params=RhythmParams),
         Family("rhythm_stems", 1, "stems", "rhythm", "mirflow.families:rhythm_stems_family", ("madmom", "numpy"),
-               "Per-stem onset density, syncopation, complexity and evenness", kind="context", needs=("beats",)),
+               "Per-stem onset density, syncopation, complexity and evenness", kind="context", needs=("beats",),
+               params=RhythmParams),
         Family("harmony", 1, "mix", "harmony", "mirflow.families:harmony_family", ("essentia", "madmom", "numpy"),
                "Chroma, HPCP, tonal interval vector, key (Essentia and madmom)", kind="context",
                needs=("prefer:stems",), params=HarmonyParams),
