@@ -84,6 +84,16 @@ def test_config_without_typed_sections_gets_the_defaults():
     assert partial == {"frame_length": 2048, "hop_length": 256, "window": "hann"}
 
 
+def test_partial_nested_section_keeps_its_other_defaults():
+    """``harmony: {chroma: {hop_size: 1024}}`` changes that key only: chroma keeps its other keys (not hpcp's)."""
+    harmony = TYPED["harmony"]
+    filled = fill_defaults({"harmony": {"chroma": {"hop_size": 1024}}}, FAMILIES.values())["harmony"]
+    assert filled == {**defaults(harmony), "chroma": {**defaults(harmony)["chroma"], "hop_size": 1024}}
+    params = from_config(harmony, filled, where="harmony")
+    assert params.chroma.hop_size == 1024 and params.chroma.window == "blackmanharris62"
+    assert params.hpcp == harmony().hpcp
+
+
 def test_provenance_of_the_default_config_is_unchanged():
     """``_meta.params`` of the default config: exactly the values (and types) config.yaml had before issue 15."""
     before = {
@@ -122,6 +132,9 @@ def test_provenance_of_a_converted_section_is_unchanged(section):
     ({"spectral": {"window": "boxcar"}}, "spectral.window"),              # bad choice
     ({"loudness": {"block_s": "0.4s"}}, "loudness.block_s"),              # wrong type
     ({"loudness": {"lra_high_percentile": 101}}, "loudness.lra_high_percentile"),
+    ({"harmony": {"chroma": {"frame_size": 1}}}, "harmony.chroma.frame_size"),  # nested section
+    ({"rhythm": {"beats_per_bar": [1, 4]}}, "rhythm.beats_per_bar"),            # list item not a choice
+    ({"multiband_rms": {"bands_hz": {"bass": [20.0]}}}, "multiband_rms.bands_hz.bass"),  # pair of one
 ])
 def test_bad_typed_value_names_the_key(section, value):
     from mirflow.configcheck import config_problem

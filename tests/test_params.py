@@ -150,7 +150,7 @@ def test_nested_schema_and_reference_rows():
     assert list(rows) == ["stems", "band_hz", "fraction", "chroma.frame_size", "chroma.window",
                           "hpcp.frame_size", "hpcp.window"]
     assert rows["band_hz"]["allowed"] == "a list of 2 numbers > 0.0 (Hz)"
-    assert rows["stems"]["allowed"] == "a list of at least 1 items, each one of 'bass', 'other', 'vocals'"
+    assert rows["stems"]["allowed"] == "a list of at least 1 values, each one of 'bass', 'other', 'vocals'"
     assert rows["chroma.window"]["default"] == "blackmanharris62"
 
 

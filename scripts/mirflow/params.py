@@ -115,9 +115,9 @@ def _allowed(spec: dict) -> str:
     if spec["unit"]:
         text += f" ({spec['unit']})"
     if spec["list"]:
-        count = (f"{spec['length']}" if spec["length"] is not None
-                 else f"at least {spec['min_items']}" if spec["min_items"] else "any number of")
-        text = f"a list of {count} " + (f"items, {text}" if spec["choices"] is not None else text)
+        count = (f"{spec['length']} " if spec["length"] is not None
+                 else f"at least {spec['min_items']} " if spec["min_items"] else "")
+        text = f"a list of {count}" + (f"values, {text}" if spec["choices"] is not None else text)
     return text + (" or null" if spec["nullable"] else "")
 
 

@@ -113,8 +113,9 @@ class RhythmParams:
     stem_density_hop_s: float = param(2.0, unit="s", above=0.0, doc="Hop of the per-stem onset densities")
     # --- input checks ---
     silence_rms_dbfs: float = param(-60.0, unit="dBFS", doc="Whole-signal RMS below this counts as silent")
-    min_duration_s: float = param(1.0, unit="s", minimum=det.MADMOM_MIN_SAMPLES / det.MADMOM_SAMPLE_RATE,
-                                  doc="Shorter input is not analysed (too short); madmom needs 4096 samples")
+    # madmom needs MADMOM_MIN_SAMPLES (4096) samples at 44.1 kHz: 0.0929 s.
+    min_duration_s: float = param(1.0, unit="s", minimum=round(det.MADMOM_MIN_SAMPLES / det.MADMOM_SAMPLE_RATE, 3),
+                                  doc="Shorter input is not analysed (too short)")
 
 
 #: Full-mix keys, in catalogue order.
