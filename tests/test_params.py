@@ -4,7 +4,7 @@ from dataclasses import FrozenInstanceError, dataclass
 import pytest
 
 from mirflow.errors import ConfigError
-from mirflow.params import as_dict, defaults, from_config, param, reference_rows, schema_for
+from mirflow.params import as_dict, defaults, from_config, param, reference_rows, schema_for, section
 
 
 @dataclass(frozen=True)
@@ -85,3 +85,80 @@ def test_a_field_without_param_metadata_is_refused():
         x: int = 1
     with pytest.raises(TypeError, match="'x'"):
         schema_for(Plain)
+
+
+@dataclass(frozen=True)
+class Peaks:
+    frame_size: int = param(4096, unit="samples", minimum=2, doc="Frame length")
+    window: str = param("hann", choices=("hann", "blackmanharris62"), doc="Window")
+
+
+@dataclass(frozen=True)
+class Nested:
+    stems: tuple = param(("bass", "other"), choices=("bass", "other", "vocals"), min_items=1, doc="Stems used")
+    band_hz: tuple = param((20.0, 120.0), unit="Hz", above=0.0, length=2, doc="Band edges")
+    fraction: float = param(0.999, above=0.0, below=1.0, doc="Share of Nyquist")
+    chroma: Peaks = section(Peaks(frame_size=8192, window="blackmanharris62"), doc="Chroma peaks")
+    hpcp: Peaks = section(Peaks(), doc="HPCP peaks")
+
+
+def test_lists_and_nested_sections_round_trip_in_config_form():
+    got = from_config(Nested, {"stems": ["vocals"], "band_hz": [30, 100], "chroma": {"frame_size": 2048}},
+                      where="demo")
+    assert got.stems == ("vocals",) and got.band_hz == (30.0, 100.0) and isinstance(got.band_hz[0], float)
+    # A nested mapping naming some keys keeps the other keys of THAT field's defaults (chroma != hpcp).
+    assert got.chroma == Peaks(frame_size=2048, window="blackmanharris62") and got.hpcp == Peaks()
+    assert as_dict(got) == {"stems": ["vocals"], "band_hz": [30.0, 100.0], "fraction": 0.999,
+                            "chroma": {"frame_size": 2048, "window": "blackmanharris62"},
+                            "hpcp": {"frame_size": 4096, "window": "hann"}}
+    assert defaults(Nested) == as_dict(Nested())
+    assert defaults(Nested)["stems"] == ["bass", "other"]
+
+
+@pytest.mark.parametrize("section, key", [
+    ({"stems": []}, "demo.stems"),                        # fewer than min_items
+    ({"stems": ["drums"]}, "demo.stems"),                 # an item not a choice
+    ({"stems": "bass"}, "demo.stems"),                    # a string for a list
+    ({"band_hz": [20.0, 120.0, 500.0]}, "demo.band_hz"),  # wrong length
+    ({"band_hz": [0.0, 120.0]}, "demo.band_hz"),          # an item out of range
+    ({"fraction": 1.0}, "demo.fraction"),                 # exclusive upper bound
+    ({"chroma": {"frame_size": 1}}, "demo.chroma.frame_size"),
+    ({"chroma": 3}, "demo.chroma"),
+])
+def test_bad_list_or_nested_values_name_the_dotted_key(section, key):
+    with pytest.raises(ConfigError) as err:
+        from_config(Nested, section, where="demo")
+    assert f"'{key}'" in str(err.value)
+    with pytest.raises(ConfigError, match=r"demo\.chroma\.hop"):
+        from_config(Nested, {"chroma": {"hop": 1}}, where="demo")
+
+
+def test_nested_schema_and_reference_rows():
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = schema_for(Nested)
+    assert schema["properties"]["band_hz"] == {
+        "type": "array", "items": {"type": "number", "exclusiveMinimum": 0.0}, "minItems": 2, "maxItems": 2,
+        "default": [20.0, 120.0], "description": "Band edges (Hz)"}
+    assert schema["properties"]["chroma"]["properties"]["frame_size"]["default"] == 8192
+    assert schema["properties"]["hpcp"]["properties"]["frame_size"]["default"] == 4096
+    jsonschema.validate({"stems": ["vocals"], "chroma": {"window": "hann"}}, schema)
+    for bad in ({"stems": []}, {"band_hz": [1.0]}, {"fraction": 1.0}, {"chroma": {"hop": 1}},
+                {"hpcp": {"window": "boxcar"}}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+    rows = {r["key"]: r for r in reference_rows(Nested)}
+    assert list(rows) == ["stems", "band_hz", "fraction", "chroma.frame_size", "chroma.window",
+                          "hpcp.frame_size", "hpcp.window"]
+    assert rows["band_hz"]["allowed"] == "a list of 2 numbers > 0.0 (Hz)"
+    assert rows["stems"]["allowed"] == "a list of at least 1 values, each one of 'bass', 'other', 'vocals'"
+    assert rows["chroma.window"]["default"] == "blackmanharris62"
+
+
+def test_fill_defaults_fills_nested_sections_key_by_key():
+    from types import SimpleNamespace
+
+    from mirflow.params import fill_defaults
+    fam = SimpleNamespace(settings="demo", params=Nested)
+    filled = fill_defaults({"demo": {"chroma": {"frame_size": 2048}, "fraction": 0.5}}, [fam])["demo"]
+    assert filled["chroma"] == {"frame_size": 2048, "window": "blackmanharris62"}
+    assert filled["hpcp"] == {"frame_size": 4096, "window": "hann"} and filled["fraction"] == 0.5

@@ -21,7 +21,9 @@ _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
 
 
 def param(default: Any, *, unit: str = "", doc: str, minimum: float | None = None, maximum: float | None = None,
-          choices: tuple | None = None, nullable: bool = False, above: float | None = None) -> Any:
+          choices: tuple | None = None, nullable: bool = False, above: float | None = None,
+          below: float | None = None, item: type | None = None, length: int | None = None,
+          min_items: int = 0) -> Any:
     """A dataclass field carrying a default, its unit, its allowed range or choices and a one-line description.
 
     Parameters
@@ -37,19 +39,52 @@ def param(default: Any, *, unit: str = "", doc: str, minimum: float | None = Non
         Inclusive bounds.
     choices : tuple, optional
         Allowed values.
-    above : float, optional
-        Exclusive lower bound (a duration must be ``above=0``).
+    above, below : float, optional
+        Exclusive bounds (a duration must be ``above=0``).
     nullable : bool
         ``None`` is allowed (meaning "automatic" or "off"; say which in ``doc``).
+    item : type, optional
+        For a tuple default (a list in the config): the type of its items (bool, int, float or str); taken from the
+        first item when omitted. ``minimum``, ``maximum``, ``above``, ``below`` and ``choices`` then bound each item.
+    length : int, optional
+        For a tuple: the exact number of items (2 for a ``[low, high]`` pair).
+    min_items : int
+        For a tuple: the least number of items.
     """
     if default is None and not nullable:
         raise TypeError("a parameter defaulting to None must be nullable=True")
-    kind = type(default) if default is not None else (type(choices[0]) if choices else float)
+    is_list = isinstance(default, tuple)
+    if is_list:
+        kind = item or (type(default[0]) if default else None)
+        if kind is None:
+            raise TypeError("an empty tuple default needs item= (the type of its items)")
+    elif isinstance(default, list):
+        raise TypeError("a list parameter defaults to a tuple (parameter objects are immutable)")
+    else:
+        kind = type(default) if default is not None else (type(choices[0]) if choices else float)
     if kind not in _JSON_TYPES:
         raise TypeError(f"parameter type {kind.__name__} is not supported (bool, int, float, str)")
     meta = {_META: {"unit": unit, "doc": doc, "minimum": minimum, "maximum": maximum, "above": above,
-                    "choices": tuple(choices) if choices is not None else None, "nullable": nullable,
-                    "type": kind}}
+                    "below": below, "choices": tuple(choices) if choices is not None else None,
+                    "nullable": nullable, "type": kind, "list": is_list, "length": length,
+                    "min_items": min_items, "section": None}}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def section(default: Any, *, doc: str) -> Any:
+    """A dataclass field holding a nested parameter section (a mapping in the config).
+
+    Parameters
+    ----------
+    default : dataclass instance
+        The section's defaults: an instance of a parameter class (fields made by :func:`param`). Two fields may
+        share one class with different defaults (``harmony.chroma`` and ``harmony.hpcp``).
+    doc : str
+        One-line description of the section.
+    """
+    if not dataclasses.is_dataclass(default) or isinstance(default, type):
+        raise TypeError("a section's default is an instance of a parameter class")
+    meta = {_META: {"doc": doc, "section": type(default), "unit": ""}}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -61,29 +96,49 @@ def _spec(f: dataclasses.Field) -> dict:
 
 
 def _allowed(spec: dict) -> str:
+    if spec["section"] is not None:
+        return "a mapping (keys below)"
+    plural = "s" if spec["list"] else ""
     if spec["choices"] is not None:
-        text = "one of " + ", ".join(repr(c) for c in spec["choices"])
+        text = ("each " if spec["list"] else "") + "one of " + ", ".join(repr(c) for c in spec["choices"])
     else:
-        text = "a" + ("n " if spec["type"] is int else " ") + _JSON_TYPES[spec["type"]]
+        name = _JSON_TYPES[spec["type"]]
+        text = (f"{name}{plural}" if spec["list"] else "a" + ("n " if spec["type"] is int else " ") + name)
         if spec["minimum"] is not None:
             text += f" >= {spec['minimum']}"
         if spec["above"] is not None:
             text += f" > {spec['above']}"
         if spec["maximum"] is not None:
             text += f" <= {spec['maximum']}"
+        if spec["below"] is not None:
+            text += f" < {spec['below']}"
     if spec["unit"]:
         text += f" ({spec['unit']})"
+    if spec["list"]:
+        count = (f"{spec['length']} " if spec["length"] is not None
+                 else f"at least {spec['min_items']} " if spec["min_items"] else "")
+        text = f"a list of {count}" + (f"values, {text}" if spec["choices"] is not None else text)
     return text + (" or null" if spec["nullable"] else "")
 
 
 def _check(value: Any, spec: dict, key: str) -> Any:
-    """``value`` converted to the field's type (an integer is a valid float), or a ConfigError naming ``key``."""
+    """``value`` converted to the field's type (an integer is a valid float, a list a tuple), or a ConfigError
+    naming ``key``."""
     bad = ConfigError(f"config key '{key}' is {value!r}; allowed: {_allowed(spec)}.",
                       f"set '{key}' to {_allowed(spec)} in your config, or remove it to use the default.")
     if value is None:
         if spec["nullable"]:
             return None
         raise bad
+    if spec["list"]:
+        if not isinstance(value, (list, tuple)) or len(value) < spec["min_items"] \
+                or (spec["length"] is not None and len(value) != spec["length"]):
+            raise bad
+        item_spec = {**spec, "list": False, "nullable": False}
+        try:
+            return tuple(_check(v, item_spec, key) for v in value)
+        except ConfigError:
+            raise bad from None
     kind = spec["type"]
     # bool is an int in Python; a YAML true for a number (or 1 for a switch) is a mistake, not a value.
     if isinstance(value, bool) != (kind is bool):
@@ -100,6 +155,8 @@ def _check(value: Any, spec: dict, key: str) -> Any:
         raise bad
     if spec["above"] is not None and value <= spec["above"]:
         raise bad
+    if spec["below"] is not None and value >= spec["below"]:
+        raise bad
     return value
 
 
@@ -109,9 +166,10 @@ def from_config(cls: type, section: Mapping | None, *, where: str) -> Any:
     Parameters
     ----------
     cls : type
-        A frozen dataclass whose fields were made by :func:`param`.
+        A frozen dataclass whose fields were made by :func:`param` (or :func:`section` for a nested mapping).
     section : mapping or None
-        The config section (``None``: all defaults).
+        The config section (``None``: all defaults). A nested mapping may name only some of its keys: the
+        others keep the nested section's defaults.
     where : str
         The section's name in the config, used in error messages (``"spectral"`` gives ``spectral.hop_length``).
 
@@ -119,57 +177,109 @@ def from_config(cls: type, section: Mapping | None, *, where: str) -> Any:
     ------
     ConfigError
         For an unknown key (naming the known ones) or a value of the wrong type, out of range or not a choice
-        (naming the key and what is allowed).
+        (naming the key, nested keys with dots, and what is allowed).
     """
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    return _build(cls(), section, where)
+
+
+def _build(base: Any, section: Mapping | None, where: str) -> Any:
+    """``base`` (a parameter object) with the values of ``section`` checked and put in."""
+    fields = {f.name: f for f in dataclasses.fields(base)}
+    if section is not None and not isinstance(section, Mapping):
+        raise ConfigError(f"config key '{where}' is {section!r}; allowed: a mapping of {', '.join(fields)}.",
+                          f"write '{where}' as a mapping, or remove it to use the defaults.")
     section = dict(section or {})
     unknown = sorted(set(section) - set(fields))
     if unknown:
         raise ConfigError(f"unknown config key(s) {', '.join(f'{where}.{k}' for k in unknown)}.",
                           f"known keys of '{where}': {', '.join(fields)}.")
-    values = {name: _check(section[name], _spec(f), f"{where}.{name}") for name, f in fields.items() if name in section}
-    return cls(**values)
+    values = {}
+    for name, f in fields.items():
+        if name not in section:
+            continue
+        spec = _spec(f)
+        key = f"{where}.{name}"
+        values[name] = (_build(getattr(base, name), section[name], key) if spec["section"] is not None
+                        else _check(section[name], spec, key))
+    return dataclasses.replace(base, **values)
+
+
+def _plain(value: Any) -> Any:
+    """A parameter value in its config (JSON) form: a nested section as a dict, a tuple as a list."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return as_dict(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def as_dict(obj: Any) -> dict:
-    """The parameters as a plain dict in declaration order (for ``_meta.params`` and the resolved config)."""
-    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    """The parameters as a plain dict in declaration order (for ``_meta.params`` and the resolved config):
+    nested sections as dicts, tuples as lists, as the config writes them."""
+    return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
 
 
 def defaults(cls: type) -> dict:
-    """The default values of ``cls`` as a plain dict in declaration order."""
-    return {f.name: f.default for f in dataclasses.fields(cls)}
+    """The default values of ``cls`` as a plain dict in declaration order (see :func:`as_dict`)."""
+    return {f.name: _plain(f.default) for f in dataclasses.fields(cls)}
 
 
-def schema_for(cls: type) -> dict:
-    """The JSON-schema section (``type: object``, no extra keys) validating a config section of ``cls``."""
+def _value_schema(spec: dict) -> dict[str, Any]:
+    json_type = _JSON_TYPES[spec["type"]]
+    prop: dict[str, Any] = {"type": [json_type, "null"] if spec["nullable"] and not spec["list"] else json_type}
+    if spec["choices"] is not None:
+        prop["enum"] = list(spec["choices"]) + ([None] if spec["nullable"] and not spec["list"] else [])
+    for key, schema_key in (("minimum", "minimum"), ("maximum", "maximum"), ("above", "exclusiveMinimum"),
+                            ("below", "exclusiveMaximum")):
+        if spec[key] is not None:
+            prop[schema_key] = spec[key]
+    return prop
+
+
+def _schema(base: Any) -> dict:
     props = {}
-    for f in dataclasses.fields(cls):
+    for f in dataclasses.fields(base):
         spec = _spec(f)
-        json_type = _JSON_TYPES[spec["type"]]
-        prop: dict[str, Any] = {"type": [json_type, "null"] if spec["nullable"] else json_type}
-        if spec["choices"] is not None:
-            prop["enum"] = list(spec["choices"]) + ([None] if spec["nullable"] else [])
-        if spec["minimum"] is not None:
-            prop["minimum"] = spec["minimum"]
-        if spec["maximum"] is not None:
-            prop["maximum"] = spec["maximum"]
-        if spec["above"] is not None:
-            prop["exclusiveMinimum"] = spec["above"]
-        prop["default"] = f.default
+        default = getattr(base, f.name)
+        if spec["section"] is not None:
+            prop = _schema(default)
+        elif spec["list"]:
+            prop = {"type": ["array", "null"] if spec["nullable"] else "array", "items": _value_schema(spec)}
+            if spec["min_items"]:
+                prop["minItems"] = spec["min_items"]
+            if spec["length"] is not None:
+                prop["minItems"] = prop["maxItems"] = spec["length"]
+        else:
+            prop = _value_schema(spec)
+        prop["default"] = _plain(default)
         prop["description"] = spec["doc"] + (f" ({spec['unit']})" if spec["unit"] else "")
         props[f.name] = prop
     return {"type": "object", "additionalProperties": False, "properties": props}
 
 
-def reference_rows(cls: type) -> list[dict]:
-    """One row per parameter: key, default, unit, allowed values, description (for the configuration reference)."""
+def schema_for(cls: type) -> dict:
+    """The JSON-schema section (``type: object``, no extra keys) validating a config section of ``cls``;
+    a nested section is a nested object schema with its own defaults."""
+    return _schema(cls())
+
+
+def _rows(base: Any, prefix: str) -> list[dict]:
     rows = []
-    for f in dataclasses.fields(cls):
+    for f in dataclasses.fields(base):
         spec = _spec(f)
-        rows.append({"key": f.name, "default": f.default, "unit": spec["unit"], "allowed": _allowed(spec),
-                     "doc": spec["doc"]})
+        default = getattr(base, f.name)
+        if spec["section"] is not None:
+            rows += _rows(default, f"{prefix}{f.name}.")
+            continue
+        rows.append({"key": prefix + f.name, "default": _plain(default), "unit": spec["unit"],
+                     "allowed": _allowed(spec), "doc": spec["doc"]})
     return rows
+
+
+def reference_rows(cls: type) -> list[dict]:
+    """One row per parameter: key, default, unit, allowed values, description (for the configuration reference).
+    The parameters of a nested section are rows of their own, keyed ``section.key``."""
+    return _rows(cls(), "")
 
 
 def with_family_sections(base: dict, families: Iterable) -> dict:
@@ -197,4 +307,13 @@ def fill_defaults(config: Mapping, families: Iterable) -> dict:
     configured plus the defaults.
     """
     typed = {fam.settings: fam.params for fam in families if fam.params is not None}
-    return {section: {**defaults(cls), **dict(config.get(section) or {})} for section, cls in typed.items()}
+    return {section: _filled(defaults(cls), config.get(section)) for section, cls in typed.items()}
+
+
+def _filled(default: dict, given: Any) -> dict:
+    """``given`` over ``default``, a nested section key by key (the user's values as written)."""
+    filled = dict(default)
+    for key, value in dict(given or {}).items():
+        nested = isinstance(value, Mapping) and isinstance(default.get(key), dict)
+        filled[key] = _filled(default[key], value) if nested else value
+    return filled
