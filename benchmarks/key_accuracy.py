@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     rows = []
     start = time.time()
     for dataset, name, reference, data in datasets(args.shared, not args.no_synthetic):
-        result = compute_harmony(data, {})
+        result = compute_harmony(data)
         essentia, madmom = estimates(result)
         scores = [mir_eval.key.weighted_score(reference, e) if e else 0.0 for e in (essentia, madmom)]
         rows.append((dataset, name, reference, essentia, madmom, *scores))
@@ -138,7 +138,7 @@ def main(argv=None) -> int:
         if not path.exists():
             print(f"- {file_name}: missing ({path})")
             continue
-        essentia, madmom = estimates(compute_harmony(load_audio(path), {}))
+        essentia, madmom = estimates(compute_harmony(load_audio(path)))
         print(f"- {file_name} ({note}): Essentia edmm {essentia}, madmom CNN {madmom}")
     print(f"\n{len(rows)} analyses in {time.time() - start:.0f} s")
     return 0

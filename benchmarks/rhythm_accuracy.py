@@ -154,7 +154,7 @@ def onset_table(shared: Path):
     if not base.exists():
         print(f"note: {base} missing, onset table skipped", file=sys.stderr)
         return
-    p = R.resolve_params({})
+    p = R.RhythmParams()
     files = sorted(glob.glob(str(base / "audio" / "MusicDelta_*" / "*.flac")))
     files += sorted(glob.glob(str(base / "audio" / "drum_only" / "*_Drum.flac")))
     print("| track | madmom CNN onset F | librosa flux F (backtrack) | librosa flux F (no backtrack) |")
@@ -186,7 +186,7 @@ def onset_table(shared: Path):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
-    parser.add_argument("--beat-method", default=R.DEFAULT_PARAMS["beat_method"], choices=R.BEAT_METHODS)
+    parser.add_argument("--beat-method", default=R.RhythmParams().beat_method, choices=R.BEAT_METHODS)
     parser.add_argument("--compare-methods", action="store_true", help="also run every beat_method")
     parser.add_argument("--onsets", action="store_true", help="also score onsets on MDB Drums")
     args = parser.parse_args(argv)
@@ -197,14 +197,14 @@ def main(argv=None) -> int:
         yield from mdb_tracks(args.shared)
 
     print(f"## beat_method = {args.beat_method}\n")
-    rows = evaluate(all_tracks(), {"beat_method": args.beat_method})
+    rows = evaluate(all_tracks(), R.RhythmParams(beat_method=args.beat_method))
     print_table(rows)
     if args.compare_methods:
         print("## beat_method comparison (means over all tracks)\n")
         print("| beat_method | mean beat F | mean downbeat F | downbeats on a beat | CPU s per audio s |")
         print("|---|---|---|---|---|")
         for method in R.BEAT_METHODS:
-            rows_m = rows if method == args.beat_method else evaluate(all_tracks(), {"beat_method": method})
+            rows_m = rows if method == args.beat_method else evaluate(all_tracks(), R.RhythmParams(beat_method=method))
             dfs = [r["downbeat_f"] for r in rows_m if r["downbeat_f"] is not None]
             rtf = sum(r["cpu"] for r in rows_m) / sum(r["duration"] for r in rows_m)
             print(f"| {method} | {np.mean([r['beat_f'] for r in rows_m]):.3f} | {np.mean(dfs):.3f} | "

@@ -63,7 +63,7 @@ def bench_length(song, seconds: int, p, repeats: int) -> None:
     beats_holder = {}
 
     def full():
-        result, grids = R.analyse_rhythm(signal, {})
+        result, grids = R.analyse_rhythm(signal)
         beats_holder["beats"] = grids.beats
         return result
 
@@ -82,7 +82,7 @@ def bench_length(song, seconds: int, p, repeats: int) -> None:
     stems = {name: AudioSignal(tile(x, frames), sr) for name, x in song.stems.items()}
 
     def all_stems():
-        return [R.analyse_stem_rhythm(s, beats_holder["beats"], {}, name) for name, s in stems.items()]
+        return [R.analyse_stem_rhythm(s, beats_holder["beats"], R.RhythmParams(), name) for name, s in stems.items()]
 
     wall, cpu, _ = timed(all_stems, repeats)
     print(f"| {seconds} s | 4 stems (analyse_stem_rhythm each) | {wall:.3f} | {cpu:.3f} | "
@@ -97,11 +97,11 @@ def main(argv=None) -> int:
     song = render_song(DEMO_SONGS[0])
     sr = song.sample_rate
     w, c = time.perf_counter(), time.process_time()
-    R.analyse_rhythm(AudioSignal(song.mix[:, : 5 * sr], sr), {})  # loads every model once
+    R.analyse_rhythm(AudioSignal(song.mix[:, : 5 * sr], sr))  # loads every model once
     print(f"warm-up (model loading + 5 s analysis): wall {time.perf_counter() - w:.2f} s, "
           f"CPU {time.process_time() - c:.2f} s\n")
 
-    p = R.resolve_params({})
+    p = R.RhythmParams()
     print("| input | stage | wall s | CPU s | RTF wall | RTF CPU |")
     print("|---|---|---|---|---|---|")
     for seconds in (30, 180):

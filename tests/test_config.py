@@ -1,5 +1,6 @@
 """config/config.yaml, the JSON schema and the code defaults must agree, so the docs cannot drift."""
 import importlib
+import json
 
 import pytest
 import yaml
@@ -16,14 +17,8 @@ SCHEMA = with_family_sections(yaml.safe_load((REPO / "workflow" / "schemas" / "c
 TYPED = {fam.settings: fam.params for fam in FAMILIES.values() if fam.params is not None}
 # Sections not yet typed: their DEFAULT_PARAMS dicts are kept equal to config.yaml by hand (issue 15, bullet 4).
 MODULES = {
-    "multiband_rms": "mirflow.features.multiband",
-    "rhythm": "mirflow.features.rhythm",
     "separation": "mirflow.separation",
-    "harmony": "mirflow.features.harmony",
-    "timbral": "mirflow.features.timbral",
-    "descriptors": "mirflow.features.descriptors",
     "crops": "mirflow.crops",
-    "metadata": "mirflow.metadata",
     "stats": "mirflow.stats",
     "report": "mirflow.report",
     "exports": "mirflow.exports.prompt",
@@ -39,10 +34,9 @@ def test_every_family_is_switchable_and_has_a_settings_section():
         assert fam.settings in SCHEMA["properties"], f"schema has no section '{fam.settings}'"
 
 
-@pytest.mark.parametrize("section, module", sorted(MODULES.items()) + [("harmony_stems", "mirflow.features.harmony")])
+@pytest.mark.parametrize("section, module", sorted(MODULES.items()))
 def test_config_section_equals_code_defaults(section, module):
-    attr = "STEM_DEFAULT_PARAMS" if section == "harmony_stems" else "DEFAULT_PARAMS"
-    defaults = getattr(importlib.import_module(module), attr)
+    defaults = importlib.import_module(module).DEFAULT_PARAMS
     # enabled/force decide which tracks are separated (workflow wiring), not how.
     config = {k: v for k, v in CONFIG[section].items()
               if not (section == "separation" and k in ("enabled", "force"))
@@ -86,6 +80,16 @@ def test_config_without_typed_sections_gets_the_defaults():
     assert partial == {"frame_length": 2048, "hop_length": 256, "window": "hann"}
 
 
+def test_partial_nested_section_keeps_its_other_defaults():
+    """``harmony: {chroma: {hop_size: 1024}}`` changes that key only: chroma keeps its other keys (not hpcp's)."""
+    harmony = TYPED["harmony"]
+    filled = fill_defaults({"harmony": {"chroma": {"hop_size": 1024}}}, FAMILIES.values())["harmony"]
+    assert filled == {**defaults(harmony), "chroma": {**defaults(harmony)["chroma"], "hop_size": 1024}}
+    params = from_config(harmony, filled, where="harmony")
+    assert params.chroma.hop_size == 1024 and params.chroma.window == "blackmanharris62"
+    assert params.hpcp == harmony().hpcp
+
+
 def test_provenance_of_the_default_config_is_unchanged():
     """``_meta.params`` of the default config: exactly the values (and types) config.yaml had before issue 15."""
     before = {
@@ -101,11 +105,30 @@ def test_provenance_of_the_default_config_is_unchanged():
         assert as_dict(from_config(TYPED[section], {}, where=section)) == values
 
 
+# The sections as config.yaml wrote them before their parameter classes (issue 15), verbatim.
+BEFORE = yaml.safe_load((REPO / "tests" / "fixtures" / "params_before_issue15.yaml").read_text())
+
+
+@pytest.mark.parametrize("section", sorted(BEFORE))
+def test_provenance_of_a_converted_section_is_unchanged(section):
+    """The default config records exactly the old values, nested sections and lists included; JSON tells an
+    integer from a float, so a default of the wrong type fails too."""
+    assert section in TYPED and section not in CONFIG
+    filled = fill_defaults(CONFIG, FAMILIES.values())[section]
+    assert json.dumps(filled) == json.dumps(BEFORE[section])  # same keys, order, values and types
+    assert json.dumps(as_dict(from_config(TYPED[section], {}, where=section))) == json.dumps(BEFORE[section])
+    # and the old section written out in full is still a valid config for the class
+    assert from_config(TYPED[section], BEFORE[section], where=section) == TYPED[section]()
+
+
 @pytest.mark.parametrize("section, value", [
     ({"spectral": {"frame_length": 32}}, "spectral.frame_length"),        # out of range
     ({"spectral": {"window": "boxcar"}}, "spectral.window"),              # bad choice
     ({"loudness": {"block_s": "0.4s"}}, "loudness.block_s"),              # wrong type
     ({"loudness": {"lra_high_percentile": 101}}, "loudness.lra_high_percentile"),
+    ({"harmony": {"chroma": {"frame_size": 1}}}, "harmony.chroma.frame_size"),  # nested section
+    ({"rhythm": {"beats_per_bar": [1, 4]}}, "rhythm.beats_per_bar"),            # list item not a choice
+    ({"multiband_rms": {"bands_hz": {"bass": [20.0]}}}, "multiband_rms.bands_hz.bass"),  # pair of one
 ])
 def test_bad_typed_value_names_the_key(section, value):
     from mirflow.configcheck import config_problem
@@ -121,26 +144,3 @@ def test_unknown_typed_key_gets_did_you_mean():
     problem = config_problem({**CONFIG, "spectral": {"hop_lenght": 256}}, SCHEMA)
     assert "did you mean 'hop_length'" in problem and "'spectral'" in problem
 
-
-# Sections converted by the families with models (issue 15): config.yaml's values before, verbatim.
-BEFORE_ISSUE_15 = yaml.safe_load((REPO / "tests" / "fixtures" / "params_before_issue15.yaml").read_text())
-
-
-def _typed_like(a, b) -> bool:
-    """Equal, with the same types all the way down (0.3 stays a float, 100 an int)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return list(a) == list(b) and all(_typed_like(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_typed_like(x, y) for x, y in zip(a, b))
-    return type(a) is type(b) and a == b
-
-
-@pytest.mark.parametrize("section", sorted(BEFORE_ISSUE_15))
-def test_converted_sections_record_the_same_provenance(section):
-    """What the workflow fills in for an omitted section, and the typed object's as_dict, are exactly the values
-    (keys, order, types) config.yaml had: the partials' _meta.params do not change, so no family reruns."""
-    before = BEFORE_ISSUE_15[section]
-    assert _typed_like(fill_defaults(CONFIG, FAMILIES.values())[section], before)
-    assert _typed_like(as_dict(from_config(TYPED[section], {}, where=section)), before)
-    # The old values, written as a user section, are accepted and give the same object.
-    assert from_config(TYPED[section], before, where=section) == from_config(TYPED[section], None, where=section)

@@ -13,6 +13,8 @@ from mirflow.features.harmony import (
     KEYS,
     TIV_KEYS,
     TIV_WEIGHTS,
+    HarmonyParams,
+    HarmonyStemsParams,
     compute_harmony,
     compute_harmony_stems,
     essentia_key,
@@ -54,7 +56,7 @@ CADENCE_KEYS = [(0, "major"), (9, "major"), (3, "major"), (2, "minor"), (7, "min
 
 @pytest.mark.parametrize("tonic_pc,mode", CADENCE_KEYS)
 def test_both_key_estimators_on_cadences(tonic_pc, mode):
-    result = compute_harmony(as_signal(cadence(tonic_pc, mode), SR), {})
+    result = compute_harmony(as_signal(cadence(tonic_pc, mode), SR))
     assert result.values["tonic"] == tonic_pc
     assert result.values["tonic_scale"] == mode
     assert 0.5 < result.values["tonic_strength"] <= 1.0
@@ -79,7 +81,7 @@ def test_key_mapping_helpers():
 def test_chroma_is_a_distribution_peaking_on_the_triad():
     # A static C major triad: C4 E4 G4 over C3.
     x = (0.08 * sum(_tone(m, 3.0) for m in (48, 60, 64, 67))).astype(np.float32)
-    result = compute_harmony(as_signal(x, SR), {"madmom_key": False})
+    result = compute_harmony(as_signal(x, SR), HarmonyParams(madmom_key=False))
     chroma = np.array([result.values[k] for k in CHROMA_KEYS])
     assert chroma.sum() == pytest.approx(1.0, abs=1e-9)
     assert set(np.argsort(chroma)[-3:]) == {0, 4, 7}
@@ -91,8 +93,8 @@ def test_chroma_is_a_distribution_peaking_on_the_triad():
 
 def test_tiv_is_unit_norm_and_gain_invariant():
     x = cadence(0, "major")
-    loud = compute_harmony(as_signal(x, SR), {"madmom_key": False})
-    quiet = compute_harmony(as_signal(x * 0.05, SR), {"madmom_key": False})
+    loud = compute_harmony(as_signal(x, SR), HarmonyParams(madmom_key=False))
+    quiet = compute_harmony(as_signal(x * 0.05, SR), HarmonyParams(madmom_key=False))
     tiv_loud = np.array([loud.values[k] for k in TIV_KEYS])
     tiv_quiet = np.array([quiet.values[k] for k in TIV_KEYS])
     assert np.linalg.norm(tiv_loud) == pytest.approx(1.0, abs=1e-12)
@@ -121,9 +123,9 @@ def test_harmonic_movement_static_vs_alternating():
                                  ).astype(np.float32) * 0.08
     # A chord change every 0.25 s gives far more frame-to-frame change than one per second.
     fast = np.concatenate([_chord(60 + (6 if i % 2 else 0), 4, 0.25) for i in range(24)]).astype(np.float32) * 0.08
-    r_static = compute_harmony_stems(as_signal(static, SR), {})
-    r_alt = compute_harmony_stems(as_signal(alternating, SR), {})
-    r_fast = compute_harmony_stems(as_signal(fast, SR), {})
+    r_static = compute_harmony_stems(as_signal(static, SR))
+    r_alt = compute_harmony_stems(as_signal(alternating, SR))
+    r_fast = compute_harmony_stems(as_signal(fast, SR))
     m_static, m_alt, m_fast = (r.values["harmonic_movement"] for r in (r_static, r_alt, r_fast))
     assert 0 <= m_static < 0.02
     assert m_alt > m_static
@@ -148,7 +150,7 @@ def test_harmonic_movement_pure_function():
 
 def test_harmonic_variance_cap_is_recorded():
     x = np.concatenate([_chord(60 + (6 if i % 2 else 0), 4, 0.25) for i in range(24)]).astype(np.float32) * 0.08
-    result = compute_harmony_stems(as_signal(x, SR), {"variance_scale": 0.001})
+    result = compute_harmony_stems(as_signal(x, SR), HarmonyStemsParams(variance_scale=0.001))
     assert result.values["harmonic_variance"] == 1.0
     assert result.meta["harmonic_variance_capped"] is True
     assert result.meta["harmonic_variance_raw"] > 0.001
@@ -156,14 +158,14 @@ def test_harmonic_variance_cap_is_recorded():
 
 def test_silence_is_absent_not_zero():
     silent = as_signal(np.zeros((2, 5 * SR), np.float32), SR)
-    stems = compute_harmony_stems(silent, {})
+    stems = compute_harmony_stems(silent)
     assert stems.values == {}
     assert stems.absent == {"harmonic_movement": "silent stem", "harmonic_variance": "silent stem"}
     # Residual noise far below -60 dBFS is also a silent stem.
     rng = np.random.default_rng(0)
     hiss = as_signal((1e-5 * rng.standard_normal(5 * SR)).astype(np.float32), SR)
-    assert compute_harmony_stems(hiss, {}).absent["harmonic_movement"] == "silent stem"
-    result = compute_harmony(silent, {})
+    assert compute_harmony_stems(hiss).absent["harmonic_movement"] == "silent stem"
+    result = compute_harmony(silent)
     assert result.values == {}
     assert set(result.absent) == set(KEYS)
     assert all(reason == "silent" for reason in result.absent.values())
@@ -171,9 +173,9 @@ def test_silence_is_absent_not_zero():
 
 def test_too_short_input_is_absent():
     x = (0.3 * np.sin(2 * np.pi * 220 * np.arange(SR // 2) / SR)).astype(np.float32)
-    harmony = compute_harmony(as_signal(x, SR), {})
+    harmony = compute_harmony(as_signal(x, SR))
     assert harmony.values == {} and all(r.startswith("too short") for r in harmony.absent.values())
-    stems = compute_harmony_stems(as_signal(np.tile(x, 4), SR), {})
+    stems = compute_harmony_stems(as_signal(np.tile(x, 4), SR))
     assert set(stems.absent) == {"harmonic_movement", "harmonic_variance"}
     assert stems.absent["harmonic_movement"] == "too short (2.00 s < 3.0 s)"
 
@@ -183,7 +185,7 @@ def test_stems_input_excludes_drums():
     rng = np.random.default_rng(1)
     drums = as_signal((0.3 * rng.standard_normal(len(x))).astype(np.float32), SR)
     result = compute_harmony({"bass": as_signal(x * 0.5, SR), "other": as_signal(x * 0.5, SR),
-                              "drums": drums}, {"madmom_key": False})
+                              "drums": drums}, HarmonyParams(madmom_key=False))
     assert result.meta["input"] == "stems bass+other (summed mono)"
     assert (result.values["tonic"], result.values["tonic_scale"]) == (2, "minor")
 
@@ -197,7 +199,7 @@ def test_demo_corpus_keys():
         song = demo.render_song(spec)
         truth = (song.truth["key"]["pitch_class"], song.truth["key"]["mode"])
         stems = {name: AudioSignal(samples, song.sample_rate) for name, samples in song.stems.items()}
-        result = compute_harmony(stems, {})
+        result = compute_harmony(stems)
         assert (result.values["tonic"], result.values["tonic_scale"]) == truth, spec.song_id
         assert parse_key_label(result.values["key"]) == truth, spec.song_id
         assert result.meta["input"].startswith("stems bass+other")

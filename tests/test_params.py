@@ -1,11 +1,22 @@
 """mirflow.params: typed parameters are the one source of defaults, validation, schema and provenance."""
-import re
+from collections.abc import Mapping
 from dataclasses import FrozenInstanceError, dataclass
 
 import pytest
 
 from mirflow.errors import ConfigError
-from mirflow.params import as_dict, defaults, from_config, param, reference_rows, schema_for
+from mirflow.params import (
+    DEVICE_PATTERN,
+    as_dict,
+    defaults,
+    fill_defaults,
+    from_config,
+    mapping,
+    param,
+    reference_rows,
+    schema_for,
+    section,
+)
 
 
 @dataclass(frozen=True)
@@ -88,16 +99,84 @@ def test_a_field_without_param_metadata_is_refused():
         schema_for(Plain)
 
 
-# ------------------------------------------------------------ lists, nested sections and named entries
-
-from mirflow.params import fill_defaults, mapping, section  # noqa: E402
+@dataclass(frozen=True)
+class Peaks:
+    frame_size: int = param(4096, unit="samples", minimum=2, doc="Frame length")
+    window: str = param("hann", choices=("hann", "blackmanharris62"), doc="Window")
 
 
 @dataclass(frozen=True)
-class Limits:
-    low: float = param(-20.0, unit="LUFS", doc="Quiet below")
-    high: float = param(-12.0, unit="LUFS", doc="Loud from")
+class Nested:
+    stems: tuple = param(("bass", "other"), choices=("bass", "other", "vocals"), min_items=1, doc="Stems used")
+    band_hz: tuple = param((20.0, 120.0), unit="Hz", above=0.0, length=2, doc="Band edges")
+    fraction: float = param(0.999, above=0.0, below=1.0, doc="Share of Nyquist")
+    chroma: Peaks = section(Peaks(frame_size=8192, window="blackmanharris62"), doc="Chroma peaks")
+    hpcp: Peaks = section(Peaks(), doc="HPCP peaks")
 
+
+def test_lists_and_nested_sections_round_trip_in_config_form():
+    got = from_config(Nested, {"stems": ["vocals"], "band_hz": [30, 100], "chroma": {"frame_size": 2048}},
+                      where="demo")
+    assert got.stems == ("vocals",) and got.band_hz == (30.0, 100.0) and isinstance(got.band_hz[0], float)
+    # A nested mapping naming some keys keeps the other keys of THAT field's defaults (chroma != hpcp).
+    assert got.chroma == Peaks(frame_size=2048, window="blackmanharris62") and got.hpcp == Peaks()
+    assert as_dict(got) == {"stems": ["vocals"], "band_hz": [30.0, 100.0], "fraction": 0.999,
+                            "chroma": {"frame_size": 2048, "window": "blackmanharris62"},
+                            "hpcp": {"frame_size": 4096, "window": "hann"}}
+    assert defaults(Nested) == as_dict(Nested())
+    assert defaults(Nested)["stems"] == ["bass", "other"]
+
+
+@pytest.mark.parametrize("section, key", [
+    ({"stems": []}, "demo.stems"),                        # fewer than min_items
+    ({"stems": ["drums"]}, "demo.stems"),                 # an item not a choice
+    ({"stems": "bass"}, "demo.stems"),                    # a string for a list
+    ({"band_hz": [20.0, 120.0, 500.0]}, "demo.band_hz"),  # wrong length
+    ({"band_hz": [0.0, 120.0]}, "demo.band_hz"),          # an item out of range
+    ({"fraction": 1.0}, "demo.fraction"),                 # exclusive upper bound
+    ({"chroma": {"frame_size": 1}}, "demo.chroma.frame_size"),
+    ({"chroma": 3}, "demo.chroma"),
+])
+def test_bad_list_or_nested_values_name_the_dotted_key(section, key):
+    with pytest.raises(ConfigError) as err:
+        from_config(Nested, section, where="demo")
+    assert f"'{key}'" in str(err.value)
+    with pytest.raises(ConfigError, match=r"demo\.chroma\.hop"):
+        from_config(Nested, {"chroma": {"hop": 1}}, where="demo")
+
+
+def test_nested_schema_and_reference_rows():
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = schema_for(Nested)
+    assert schema["properties"]["band_hz"] == {
+        "type": "array", "items": {"type": "number", "exclusiveMinimum": 0.0}, "minItems": 2, "maxItems": 2,
+        "default": [20.0, 120.0], "description": "Band edges (Hz)"}
+    assert schema["properties"]["chroma"]["properties"]["frame_size"]["default"] == 8192
+    assert schema["properties"]["hpcp"]["properties"]["frame_size"]["default"] == 4096
+    jsonschema.validate({"stems": ["vocals"], "chroma": {"window": "hann"}}, schema)
+    for bad in ({"stems": []}, {"band_hz": [1.0]}, {"fraction": 1.0}, {"chroma": {"hop": 1}},
+                {"hpcp": {"window": "boxcar"}}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+    rows = {r["key"]: r for r in reference_rows(Nested)}
+    assert list(rows) == ["stems", "band_hz", "fraction", "chroma.frame_size", "chroma.window",
+                          "hpcp.frame_size", "hpcp.window"]
+    assert rows["band_hz"]["allowed"] == "a list of 2 numbers > 0.0 (Hz)"
+    assert rows["stems"]["allowed"] == "a list of at least 1 values, each one of 'bass', 'other', 'vocals'"
+    assert rows["chroma.window"]["default"] == "blackmanharris62"
+
+
+def test_fill_defaults_fills_nested_sections_key_by_key():
+    from types import SimpleNamespace
+
+    from mirflow.params import fill_defaults
+    fam = SimpleNamespace(settings="demo", params=Nested)
+    filled = fill_defaults({"demo": {"chroma": {"frame_size": 2048}, "fraction": 0.5}}, [fam])["demo"]
+    assert filled["chroma"] == {"frame_size": 2048, "window": "blackmanharris62"}
+    assert filled["hpcp"] == {"frame_size": 4096, "window": "hann"} and filled["fraction"] == 0.5
+
+
+# ------------------------------------------------------------ string patterns, nullable strings, named entries
 
 @dataclass(frozen=True)
 class Prompt:
@@ -106,69 +185,56 @@ class Prompt:
 
 
 @dataclass(frozen=True)
-class Nested:
-    bpm_classes: tuple = param((90, 120), unit="BPM", minimum=0, length=2, doc="Class edges")
-    styles: tuple = param(("a", "b"), choices=("a", "b", "c"), doc="Styles")
-    device: str = param("auto", pattern=r"auto|cpu|cuda(:[0-9]+)?", doc="Device")
+class WithEntries:
+    device: str = param("auto", pattern=DEVICE_PATTERN, doc="Device")
     system: str | None = param(None, kind=str, nullable=True, doc="System prompt (null: the model's)")
-    loudness: Limits = section(Limits, doc="Loudness words")
-    prompts: dict = mapping(Prompt, {"full": {"template": "Describe.", "max_tokens": 500}}, doc="Prompts")
+    prompts: Mapping[str, Prompt] = mapping(Prompt, {"full": {"template": "Describe.", "max_tokens": 500}},
+                                            doc="Prompts")
 
 
-def test_nested_defaults_as_plain_data_and_typed_access():
-    plain = {"bpm_classes": [90, 120], "styles": ["a", "b"], "device": "auto", "system": None,
-             "loudness": {"low": -20.0, "high": -12.0},
-             "prompts": {"full": {"template": "Describe.", "max_tokens": 500}}}
-    assert defaults(Nested) == plain == as_dict(from_config(Nested, None, where="n"))
-    got = from_config(Nested, {"bpm_classes": [80, 130], "loudness": {"high": -10}, "system": "Be brief.",
-                               "prompts": {"short": {"template": "Genre?"}}}, where="n")
-    assert got.bpm_classes == (80, 130) and got.loudness == Limits(high=-10.0) and got.system == "Be brief."
-    # a configured mapping replaces the default entries; an entry's omitted keys take their defaults
-    assert dict(got.prompts) == {"short": Prompt(template="Genre?")}
+def test_named_entries_replace_the_defaults_and_default_their_keys():
+    plain = {"device": "auto", "system": None, "prompts": {"full": {"template": "Describe.", "max_tokens": 500}}}
+    assert defaults(WithEntries) == plain == as_dict(from_config(WithEntries, None, where="w"))
+    got = from_config(WithEntries, {"device": "cuda:1", "system": "Be brief.",
+                                    "prompts": {"short": {"template": "Genre?"}}}, where="w")
+    assert got.device == "cuda:1" and got.system == "Be brief."
+    assert dict(got.prompts) == {"short": Prompt(template="Genre?")}  # the default entry "full" is gone
+    assert from_config(WithEntries, plain, where="w") == WithEntries()
     with pytest.raises(TypeError):
-        got.prompts["x"] = Prompt()  # read-only
+        got.prompts["x"] = Prompt()  # read-only like the rest of the object
 
 
 @pytest.mark.parametrize("section_, key", [
-    ({"bpm_classes": [90]}, "n.bpm_classes"),                      # wrong length
-    ({"bpm_classes": [90, -1]}, "n.bpm_classes[1]"),               # item out of range
-    ({"styles": ["a", "z"]}, "n.styles[1]"),                       # item not a choice
-    ({"styles": "a"}, "n.styles"),                                 # a string is not a list
-    ({"device": "gpu"}, "n.device"),                               # pattern
-    ({"loudness": {"hgh": 1}}, "n.loudness.hgh"),                  # unknown nested key
-    ({"loudness": 3}, "n.loudness"),                               # not a mapping
-    ({"prompts": {"Bad Name": {}}}, "n.prompts"),                  # entry name
-    ({"prompts": {"x": {"max_tokens": 0}}}, "n.prompts.x.max_tokens"),
+    ({"device": "gpu"}, "'w.device'"),                             # not matching the pattern
+    ({"system": 3}, "'w.system'"),                                 # a nullable string is still a string
+    ({"prompts": {"Bad Name": {}}}, "not usable in a key"),        # entry name
+    ({"prompts": ["full"]}, "'w.prompts'"),                        # not a mapping
+    ({"prompts": {"x": {"max_tokens": 0}}}, "'w.prompts.x.max_tokens'"),
+    ({"prompts": {"x": {"tokens": 3}}}, "w.prompts.x.tokens"),     # unknown key of an entry
 ])
-def test_nested_bad_values_name_the_dotted_key(section_, key):
-    with pytest.raises(ConfigError, match=re.escape(f"'{key}'") + "|" + re.escape(key)):
-        from_config(Nested, section_, where="n")
+def test_bad_entries_and_patterns_name_the_key(section_, key):
+    with pytest.raises(ConfigError) as err:
+        from_config(WithEntries, section_, where="w")
+    assert key in str(err.value)
 
 
-def test_nested_schema_validates_like_from_config():
+def test_entries_schema_and_reference_rows():
     jsonschema = pytest.importorskip("jsonschema")
-    schema = schema_for(Nested)
-    jsonschema.validate({"bpm_classes": [80, 130], "loudness": {"high": -10}, "prompts": {"x": {"template": "?"}}},
-                        schema)
-    assert schema["properties"]["loudness"]["properties"]["low"]["default"] == -20.0
-    for bad in ({"bpm_classes": [90]}, {"styles": ["z"]}, {"device": "gpu"}, {"loudness": {"hgh": 1}},
-                {"prompts": {"Bad Name": {}}}, {"prompts": {"x": {"max_tokens": 0}}}):
+    schema = schema_for(WithEntries)
+    jsonschema.validate({"device": "cpu", "system": None, "prompts": {"x": {"template": "?"}}}, schema)
+    for bad in ({"device": "gpu"}, {"prompts": {"Bad Name": {}}}, {"prompts": {"x": {"max_tokens": 0}}}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
+    rows = reference_rows(WithEntries)
+    assert [r["key"] for r in rows] == ["device", "system", "prompts", "prompts.<name>.template",
+                                        "prompts.<name>.max_tokens"]
+    assert rows[2]["default"] == ["full"] and "matching" in rows[0]["allowed"]
 
 
-def test_fill_defaults_fills_nested_sections_key_by_key():
+def test_fill_defaults_fills_each_given_entry():
     class Fam:
-        settings, params = "n", Nested
+        settings, params = "w", WithEntries
 
-    filled = fill_defaults({"n": {"loudness": {"high": -10}, "prompts": {"x": {"template": "?"}}}}, [Fam])["n"]
-    assert filled["loudness"] == {"low": -20.0, "high": -10}
+    assert fill_defaults({}, [Fam])["w"]["prompts"] == {"full": {"template": "Describe.", "max_tokens": 500}}
+    filled = fill_defaults({"w": {"prompts": {"x": {"template": "?"}}}}, [Fam])["w"]
     assert filled["prompts"] == {"x": {"template": "?", "max_tokens": 400}}
-    assert filled["bpm_classes"] == [90, 120]
-
-
-def test_reference_rows_use_dotted_keys():
-    keys = [r["key"] for r in reference_rows(Nested)]
-    assert keys == ["bpm_classes", "styles", "device", "system", "loudness.low", "loudness.high", "prompts",
-                    "prompts.<name>.template", "prompts.<name>.max_tokens"]
-    assert reference_rows(Nested)[0]["allowed"] == "a list of 2 items, each an integer >= 0 (BPM)"

@@ -268,16 +268,23 @@ def test_stem_features_exact_values():
 
 
 def test_unknown_or_invalid_parameters_are_errors():
-    with pytest.raises(ValueError, match="unknown rhythm parameter"):
-        R.resolve_params({"bpm_tolerance": 1})
-    with pytest.raises(ValueError, match="beat_method"):
-        R.resolve_params({"beat_method": "guess"})
+    from mirflow.errors import ConfigError
+    from mirflow.params import from_config
+
+    for bad, key in (({"bpm_tolerance": 1}, r"rhythm\.bpm_tolerance"),
+                     ({"beat_method": "guess"}, r"rhythm\.beat_method"),
+                     ({"beats_per_bar": [1, 4]}, r"rhythm\.beats_per_bar"),
+                     ({"beats_per_bar": []}, r"rhythm\.beats_per_bar"),
+                     ({"min_duration_s": 0.05}, r"rhythm\.min_duration_s"),  # madmom needs 4096 samples
+                     ({"ioi_histogram_bins": 0}, r"rhythm\.ioi_histogram_bins")):
+        with pytest.raises(ConfigError, match=key):
+            from_config(R.RhythmParams, bad, where="rhythm")
 
 
 # --------------------------------------------------------------------------- audio: silence and no rhythm
 
 def test_silent_signal_gives_empty_grids_and_reasons():
-    result, grids = R.analyse_rhythm(as_signal(np.zeros((2, 44100 * 3)), 44100), {})
+    result, grids = R.analyse_rhythm(as_signal(np.zeros((2, 44100 * 3)), 44100))
     assert result.values == {}
     assert set(result.absent) == set(R.FULL_MIX_KEYS)
     assert all(reason.startswith("silent signal") for reason in result.absent.values())
@@ -289,14 +296,14 @@ def test_silent_signal_gives_empty_grids_and_reasons():
 def test_silent_and_near_silent_stems_are_absent():
     for samples in (np.zeros((2, 44100 * 5)),
                     1e-5 * np.random.default_rng(0).standard_normal((2, 44100 * 5))):  # about -100 dBFS
-        r = R.analyse_stem_rhythm(as_signal(samples, 44100), np.arange(0.5, 5, 0.5), {}, "vocals")
+        r = R.analyse_stem_rhythm(as_signal(samples, 44100), np.arange(0.5, 5, 0.5), R.RhythmParams(), "vocals")
         assert r.values == {}
         assert r.absent == dict.fromkeys(R.STEM_KEYS, "silent stem")
 
 
 def test_too_short_signal_is_absent_not_guessed():
     noise = 0.1 * np.random.default_rng(1).standard_normal((1, 22050))
-    result, grids = R.analyse_rhythm(as_signal(noise, 44100), {})
+    result, grids = R.analyse_rhythm(as_signal(noise, 44100))
     assert result.values == {} and grids.beats.size == 0
     assert result.absent["bpm"].startswith("too short")
 
@@ -313,7 +320,7 @@ def test_no_rhythm_gives_empty_grids_and_no_tempo(kind):
         x = _drone(sr, 8)
     else:
         x = 0.1 * np.random.default_rng(0).standard_normal(10 * sr)
-    result, grids = R.analyse_rhythm(as_signal(x[None, :], sr), {})
+    result, grids = R.analyse_rhythm(as_signal(x[None, :], sr))
     # madmom's DBN still decodes a regular "grid" here; the evidence check must reject it
     assert grids.beats.size == 0 and grids.downbeats.size == 0
     assert result.meta["empty_grids"]["beats"].startswith("no beats detected")
@@ -341,7 +348,7 @@ def analysed_demo():
     out = {}
     for prefix, sr in (("Night Drive", 44100), ("Café Waltz", 48000)):
         song = demo.render_song(_song(prefix), sample_rate=sr)
-        result, grids = R.analyse_rhythm(as_signal(song.mix, song.sample_rate), {})
+        result, grids = R.analyse_rhythm(as_signal(song.mix, song.sample_rate))
         out[prefix] = (song, result, grids)
     return out
 
@@ -400,7 +407,7 @@ def test_demo_onsets_match_every_played_event(analysed_demo):
 def test_demo_stems_against_full_mix_beats(analysed_demo):
     song, _, grids = analysed_demo["Night Drive"]
     sr = song.sample_rate
-    drums = R.analyse_stem_rhythm(as_signal(song.stems["drums"], sr), grids.beats, {}, "drums")
+    drums = R.analyse_stem_rhythm(as_signal(song.stems["drums"], sr), grids.beats, R.RhythmParams(), "drums")
     hits = np.unique(np.round(np.concatenate([np.asarray(v, float) for v in song.truth["drum_hits"].values()]), 3))
     expected_density = np.mean(R.windowed_onset_densities(hits, song.truth["duration_s"], 4.0, 2.0))
     assert drums.values["onset_density_average"] == pytest.approx(expected_density, rel=0.05)
@@ -412,7 +419,7 @@ def test_demo_stems_against_full_mix_beats(analysed_demo):
     for key in R.STEM_KEYS:
         assert key in drums.values
     silent = demo.render_song(_song("Instrumental Rush"))
-    vocals = R.analyse_stem_rhythm(as_signal(silent.stems["vocals"], sr), grids.beats, {}, "vocals")
+    vocals = R.analyse_stem_rhythm(as_signal(silent.stems["vocals"], sr), grids.beats, R.RhythmParams(), "vocals")
     assert vocals.absent == dict.fromkeys(R.STEM_KEYS, "silent stem")
 
 
@@ -425,7 +432,7 @@ def test_madmom_sample_beats_and_tempo():
     mir_eval = _mir_eval()
     wav = shared_path("audio", "gt", "madmom", "sample.wav")
     ref = np.loadtxt(shared_path("audio", "gt", "madmom", "sample.beats"), comments="#")[:, 0]
-    result, grids = R.analyse_rhythm(load_audio(wav), {})
+    result, grids = R.analyse_rhythm(load_audio(wav))
     # The annotation's tempo file allows 87.5 BPM (weight 0.7) or 175 BPM (0.3); madmom tracks the
     # 175 BPM level (its own documented output for this file), so every annotated beat must be found
     # (recall 1) and the tempo must match one of the two annotated levels.
@@ -444,7 +451,7 @@ def test_mdb_drums_rock_mix_beats():
     base = ("audio", "gt", "mdbdrums")
     audio = shared_path(*base, "audio", "MusicDelta_Rock", "MusicDelta_Rock_MIX.flac")
     ref = np.loadtxt(shared_path(*base, "annotations", "beats", "MusicDelta_Rock_MIX.beats"))[:, 0]
-    result, grids = R.analyse_rhythm(load_audio(audio), {})
+    result, grids = R.analyse_rhythm(load_audio(audio))
     assert mir_eval.beat.f_measure(ref, grids.beats) >= 0.95
     true_bpm = 60.0 / np.median(np.diff(ref))
     assert abs(result.values["bpm"] / true_bpm - 1) <= 0.02

@@ -23,7 +23,7 @@ import soundfile as sf
 from conftest import as_signal
 from mirflow.compat import timbral as compat
 from mirflow.features import timbral
-from mirflow.features.timbral import KEYS, compute_timbral, run_model_isolated
+from mirflow.features.timbral import KEYS, TimbralParams, compute_timbral, run_model_isolated
 
 SR = 44100
 ORIGINAL_ONSET_STRENGTH = librosa.onset.onset_strength
@@ -83,7 +83,7 @@ def _reference_values(tmp_path, samples: np.ndarray, sample_rate: int, with_reve
 def test_values_equal_the_unmodified_library_stereo_44k(tmp_path):
     samples = _test_signal(SR, 2)
     reference = _reference_values(tmp_path, samples, SR, with_reverb=True)
-    ours = compute_timbral(as_signal(samples, SR), {})
+    ours = compute_timbral(as_signal(samples, SR))
     assert ours.absent == {}
     assert set(ours.values) == set(KEYS)
     for key, value in reference.items():
@@ -97,8 +97,8 @@ def test_values_equal_the_unmodified_library_mono_22k_resampled(tmp_path):
     # would resample a (frames, channels) array along the wrong axis in both versions alike.
     samples = _test_signal(22050, 1, seconds=2.5)
     reference = _reference_values(tmp_path, samples, 22050, with_reverb=False)
-    ours = compute_timbral(as_signal(samples, 22050), {"models": [k for k in KEYS if k != "reverberation"],
-                                                       "speedups": False})
+    ours = compute_timbral(as_signal(samples, 22050), TimbralParams(
+        models=tuple(k for k in KEYS if k != "reverberation"), speedups=False))
     for key, value in reference.items():
         assert ours.values[key] == pytest.approx(value, rel=0, abs=1e-9), key
 
@@ -148,7 +148,7 @@ def test_compat_layer_is_scoped_to_the_call():
         with compat.timbral_compat():
             raise ZeroDivisionError("restored even on error")
     _assert_libraries_untouched()
-    compute_timbral(as_signal(_test_signal(SR, 1, seconds=1.5), SR), {"models": ["hardness", "roughness"]})
+    compute_timbral(as_signal(_test_signal(SR, 1, seconds=1.5), SR), TimbralParams(models=("hardness", "roughness")))
     _assert_libraries_untouched()
 
 
@@ -276,7 +276,7 @@ def test_orderings_brightness_and_reverberation():
     t = np.arange(n) / SR
     noise = (0.3 * rng.standard_normal(n)).astype(np.float32)
     low_sine = (0.5 * np.sin(2 * np.pi * 80 * t)).astype(np.float32)
-    only_brightness = {"models": ["brightness"]}
+    only_brightness = TimbralParams(models=("brightness",))
     bright_noise = compute_timbral(as_signal(noise, SR), only_brightness).values["brightness"]
     bright_sine = compute_timbral(as_signal(low_sine, SR), only_brightness).values["brightness"]
     assert bright_noise > bright_sine + 50          # measured: ~87 vs ~1
@@ -287,7 +287,7 @@ def test_orderings_brightness_and_reverberation():
     tail = rng.standard_normal(tail_len) * np.exp(-6.91 * np.arange(tail_len) / SR / 2.0)  # RT60 = 2 s
     wet = scipy.signal.fftconvolve(clicks, tail)[:n]
     wet = 0.9 * wet / np.abs(wet).max()
-    only_reverb = {"models": ["reverberation"]}
+    only_reverb = TimbralParams(models=("reverberation",))
     dry_result = compute_timbral(as_signal(clicks.astype(np.float32), SR), only_reverb)
     wet_result = compute_timbral(as_signal(wet.astype(np.float32), SR), only_reverb)
     assert wet_result.values["reverberation"] > dry_result.values["reverberation"] + 15   # ~53 vs ~30
@@ -297,7 +297,7 @@ def test_orderings_brightness_and_reverberation():
 def test_reverb_timeout_is_absent_with_reason():
     # A 0.2 s budget cannot even start the worker's Python: the process is killed.
     result = compute_timbral(as_signal(_test_signal(SR, 1, seconds=1.5), SR),
-                             {"models": ["reverberation"], "reverb_timeout_s": 0.2})
+                             TimbralParams(models=("reverberation",), reverb_timeout_s=0.2))
     assert result.absent == {"reverberation": "timeout"}
     assert result.meta["errors"]["reverberation"] == "timeout after 0.2 s"
 
@@ -311,7 +311,8 @@ def test_model_errors_are_recorded_not_swallowed(monkeypatch):
         return real(model, audio, sample_rate, cache)
 
     monkeypatch.setattr(timbral, "run_model_in_process", failing)
-    result = compute_timbral(as_signal(_test_signal(SR, 1, seconds=1.5), SR), {"models": ["depth", "brightness"]})
+    result = compute_timbral(as_signal(_test_signal(SR, 1, seconds=1.5), SR),
+                             TimbralParams(models=("depth", "brightness")))
     assert result.absent == {"depth": "FloatingPointError: depth exploded"}
     assert result.meta["errors"] == {"depth": "FloatingPointError: depth exploded"}
     assert "brightness" in result.values
@@ -323,15 +324,18 @@ def test_isolated_worker_reports_exceptions():
 
 
 def test_silent_and_short_input_are_absent():
-    silent = compute_timbral(as_signal(np.zeros((2, 2 * SR), np.float32), SR), {})
+    silent = compute_timbral(as_signal(np.zeros((2, 2 * SR), np.float32), SR))
     assert silent.values == {} and set(silent.absent) == set(KEYS)
     assert set(silent.absent.values()) == {"silent"}
     half_second = (0.5 * np.sin(2 * np.pi * 440 * np.arange(SR // 2) / SR)).astype(np.float32)
-    short = compute_timbral(as_signal(half_second, SR), {})
+    short = compute_timbral(as_signal(half_second, SR))
     assert short.values == {} and all(r.startswith("too short") for r in short.absent.values())
 
 
 def test_unknown_model_name_is_rejected():
-    with pytest.raises(ValueError, match="unknown timbral model"):
-        compute_timbral(as_signal(_test_signal(SR, 1, seconds=1.5), SR), {"models": ["loudness"]})
+    from mirflow.errors import ConfigError
+    from mirflow.params import from_config
+
+    with pytest.raises(ConfigError, match=r"timbral\.models.*'brightness'"):
+        from_config(TimbralParams, {"models": ["loudness"]}, where="timbral")
 

@@ -164,7 +164,13 @@ def run_in_worker(request: dict, conf: dict) -> int | None:
 def main(argv: list[str] | None = None) -> int:
     """``rule_job.py SPEC LOG THREADS``: run one job, in a warm worker or in this process."""
     args = sys.argv[1:] if argv is None else argv
-    request = json.loads(args[0])
+    from .jobspec import SharedParamsError, with_shared_params
+
+    try:
+        request = with_shared_params(json.loads(args[0]), os.environ)
+    except SharedParamsError as err:
+        sys.stderr.write(f"mirflow: {err}\n")
+        return 1
     request["log"] = [args[1]] if len(args) > 1 and args[1] else []
     request["threads"] = int(args[2]) if len(args) > 2 else 1
     conf = json.loads(os.environ.get(ENV) or "null") or {}

@@ -20,6 +20,7 @@ from .catalogue import load_catalogue
 from .crops import apply_fades, plan_crops, slice_grid
 from .jsonio import write_json_atomic
 from .merge import INFO_INLINE_FROM
+from .params import from_config
 from .provenance import absent_reasons
 from .registry import FAMILIES, STEM_NAMES
 from .resolved import resolve_keys
@@ -54,7 +55,8 @@ def crop_rhythm(signal: AudioSignal, beats: np.ndarray, downbeats: np.ndarray, s
     from .features import rhythm
     from .features import rhythm_detectors as det
 
-    p = rhythm.resolve_params(settings)
+    # The same conversion as runner.compute_family for the families it runs (defaults for omitted keys).
+    p = from_config(rhythm.RhythmParams, settings, where="rhythm")
     mono_44k, _note = det.resample_for_madmom(signal.mono(), signal.sample_rate)
     onsets, strengths = det.madmom_onsets(mono_44k, p)
     result = rhythm.full_mix_features(beats, beat_positions(beats, downbeats), onsets, strengths,

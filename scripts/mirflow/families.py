@@ -1,5 +1,8 @@
 """Job adapters of the ``context`` families: they read the job's inputs, call the computing modules and
-write the family's extra outputs (grids, MIDI). Each returns the family's FeatureResult."""
+write the family's extra outputs (grids, MIDI). Each returns the family's FeatureResult.
+
+A family with a parameter class (``params`` in mirflow.registry) gets its typed parameter object, built by
+``runner.compute_family``; the others get their config section as a dict."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,6 +19,9 @@ if TYPE_CHECKING:  # the typed families' parameters, built by runner.compute_fam
     from .captions.feature_captions import FeatureCaptionsParams
     from .captions.flamingo import FlamingoParams
     from .classifiers import ClassifiersParams
+    from .features.harmony import HarmonyParams
+    from .features.rhythm import RhythmParams
+    from .metadata import MetadataParams
     from .transcription.bass import BassParams
     from .transcription.drums import DrumsParams
 
@@ -105,7 +111,7 @@ def bass_family(ctx: JobContext, params: BassParams) -> FeatureResult:
     return result
 
 
-def rhythm_family(ctx: JobContext, settings: dict) -> FeatureResult:
+def rhythm_family(ctx: JobContext, settings: RhythmParams) -> FeatureResult:
     """Beats, downbeats and onsets of the full mix: the three grid files plus the rhythm keys."""
     from .features.rhythm import analyse_rhythm, format_times
     from .jsonio import write_text_atomic
@@ -117,7 +123,7 @@ def rhythm_family(ctx: JobContext, settings: dict) -> FeatureResult:
     return result
 
 
-def rhythm_stems_family(ctx: JobContext, settings: dict) -> FeatureResult:
+def rhythm_stems_family(ctx: JobContext, settings: RhythmParams) -> FeatureResult:
     """Per-stem onset density, syncopation against the full-mix beat grid, complexity and evenness."""
     from .features.rhythm import analyse_stem_rhythm
     from .runner import for_each_stem
@@ -127,16 +133,16 @@ def rhythm_stems_family(ctx: JobContext, settings: dict) -> FeatureResult:
                          lambda signal, stem: analyse_stem_rhythm(signal, beats, settings, stem))
 
 
-def harmony_family(ctx: JobContext, settings: dict) -> FeatureResult:
+def harmony_family(ctx: JobContext, settings: HarmonyParams) -> FeatureResult:
     """Chroma/HPCP/TIV/key from the harmonic stems (bass + other + vocals) when the track has stems,
     else from the full mix (``_meta.details.input`` says which)."""
     from .features.harmony import compute_harmony
 
-    stems = {name: ctx.audio(name) for name in settings.get("harmonic_stems", ()) if ctx.has(name)}
+    stems = {name: ctx.audio(name) for name in settings.harmonic_stems if ctx.has(name)}
     return compute_harmony(stems if stems else ctx.audio("audio"), settings)
 
 
-def metadata_family(ctx: JobContext, settings: dict) -> FeatureResult:
+def metadata_family(ctx: JobContext, settings: MetadataParams) -> FeatureResult:
     """Tags and stream facts of the input file (read only; nothing is looked up on the network)."""
     from .metadata import compute_metadata
 

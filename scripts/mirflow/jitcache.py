@@ -99,7 +99,7 @@ def warm() -> list[str]:
 
     from .compat.timbral import _compiled_envelope_kernel
     from .features.harmony import compute_harmony_stems
-    from .features.timbral import compute_timbral
+    from .features.timbral import TimbralParams, compute_timbral
 
     ran = []
     _compiled_envelope_kernel()
@@ -113,7 +113,7 @@ def warm() -> list[str]:
         signal = _signal(4.0, sample_rate, channels, seed=sample_rate)
         compute_harmony_stems(signal)
         # reverb's isolated worker process would compile concurrently with this one: run it in-process.
-        compute_timbral(signal, {"isolated_models": []})
+        compute_timbral(signal, TimbralParams(isolated_models=()))
         ran.append(f"harmony_stems, timbral ({sample_rate} Hz, {channels} channel(s))")
     return ran
 

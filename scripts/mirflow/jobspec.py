@@ -11,10 +11,51 @@ both execution paths. Stdlib only: the thin client imports this module.
 from __future__ import annotations
 
 import importlib
+import json
+from collections.abc import Mapping
 from typing import Any, Iterator
 
 #: Marker a failed job leaves in its log; `python -m mirflow.summary` lists them.
 FAILURE_MARKER = "MIRFLOW-FAILED"
+#: Environment variable with the params every job of a rule shares (JSON: rule -> params), set by the workflow
+#: when it is parsed; a spec with ``"shared": <rule>`` takes them from there (:func:`with_shared_params`).
+SHARED_PARAMS_ENV = "MIRFLOW_JOB_PARAMS"
+#: Linux refuses a single environment string over 128 KiB (MAX_ARG_STRLEN): every job would fail to start.
+SHARED_PARAMS_MAX_BYTES = 120 * 1024
+
+
+class SharedParamsError(Exception):
+    """A job's shared params are missing from, or too large for, the environment."""
+
+
+def shared_params_value(shared: dict[str, dict[str, Any]]) -> str:
+    """The environment value carrying ``shared`` (rule -> params), checked against the kernel's size limit."""
+    value = json.dumps(shared, ensure_ascii=False, separators=(",", ":"))
+    if len(value.encode()) > SHARED_PARAMS_MAX_BYTES:
+        sizes = ", ".join(f"{rule} {len(json.dumps(p)) // 1024} KiB" for rule, p in shared.items())
+        raise SharedParamsError(f"the rules' shared settings ({sizes}) exceed the {SHARED_PARAMS_MAX_BYTES // 1024} "
+                                "KiB a process environment string may hold. Fix: shorten the longest config "
+                                "sections (caption templates, label lists).")
+    return value
+
+
+def with_shared_params(request: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """``request`` with the params of its rule that the workflow put in the environment merged in.
+
+    A spec without ``shared`` is returned as it is. A job started without the workflow's environment (its
+    command copied from a log) fails here with what to do instead.
+    """
+    rule = request.get("shared")
+    if not rule:
+        return request
+    try:
+        shared = json.loads(environ[SHARED_PARAMS_ENV])[rule]
+    except (KeyError, ValueError) as err:
+        raise SharedParamsError(
+            f"job of rule '{rule}': its settings are not in the environment ({SHARED_PARAMS_ENV}, set when "
+            "Snakemake parses the workflow). Fix: run the job through snakemake (e.g. `snakemake --forcerun "
+            f"{rule} <output>`), not its shell command alone.") from err
+    return {**request, "params": {**shared, **request.get("params", {})}}
 
 
 class Named:

@@ -18,16 +18,20 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import InputAudioError
+from .params import param
 from .result import FeatureResult
 
-#: Parameters of the metadata family (JSON-able; copied into config/config.yaml).
-DEFAULT_PARAMS: dict[str, Any] = {
-    # Separator between several values of one tag (two ARTIST comments, a TPE1 frame with two strings).
-    "multi_value_separator": "; ",
-}
+
+@dataclass(frozen=True)
+class MetadataParams:
+    """Parameters of ``metadata`` (config section ``metadata``)."""
+
+    # Two ARTIST comments, or a TPE1 frame with two strings, become one value.
+    multi_value_separator: str = param("; ", doc="Separator between several values of one tag")
 
 #: .INFO key -> the tag it comes from.
 TAG_KEYS = {
@@ -236,15 +240,15 @@ def stream_facts(path: str, mutagen_facts: dict[str, Any]) -> tuple[dict[str, An
     return values, absent, meta
 
 
-def compute_metadata(path: str, params: dict[str, Any] | None = None) -> FeatureResult:
+def compute_metadata(path: str, params: MetadataParams = MetadataParams()) -> FeatureResult:
     """Tag metadata and stream facts of one audio file.
 
     Parameters
     ----------
     path : str
         The input audio file. It is read, never modified.
-    params : dict, optional
-        See :data:`DEFAULT_PARAMS`.
+    params : MetadataParams, optional
+        How several values of one tag are joined.
 
     Returns
     -------
@@ -260,8 +264,7 @@ def compute_metadata(path: str, params: dict[str, Any] | None = None) -> Feature
     InputAudioError
         If the file does not exist or is empty.
     """
-    settings = {**DEFAULT_PARAMS, **(params or {})}
-    sep = settings["multi_value_separator"]
+    sep = params.multi_value_separator
     if not os.path.isfile(path):
         raise InputAudioError(path, "the file does not exist", "check the input folder and run again.")
     size = os.path.getsize(path)

@@ -1,8 +1,8 @@
 """Typed family parameters: one frozen dataclass per family, the only source of defaults, ranges and units.
 
-A family declares its parameters as a frozen dataclass whose fields are made by :func:`param` (a scalar or a
-tuple of scalars), :func:`section` (a nested group of parameters, itself such a class) or :func:`mapping` (an open
-set of named entries of one such class, e.g. prompts by name). From that one
+A family declares its parameters as a frozen dataclass whose fields are made by :func:`param` (a value or a list),
+:func:`section` (a nested mapping of fixed keys) or :func:`mapping` (named entries of one parameter class, an open
+set of names such as prompts). From that one
 declaration come the config defaults (:func:`from_config` fills what a config omits), the validation of a user's
 config section (:func:`from_config`, errors naming the key and what is allowed), the JSON schema section
 (:func:`schema_for`), the documented reference (:func:`reference_rows`) and the provenance dict written to
@@ -21,22 +21,22 @@ from typing import Any
 from .errors import ConfigError
 
 _META = "mirflow_param"
+_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
 #: Torch device names a ``device`` parameter accepts ("auto": a CUDA/ROCm GPU when torch sees one, else the CPU).
 DEVICE_PATTERN = r"auto|cpu|cuda(:[0-9]+)?"
-_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
 
 
 def param(default: Any, *, unit: str = "", doc: str, minimum: float | None = None, maximum: float | None = None,
           choices: tuple | None = None, nullable: bool = False, above: float | None = None,
-          pattern: str | None = None, kind: type | None = None, length: int | None = None) -> Any:
+          below: float | None = None, item: type | None = None, length: int | None = None,
+          min_items: int = 0, pattern: str | None = None, kind: type | None = None) -> Any:
     """A dataclass field carrying a default, its unit, its allowed range or choices and a one-line description.
 
     Parameters
     ----------
-    default : bool, int, float, str, tuple of those, or None
-        Default value; its type is the field's type (``None`` needs ``nullable=True`` and a type from ``kind``,
-        ``choices`` or ``minimum``: such a field accepts numbers). A tuple makes a list parameter: the config
-        gives a list, every item is checked against the type, range and choices, the object holds a tuple.
+    default : bool, int, float, str or None
+        Default value; its type is the field's type (``None`` needs ``nullable=True`` and a type from ``choices``
+        or ``minimum``: such a field accepts numbers).
     unit : str
         Unit of the value (``"samples"``, ``"Hz"``, ``"s"``, ``"dB"``), empty for counts and names.
     doc : str
@@ -45,72 +45,79 @@ def param(default: Any, *, unit: str = "", doc: str, minimum: float | None = Non
         Inclusive bounds.
     choices : tuple, optional
         Allowed values.
-    above : float, optional
-        Exclusive lower bound (a duration must be ``above=0``).
+    above, below : float, optional
+        Exclusive bounds (a duration must be ``above=0``).
     nullable : bool
         ``None`` is allowed (meaning "automatic" or "off"; say which in ``doc``).
-    pattern : str, optional
-        Regular expression a string must match in full (e.g. a device name).
-    kind : type, optional
-        The value type where the default does not give it (a nullable string: ``param(None, kind=str, ...)``),
-        or the item type of a list defaulting to ``()``.
+    item : type, optional
+        For a tuple default (a list in the config): the type of its items (bool, int, float or str); taken from the
+        first item when omitted. ``minimum``, ``maximum``, ``above``, ``below`` and ``choices`` then bound each item.
     length : int, optional
-        Exact number of items of a list parameter (a ``(low, high)`` pair: 2).
+        For a tuple: the exact number of items (2 for a ``[low, high]`` pair).
+    min_items : int
+        For a tuple: the least number of items.
+    pattern : str, optional
+        Regular expression a string (or each string item) must match in full, e.g. :data:`DEVICE_PATTERN`.
+    kind : type, optional
+        The type of a scalar whose default does not give it: a nullable string is ``param(None, kind=str, ...)``.
     """
     if default is None and not nullable:
         raise TypeError("a parameter defaulting to None must be nullable=True")
     is_list = isinstance(default, tuple)
-    sample = (default[0] if default else None) if is_list else default
-    if kind is None:
-        kind = type(sample) if sample is not None else (type(choices[0]) if choices else float)
+    if is_list:
+        kind = item or (type(default[0]) if default else None)
+        if kind is None:
+            raise TypeError("an empty tuple default needs item= (the type of its items)")
+    elif isinstance(default, list):
+        raise TypeError("a list parameter defaults to a tuple (parameter objects are immutable)")
+    else:
+        kind = type(default) if default is not None else (type(choices[0]) if choices else (kind or float))
     if kind not in _JSON_TYPES:
         raise TypeError(f"parameter type {kind.__name__} is not supported (bool, int, float, str)")
     meta = {_META: {"unit": unit, "doc": doc, "minimum": minimum, "maximum": maximum, "above": above,
-                    "choices": tuple(choices) if choices is not None else None, "nullable": nullable,
-                    "type": kind, "pattern": pattern, "list": is_list, "length": length}}
+                    "below": below, "choices": tuple(choices) if choices is not None else None,
+                    "nullable": nullable, "type": kind, "list": is_list, "length": length,
+                    "min_items": min_items, "section": None, "mapping": None, "pattern": pattern}}
     return dataclasses.field(default=default, metadata=meta)
 
 
-def section(cls: type, *, doc: str) -> Any:
-    """A dataclass field holding a nested group of parameters (``cls``, a class of :func:`param` fields).
+def section(default: Any, *, doc: str) -> Any:
+    """A dataclass field holding a nested parameter section (a mapping in the config).
 
-    In the config it is a mapping of its own keys; an omitted key takes its default like any other.
+    Parameters
+    ----------
+    default : dataclass instance
+        The section's defaults: an instance of a parameter class (fields made by :func:`param`). Two fields may
+        share one class with different defaults (``harmony.chroma`` and ``harmony.hpcp``).
+    doc : str
+        One-line description of the section.
     """
-    _require_params_class(cls)
-    return dataclasses.field(default=cls(), metadata={_META: {"section": cls, "doc": doc}})
+    if not dataclasses.is_dataclass(default) or isinstance(default, type):
+        raise TypeError("a section's default is an instance of a parameter class")
+    meta = {_META: {"doc": doc, "section": type(default), "unit": "", "mapping": None}}
+    return dataclasses.field(default=default, metadata=meta)
 
 
-def mapping(cls: type, default: Mapping[str, Mapping], *, doc: str, key_pattern: str = r"[a-z0-9_]+") -> Any:
-    """A dataclass field holding named entries of ``cls`` (an open set of names, e.g. prompts).
+def mapping(cls: type, default: Mapping[str, Mapping], *, doc: str, names: str = r"[a-z0-9_]+") -> Any:
+    """A dataclass field holding named entries of one parameter class (an open set of names, e.g. prompts).
 
     The object holds a read-only mapping name -> ``cls`` instance. A config that gives this key replaces the
-    default entries (so entries can be dropped); an entry's omitted keys take ``cls``'s defaults.
+    default entries (so an entry can be dropped); an entry's omitted keys take ``cls``'s defaults.
 
     Parameters
     ----------
     cls : type
-        Parameter class of one entry.
+        Parameter class of one entry (fields made by :func:`param`).
     default : mapping
-        Default entries: name -> mapping of ``cls``'s keys.
-    key_pattern : str
-        Regular expression every name must match in full.
+        The default entries: name -> mapping of ``cls``'s keys.
+    doc : str
+        One-line description.
+    names : str
+        Regular expression every entry name must match in full (names often end up in feature keys).
     """
-    _require_params_class(cls)
-    entries = {name: _build(cls, values, where=f"<default of {cls.__name__}>.{name}")
-               for name, values in default.items()}
-    return dataclasses.field(default_factory=lambda: MappingProxyType(dict(entries)),
-                             metadata={_META: {"mapping": cls, "doc": doc, "key_pattern": key_pattern}})
-
-
-def _require_params_class(cls: type) -> None:
-    if not dataclasses.is_dataclass(cls):
-        raise TypeError(f"{cls!r} is not a parameter dataclass")
-    for f in dataclasses.fields(cls):
-        _spec(f)
-
-
-def _default(f: dataclasses.Field) -> Any:
-    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+    entries = {name: _build(cls(), values, f"<default {cls.__name__}>.{name}") for name, values in default.items()}
+    meta = {_META: {"doc": doc, "section": None, "mapping": cls, "names": names, "unit": ""}}
+    return dataclasses.field(default_factory=lambda: MappingProxyType(dict(entries)), metadata=meta)
 
 
 def _spec(f: dataclasses.Field) -> dict:
@@ -121,34 +128,38 @@ def _spec(f: dataclasses.Field) -> dict:
 
 
 def _allowed(spec: dict) -> str:
-    if spec.get("section") is not None:
-        return "a mapping of the keys below"
-    if spec.get("mapping") is not None:
-        keys = ", ".join(f.name for f in dataclasses.fields(spec["mapping"]))
-        return f"a mapping of names ({spec['key_pattern']}) to {{{keys}}}"
-    if spec["list"]:
-        count = f"{spec['length']} " if spec["length"] is not None else ""
-        item = _allowed({**spec, "list": False, "nullable": False, "unit": ""})
-        return f"a list of {count}items, each {item}" + (f" ({spec['unit']})" if spec["unit"] else "")
+    if spec["section"] is not None:
+        return "a mapping (keys below)"
+    if spec["mapping"] is not None:
+        return f"a mapping of names ({spec['names']}) to entries (keys below)"
+    plural = "s" if spec["list"] else ""
     if spec["choices"] is not None:
-        text = "one of " + ", ".join(repr(c) for c in spec["choices"])
+        text = ("each " if spec["list"] else "") + "one of " + ", ".join(repr(c) for c in spec["choices"])
     else:
-        text = "a" + ("n " if spec["type"] is int else " ") + _JSON_TYPES[spec["type"]]
+        name = _JSON_TYPES[spec["type"]]
+        text = (f"{name}{plural}" if spec["list"] else "a" + ("n " if spec["type"] is int else " ") + name)
         if spec["minimum"] is not None:
             text += f" >= {spec['minimum']}"
         if spec["above"] is not None:
             text += f" > {spec['above']}"
         if spec["maximum"] is not None:
             text += f" <= {spec['maximum']}"
+        if spec["below"] is not None:
+            text += f" < {spec['below']}"
         if spec["pattern"] is not None:
             text += f" matching {spec['pattern']}"
     if spec["unit"]:
         text += f" ({spec['unit']})"
+    if spec["list"]:
+        count = (f"{spec['length']} " if spec["length"] is not None
+                 else f"at least {spec['min_items']} " if spec["min_items"] else "")
+        text = f"a list of {count}" + (f"values, {text}" if spec["choices"] is not None else text)
     return text + (" or null" if spec["nullable"] else "")
 
 
 def _check(value: Any, spec: dict, key: str) -> Any:
-    """``value`` converted to the field's type (an integer is a valid float), or a ConfigError naming ``key``."""
+    """``value`` converted to the field's type (an integer is a valid float, a list a tuple), or a ConfigError
+    naming ``key``."""
     bad = ConfigError(f"config key '{key}' is {value!r}; allowed: {_allowed(spec)}.",
                       f"set '{key}' to {_allowed(spec)} in your config, or remove it to use the default.")
     if value is None:
@@ -156,10 +167,14 @@ def _check(value: Any, spec: dict, key: str) -> Any:
             return None
         raise bad
     if spec["list"]:
-        if not isinstance(value, (list, tuple)) or (spec["length"] is not None and len(value) != spec["length"]):
+        if not isinstance(value, (list, tuple)) or len(value) < spec["min_items"] \
+                or (spec["length"] is not None and len(value) != spec["length"]):
             raise bad
-        item = {**spec, "list": False, "nullable": False}
-        return tuple(_check(v, item, f"{key}[{i}]") for i, v in enumerate(value))
+        item_spec = {**spec, "list": False, "nullable": False}
+        try:
+            return tuple(_check(v, item_spec, key) for v in value)
+        except ConfigError:
+            raise bad from None
     kind = spec["type"]
     # bool is an int in Python; a YAML true for a number (or 1 for a switch) is a mistake, not a value.
     if isinstance(value, bool) != (kind is bool):
@@ -176,6 +191,8 @@ def _check(value: Any, spec: dict, key: str) -> Any:
         raise bad
     if spec["above"] is not None and value <= spec["above"]:
         raise bad
+    if spec["below"] is not None and value >= spec["below"]:
+        raise bad
     if spec["pattern"] is not None and not re.fullmatch(spec["pattern"], value):
         raise bad
     return value
@@ -187,9 +204,10 @@ def from_config(cls: type, section: Mapping | None, *, where: str) -> Any:
     Parameters
     ----------
     cls : type
-        A frozen dataclass whose fields were made by :func:`param`.
+        A frozen dataclass whose fields were made by :func:`param` (or :func:`section` for a nested mapping).
     section : mapping or None
-        The config section (``None``: all defaults).
+        The config section (``None``: all defaults). A nested mapping may name only some of its keys: the
+        others keep the nested section's defaults.
     where : str
         The section's name in the config, used in error messages (``"spectral"`` gives ``spectral.hop_length``).
 
@@ -197,125 +215,138 @@ def from_config(cls: type, section: Mapping | None, *, where: str) -> Any:
     ------
     ConfigError
         For an unknown key (naming the known ones) or a value of the wrong type, out of range or not a choice
-        (naming the key and what is allowed).
+        (naming the key, nested keys with dots, and what is allowed).
     """
-    return _build(cls, section, where=where)
+    return _build(cls(), section, where)
 
 
-def _build(cls: type, section: Any, *, where: str) -> Any:
+def _build(base: Any, section: Mapping | None, where: str) -> Any:
+    """``base`` (a parameter object) with the values of ``section`` checked and put in."""
+    fields = {f.name: f for f in dataclasses.fields(base)}
     if section is not None and not isinstance(section, Mapping):
-        raise ConfigError(f"config key '{where}' is {section!r}; allowed: a mapping of its keys.",
+        raise ConfigError(f"config key '{where}' is {section!r}; allowed: a mapping of {', '.join(fields)}.",
                           f"write '{where}' as a mapping, or remove it to use the defaults.")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
     section = dict(section or {})
     unknown = sorted(set(section) - set(fields))
     if unknown:
         raise ConfigError(f"unknown config key(s) {', '.join(f'{where}.{k}' for k in unknown)}.",
                           f"known keys of '{where}': {', '.join(fields)}.")
-    values = {name: _value(section[name], _spec(f), f"{where}.{name}") for name, f in fields.items()
-              if name in section}
-    return cls(**values)
+    values = {}
+    for name, f in fields.items():
+        if name not in section:
+            continue
+        spec = _spec(f)
+        key = f"{where}.{name}"
+        if spec["section"] is not None:
+            values[name] = _build(getattr(base, name), section[name], key)
+        elif spec["mapping"] is not None:
+            values[name] = _entries(spec, section[name], key)
+        else:
+            values[name] = _check(section[name], spec, key)
+    return dataclasses.replace(base, **values)
 
 
-def _value(value: Any, spec: dict, key: str) -> Any:
-    """One config value as the field holds it: a nested section or mapping built, a scalar or list checked."""
-    if spec.get("section") is not None:
-        return _build(spec["section"], value, where=key)
-    if spec.get("mapping") is not None:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"config key '{key}' is {value!r}; allowed: {_allowed(spec)}.",
-                              f"write '{key}' as a mapping of names to entries, or remove it for the defaults.")
-        for name in value:
-            if not isinstance(name, str) or not re.fullmatch(spec["key_pattern"], name):
-                raise ConfigError(f"config key '{key}' has the entry name {name!r}, which is not usable in a key; "
-                                  f"names must match {spec['key_pattern']}.", "rename the entry.")
-        return MappingProxyType({name: _build(spec["mapping"], entry, where=f"{key}.{name}")
-                                 for name, entry in value.items()})
-    return _check(value, spec, key)
-
-
-def as_dict(obj: Any) -> dict:
-    """The parameters as plain JSON-like data in declaration order (for ``_meta.params`` and the resolved config):
-    nested sections and mapping entries as dicts, lists as lists."""
-    return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+def _entries(spec: dict, given: Any, key: str) -> MappingProxyType:
+    """The named entries of a :func:`mapping` field from the config (they replace the defaults)."""
+    if not isinstance(given, Mapping):
+        raise ConfigError(f"config key '{key}' is {given!r}; allowed: {_allowed(spec)}.",
+                          f"write '{key}' as a mapping of names to entries, or remove it to use the defaults.")
+    for name in given:
+        if not isinstance(name, str) or not re.fullmatch(spec["names"], name):
+            raise ConfigError(f"config key '{key}' has the entry name {name!r}, which is not usable in a key.",
+                              f"name the entries of '{key}' with {spec['names']}.")
+    return MappingProxyType({name: _build(spec["mapping"](), entry, f"{key}.{name}")
+                             for name, entry in given.items()})
 
 
 def _plain(value: Any) -> Any:
+    """A parameter value in its config (JSON) form: a nested section as a dict, a tuple as a list."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return as_dict(value)
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
+    if isinstance(value, MappingProxyType):
+        return {k: _plain(v) for k, v in value.items()}
     return value
 
 
+def as_dict(obj: Any) -> dict:
+    """The parameters as a plain dict in declaration order (for ``_meta.params`` and the resolved config):
+    nested sections as dicts, tuples as lists, as the config writes them."""
+    return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+
+
 def defaults(cls: type) -> dict:
-    """The default values of ``cls`` as plain data in declaration order (nested sections as dicts)."""
-    return {f.name: _plain(_default(f)) for f in dataclasses.fields(cls)}
+    """The default values of ``cls`` as a plain dict in declaration order (see :func:`as_dict`)."""
+    return as_dict(cls())
 
 
-def schema_for(cls: type) -> dict:
-    """The JSON-schema section (``type: object``, no extra keys) validating a config section of ``cls``."""
-    props = {}
-    for f in dataclasses.fields(cls):
-        spec = _spec(f)
-        if spec.get("section") is not None:
-            prop = {**schema_for(spec["section"]), "default": defaults(spec["section"]), "description": spec["doc"]}
-        elif spec.get("mapping") is not None:
-            prop = {"type": "object", "propertyNames": {"pattern": f"^(?:{spec['key_pattern']})$"},
-                    "additionalProperties": schema_for(spec["mapping"]), "default": _plain(_default(f)),
-                    "description": spec["doc"]}
-        else:
-            prop = _scalar_schema(spec)
-            if spec["list"]:
-                prop = {"type": ["array", "null"] if spec["nullable"] else "array", "items": prop}
-                if spec["length"] is not None:
-                    prop["minItems"] = prop["maxItems"] = spec["length"]
-            prop["default"] = _plain(f.default)
-            prop["description"] = spec["doc"] + (f" ({spec['unit']})" if spec["unit"] else "")
-        props[f.name] = prop
-    return {"type": "object", "additionalProperties": False, "properties": props}
-
-
-def _scalar_schema(spec: dict) -> dict:
+def _value_schema(spec: dict) -> dict[str, Any]:
     json_type = _JSON_TYPES[spec["type"]]
-    nullable = spec["nullable"] and not spec["list"]
-    prop: dict[str, Any] = {"type": [json_type, "null"] if nullable else json_type}
+    prop: dict[str, Any] = {"type": [json_type, "null"] if spec["nullable"] and not spec["list"] else json_type}
     if spec["choices"] is not None:
-        prop["enum"] = list(spec["choices"]) + ([None] if nullable else [])
-    if spec["minimum"] is not None:
-        prop["minimum"] = spec["minimum"]
-    if spec["maximum"] is not None:
-        prop["maximum"] = spec["maximum"]
-    if spec["above"] is not None:
-        prop["exclusiveMinimum"] = spec["above"]
+        prop["enum"] = list(spec["choices"]) + ([None] if spec["nullable"] and not spec["list"] else [])
+    for key, schema_key in (("minimum", "minimum"), ("maximum", "maximum"), ("above", "exclusiveMinimum"),
+                            ("below", "exclusiveMaximum")):
+        if spec[key] is not None:
+            prop[schema_key] = spec[key]
     if spec["pattern"] is not None:
         prop["pattern"] = f"^(?:{spec['pattern']})$"
     return prop
 
 
-def reference_rows(cls: type) -> list[dict]:
-    """One row per parameter: key, default, unit, allowed values, description (for the configuration reference)."""
-    return _rows(cls, "")
-
-
-def _rows(cls: type, prefix: str) -> list[dict]:
-    # A nested section's keys are listed after it with dotted names; a mapping gets one row (its default entry
-    # names) and the rows of one entry under ``<key>.<name>``.
-    rows = []
-    for f in dataclasses.fields(cls):
-        spec, key = _spec(f), prefix + f.name
-        if spec.get("section") is not None:
-            rows += _rows(spec["section"], key + ".")
-        elif spec.get("mapping") is not None:
-            rows.append({"key": key, "default": list(_default(f)), "unit": "", "allowed": _allowed(spec),
-                         "doc": spec["doc"]})
-            rows += _rows(spec["mapping"], key + ".<name>.")
+def _schema(base: Any) -> dict:
+    props = {}
+    for f in dataclasses.fields(base):
+        spec = _spec(f)
+        default = getattr(base, f.name)
+        if spec["section"] is not None:
+            prop = _schema(default)
+        elif spec["mapping"] is not None:
+            prop = {"type": "object", "propertyNames": {"pattern": f"^(?:{spec['names']})$"},
+                    "additionalProperties": _schema(spec["mapping"]())}
+        elif spec["list"]:
+            prop = {"type": ["array", "null"] if spec["nullable"] else "array", "items": _value_schema(spec)}
+            if spec["min_items"]:
+                prop["minItems"] = spec["min_items"]
+            if spec["length"] is not None:
+                prop["minItems"] = prop["maxItems"] = spec["length"]
         else:
-            rows.append({"key": key, "default": _plain(f.default), "unit": spec["unit"], "allowed": _allowed(spec),
+            prop = _value_schema(spec)
+        prop["default"] = _plain(default)
+        prop["description"] = spec["doc"] + (f" ({spec['unit']})" if spec["unit"] else "")
+        props[f.name] = prop
+    return {"type": "object", "additionalProperties": False, "properties": props}
+
+
+def schema_for(cls: type) -> dict:
+    """The JSON-schema section (``type: object``, no extra keys) validating a config section of ``cls``;
+    a nested section is a nested object schema with its own defaults."""
+    return _schema(cls())
+
+
+def _rows(base: Any, prefix: str) -> list[dict]:
+    rows = []
+    for f in dataclasses.fields(base):
+        spec = _spec(f)
+        default = getattr(base, f.name)
+        if spec["section"] is not None:
+            rows += _rows(default, f"{prefix}{f.name}.")
+            continue
+        if spec["mapping"] is not None:  # one row naming the default entries, then the keys of an entry
+            rows.append({"key": prefix + f.name, "default": list(default), "unit": "", "allowed": _allowed(spec),
                          "doc": spec["doc"]})
+            rows += _rows(spec["mapping"](), f"{prefix}{f.name}.<name>.")
+            continue
+        rows.append({"key": prefix + f.name, "default": _plain(default), "unit": spec["unit"],
+                     "allowed": _allowed(spec), "doc": spec["doc"]})
     return rows
+
+
+def reference_rows(cls: type) -> list[dict]:
+    """One row per parameter: key, default, unit, allowed values, description (for the configuration reference).
+    The parameters of a nested section are rows of their own, keyed ``section.key``."""
+    return _rows(cls(), "")
 
 
 def with_family_sections(base: dict, families: Iterable) -> dict:
@@ -340,26 +371,25 @@ def fill_defaults(config: Mapping, families: Iterable) -> dict:
     """The typed family sections of ``config`` with every omitted key (or a whole omitted section) defaulted.
 
     The user's values are kept as written (no type conversion), so ``_meta.params`` records exactly what was
-    configured plus the defaults. A nested section is filled key by key; a mapping given in the config replaces
-    the default entries, each entry filled with its class's defaults.
+    configured plus the defaults. The entries of a :func:`mapping` given in the config replace its default
+    entries, each filled with its class's defaults.
     """
     typed = {fam.settings: fam.params for fam in families if fam.params is not None}
-    return {section: _filled(cls, config.get(section)) for section, cls in typed.items()}
+    return {section: _filled(cls(), config.get(section)) for section, cls in typed.items()}
 
 
-def _filled(cls: type, given: Any) -> dict:
-    given = dict(given) if isinstance(given, Mapping) else {}
-    out = {}
-    for f in dataclasses.fields(cls):
-        spec = _spec(f)
-        if f.name not in given:
-            out[f.name] = _plain(_default(f))
-        elif spec.get("section") is not None and isinstance(given[f.name], Mapping):
-            out[f.name] = _filled(spec["section"], given[f.name])
-        elif spec.get("mapping") is not None and isinstance(given[f.name], Mapping):
-            out[f.name] = {name: _filled(spec["mapping"], entry) if isinstance(entry, Mapping) else entry
-                           for name, entry in given[f.name].items()}
+def _filled(base: Any, given: Any) -> dict:
+    """``given`` over the values of ``base`` (a parameter object), a nested section key by key (the user's values
+    as written; an unknown key is kept for validation to report)."""
+    filled = as_dict(base)
+    specs = {f.name: _spec(f) for f in dataclasses.fields(base)}
+    for key, value in dict(given or {}).items():
+        spec = specs.get(key)
+        if spec is not None and isinstance(value, Mapping) and spec["section"] is not None:
+            filled[key] = _filled(getattr(base, key), value)
+        elif spec is not None and isinstance(value, Mapping) and spec["mapping"] is not None:
+            filled[key] = {name: _filled(spec["mapping"](), entry) if isinstance(entry, Mapping) else entry
+                           for name, entry in value.items()}
         else:
-            out[f.name] = given[f.name]
-    # Unknown keys stay, so validation still reports them.
-    return {**out, **{k: v for k, v in given.items() if k not in out}}
+            filled[key] = value
+    return filled

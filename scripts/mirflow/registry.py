@@ -14,8 +14,14 @@ from .aesthetics import AestheticsParams
 from .captions.feature_captions import FeatureCaptionsParams
 from .captions.flamingo import FlamingoParams
 from .classifiers import ClassifiersParams
+from .features.descriptors import DescriptorsParams
+from .features.harmony import HarmonyParams, HarmonyStemsParams
 from .features.loudness import LoudnessParams
+from .features.multiband import MultibandParams
+from .features.rhythm import RhythmParams
 from .features.spectral import SpectralParams
+from .features.timbral import TimbralParams
+from .metadata import MetadataParams
 from .transcription.bass import BassParams
 from .transcription.drums import DrumsParams
 
@@ -134,27 +140,31 @@ FAMILIES: dict[str, Family] = {
         *_pair("spectral", 1, "mirflow.features.spectral:compute_spectral", ("numpy", "scipy"),
                "Spectral flatness, flux, skewness and kurtosis (frame medians)", SpectralParams),
         *_pair("multiband_rms", 1, "mirflow.features.multiband:compute_multiband_rms", ("numpy", "scipy"),
-               "RMS level in four Butterworth bands"),
+               "RMS level in four Butterworth bands", MultibandParams),
         Family("rhythm", 1, "mix", "rhythm", "mirflow.families:rhythm_family", ("madmom", "essentia", "numpy"),
                "Beat, downbeat and onset grids (.BEATS_GRID, .DOWNBEATS, .ONSETS) and rhythm features",
                kind="context", outputs=(("beats", "{name}.BEATS_GRID"), ("downbeats", "{name}.DOWNBEATS"),
-                                        ("onsets", "{name}.ONSETS"))),
+                                        ("onsets", "{name}.ONSETS")), params=RhythmParams),
         Family("rhythm_stems", 1, "stems", "rhythm", "mirflow.families:rhythm_stems_family", ("madmom", "numpy"),
-               "Per-stem onset density, syncopation, complexity and evenness", kind="context", needs=("beats",)),
+               "Per-stem onset density, syncopation, complexity and evenness", kind="context", needs=("beats",),
+               params=RhythmParams),
         Family("harmony", 1, "mix", "harmony", "mirflow.families:harmony_family", ("essentia", "madmom", "numpy"),
                "Chroma, HPCP, tonal interval vector, key (Essentia and madmom)", kind="context",
-               needs=("prefer:stems",)),
+               needs=("prefer:stems",), params=HarmonyParams),
         Family("harmony_stems", 1, "stems", "harmony_stems", "mirflow.features.harmony:compute_harmony_stems",
-               ("librosa", "numpy"), "Harmonic movement and variance of the bass, other and vocals stems"),
+               ("librosa", "numpy"), "Harmonic movement and variance of the bass, other and vocals stems",
+               params=HarmonyStemsParams),
         Family("timbral", 1, "mix", "timbral", "mirflow.features.timbral:compute_timbral",
-               ("timbral-models", "librosa", "numpy", "scipy"), "Audio Commons timbral models"),
+               ("timbral-models", "librosa", "numpy", "scipy"), "Audio Commons timbral models",
+               params=TimbralParams),
         # Version 2: danceability/atonality renamed danceability_dfa/atonality_key_profile (sources of the
         # resolved keys, mirflow.resolved).
         Family("descriptors", 2, "mix", "descriptors", "mirflow.features.descriptors:compute_descriptors",
                ("essentia", "numpy"), "Classic Essentia descriptors: DFA danceability, key-profile atonality, "
-               "saturation, dynamic complexity"),
+               "saturation, dynamic complexity", params=DescriptorsParams),
         Family("metadata", 1, "mix", "metadata", "mirflow.families:metadata_family", ("mutagen", "soundfile"),
-               "Tags and stream facts of the input file", kind="context"),
+               "Tags and stream facts of the input file", kind="context",
+               params=MetadataParams),
         # Version 2: tonal/atonal heads (effnet_atonality, musicnn_atonality).
         Family("classifiers", 2, "mix", "classifiers", "mirflow.families:classifiers_family",
                ("essentia-tensorflow", "onnxruntime", "numpy"),

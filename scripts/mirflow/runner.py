@@ -31,7 +31,7 @@ from .jobspec import FAILURE_MARKER
 from .jsonio import write_json_atomic
 from .layout import MERGE_STEP, PROBE_STEP, split_output_name
 from .params import from_config
-from .registry import STEM_NAMES, Family, family as lookup_family
+from .registry import FAMILIES, STEM_NAMES, Family, family as lookup_family
 from .result import FeatureResult
 
 log = logging.getLogger("mirflow")
@@ -298,13 +298,22 @@ def family_outputs(step_outputs: dict[str, str], family: str) -> dict[str, str]:
     return found
 
 
+def merge_partials_of(inputs: dict[str, str], outputs: dict[str, str]) -> dict[str, str]:
+    """The partial JSONs the merge reads (family -> path), in the registry's order (the .INFO's key order): the
+    step's inputs ``features_<family>`` and the partials its own families wrote."""
+    found = {name[len("features_"):]: path for name, path in inputs.items() if name.startswith("features_")}
+    found.update({name: path for name, path in outputs.items() if name in FAMILIES})
+    return {name: found[name] for name in FAMILIES if name in found}
+
+
 def run_step_job(smk) -> None:
     """Entry point of a step of the job layout (mirflow.layout): probe, families, merge, in that order.
 
     Each family is computed, or kept when :func:`reusable`; a failing family is reported with its own name as
     the step (the summary lists it) and the others still run, so their results are kept for the rerun. The job
     fails when any family failed. ``params``: ``step``, ``families``, ``settings`` and ``inputs`` (family ->
-    its input names), ``probe`` (input names to decode first), ``merge`` (``missing``, ``resolved``, ``partials``).
+    its input names), ``probe`` (input names to decode first); for the merge: ``merge`` (``missing``: the key of the track's
+    set of reasons in ``missing_reasons``) and ``resolved`` (the resolved keys' rules).
     """
     params = smk.params
     track = track_id(smk.wildcards)
@@ -346,9 +355,9 @@ def run_step_job(smk) -> None:
             try:
                 from .merge import write_info
 
-                write_info(track, dict(params.merge["partials"]), outputs["info"],
-                           missing=dict(params.merge["missing"]), resolved=dict(params.merge["resolved"]),
-                           logger=logger)
+                write_info(track, merge_partials_of(inputs, outputs), outputs["info"],
+                           missing=dict(params.missing_reasons[params.merge["missing"]]),
+                           resolved=dict(params.resolved), logger=logger)
             except (MirflowError, Exception) as err:  # noqa: B014
                 report_failure(logger, err, track=track, step=MERGE_STEP, log_path=log_path)
                 raise SystemExit(1) from err

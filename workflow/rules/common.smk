@@ -1,4 +1,6 @@
 # Config validation, track discovery and the helpers every rule uses (paths, inputs, params).
+import gc
+import hashlib
 import json
 import os
 import re
@@ -11,6 +13,11 @@ from pathlib import Path
 from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
+# Snakemake's DAG holds about 100 long-lived objects per job (3 million at 10,000 tracks); Python's default
+# collector thresholds (700 allocations) make it traverse them over and over while the DAG is built. Collecting
+# less often (still collecting: cyclic garbage is freed) takes 10 % off `snakemake -n` at 2,000 tracks
+# (docs/measured.md). Set at parse time, before the DAG exists.
+gc.set_threshold(100_000, 50, 100)
 # The mirflow package lives in scripts/. Rule scripts find it because Snakemake puts a script's folder on
 # sys.path; the workflow itself appends it here (an installed or PYTHONPATH mirflow keeps precedence).
 SCRIPTS_DIR = str(Path(workflow.basedir).parent / "scripts")
@@ -30,6 +37,7 @@ from mirflow.audio import AUDIO_EXTENSIONS
 from mirflow.batches import select_batch
 from mirflow.configcheck import config_problem, merge as merge_config, type_overrides
 from mirflow.errors import MirflowError
+from mirflow.jobspec import SHARED_PARAMS_ENV, shared_params_value
 from mirflow.jsonio import check_writable_folder
 from mirflow.layout import job_layout, output_name
 from mirflow.models import load_manifest, missing_files
@@ -67,7 +75,9 @@ MODEL_FILES = {mf.path: (spec.name, mf) for spec in MANIFEST.values() for mf in 
 MODEL_FILE_PATTERN = "|".join(re.escape(p) for p in MODEL_FILES) or "(?!)"
 SEPARATION = config["separation"]
 STEM_EXT = "mp3" if SEPARATION["format"] == "mp3" else "flac"
-CATALOGUE = os.path.relpath(os.path.join(SCRIPTS_DIR, "mirflow", "catalogue.yaml"))
+# The merge's rerun trigger for catalogue edits: the content's hash as a param (one value, not one more input
+# file per track; touching the file without changing it reruns nothing).
+CATALOGUE_SHA256 = hashlib.sha256(Path(SCRIPTS_DIR, "mirflow", "catalogue.yaml").read_bytes()).hexdigest()
 
 # Discovery goes through the track index in the results folder: only changed folders are listed again and
 # only new or edited files have their headers read; a job Snakemake starts (cluster, group) trusts the index
@@ -126,18 +136,30 @@ def _named_pairs(files):
     return [(names.get(i), str(path)) for i, path in enumerate(files)]
 
 
-def job_spec(entry, rule, lane="cpu", **params):
+# Params every job of a rule shares (a family's settings, the crops' and exports' sections) travel once per run in
+# the environment, not in every job's spec: 30,000 copies of the same 3-10 KB held by the DAG cost memory and
+# time at corpus scale. The client merges them back (mirflow.jobspec.with_shared_params); a job Snakemake starts
+# elsewhere (cluster, group) re-parses the workflow and sets the same variable.
+_SHARED_PARAMS = {}
+
+
+def job_spec(entry, rule, lane="cpu", shared=None, **params):
     """Param `job`: the JSON a rule's shell command hands to scripts/rule_job.py (mirflow.jobspec).
 
-    ``params`` values may be functions of the wildcards. The spec holds only what the job's params,
-    inputs and outputs already determine, so it adds no rerun trigger of its own.
+    ``params`` values may be functions of the wildcards; ``shared`` holds the params equal for every job of the
+    rule (sent through the environment). The spec holds only what the job's params, inputs and outputs already
+    determine, so it adds no rerun trigger of its own.
     """
+    if shared:
+        _SHARED_PARAMS[rule] = shared
+        os.environ[SHARED_PARAMS_ENV] = shared_params_value(_SHARED_PARAMS)
+
     def spec(wildcards, input, output):
         return json.dumps({
             "entry": entry, "rule": rule, "lane": lane,
             "input": _named_pairs(input), "output": _named_pairs(output),
             "params": {k: (v(wildcards) if callable(v) else v) for k, v in params.items()},
-            "wildcards": dict(wildcards.items()),
+            "wildcards": dict(wildcards.items()), **({"shared": rule} if shared else {}),
         }, ensure_ascii=False)
 
     return spec
@@ -372,6 +394,9 @@ def _plan_by_stems(stem_names, no_stems_reason):
 LAYOUT = job_layout(FAMILIES, _plan_by_stems(STEM_NAMES, None)[0])
 
 
+_PROBE_STEP_HAS_FAMILIES = any(step.probe and step.families for step in LAYOUT)
+
+
 def track_dir_pattern():
     """A track's result folder as a pattern: its id spelled {parent}{name}, as the files named after it need."""
     return f"{RESULTS}/{{parent}}{{name}}"
@@ -398,12 +423,13 @@ def step_inputs(step):
     def inputs(wildcards):
         track = track_of(wildcards)
         named = probe_inputs(wildcards) if step.probe else {"probe": probe_path(track)}
+        if step.merge and _PROBE_STEP_HAS_FAMILIES:
+            del named["probe"]  # the partials of the probe's own step already order the merge after the probe
         for name in step.families:
             named.update(family_inputs(track, name))
         if step.merge:
             named.update({f"features_{fam}": path for fam, path in family_plan(track)[0].items()
                           if fam not in step.families})
-            named["catalogue"] = CATALOGUE
         return named
 
     return inputs
@@ -418,15 +444,25 @@ def step_params(step):
     def probe_roles(wildcards):
         return list(probe_inputs(wildcards)) if step.probe else []
 
+    shared = {"settings": {name: family_settings(name) for name in step.families}}
+    if step.merge:
+        shared.update(resolved=config["resolved"], missing_reasons={})
+
     def merge(wildcards):
+        # The merge reads the partials from its inputs and outputs (features_<family>); why the other families
+        # are absent is the same for every track with the same stems, so the spec names that set of reasons
+        # and the reasons themselves travel once, with the shared params.
         if not step.merge:
             return None
-        planned, missing = family_plan(track_of(wildcards))
-        return {"partials": planned, "missing": missing, "resolved": config["resolved"]}
+        missing = family_plan(track_of(wildcards))[1]
+        key = hashlib.sha256(json.dumps(missing, sort_keys=True).encode()).hexdigest()[:12]
+        if key not in shared["missing_reasons"]:
+            shared["missing_reasons"][key] = missing
+            os.environ[SHARED_PARAMS_ENV] = shared_params_value(_SHARED_PARAMS)
+        return {"missing": key}
 
-    return job_spec("mirflow.runner:run_step_job", step.rule, step.lane, step=step.rule,
-                    families=list(step.families), settings={name: family_settings(name) for name in step.families},
-                    inputs=family_roles, probe=probe_roles, merge=merge)
+    return job_spec("mirflow.runner:run_step_job", step.rule, step.lane, shared=shared, step=step.rule,
+                    families=list(step.families), inputs=family_roles, probe=probe_roles, merge=merge)
 
 
 def step_versions(step):

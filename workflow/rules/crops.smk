@@ -13,8 +13,9 @@ rule crops:
         families=crop_family_settings(),
         exports=config["exports"],
         resolved=config["resolved"],
-        job=job_spec("mirflow.crop_job:crops_job", "crops", settings=config["crops"],
-                     families=crop_family_settings(), exports=config["exports"], resolved=config["resolved"]),
+        job=job_spec("mirflow.crop_job:crops_job", "crops", shared=dict(
+            settings=config["crops"], families=crop_family_settings(), exports=config["exports"],
+            resolved=config["resolved"])),
     log:
         f"{RESULTS}/{{parent}}{{name}}/logs/crops.log",
     conda:

@@ -22,6 +22,7 @@ for _step in LAYOUT:
             settings={name: family_settings(name) for name in _step.families},
             # Plain values, not functions of the wildcards: Snakemake's params trigger sees only these.
             resolved=config["resolved"] if _step.merge else {},
+            catalogue=CATALOGUE_SHA256 if _step.merge else "",
             job=step_params(_step),
         resources:
             **({"gpu": 1} if _step.lane == "gpu" else {}),

@@ -109,12 +109,12 @@ class FactParams:
     tag_min_p: float = param(0.3, minimum=0.0, maximum=1.0, doc="MusiCNN tags need at least this probability")
     tag_top_n: int = param(5, minimum=0, doc="At most this many tags")
     # Integers as config.yaml wrote them (provenance unchanged); any number is accepted.
-    tempo_class_bpm: tuple = param((90, 120), kind=float, unit="BPM", minimum=0.0, length=2,
+    tempo_class_bpm: tuple = param((90, 120), item=float, unit="BPM", minimum=0.0, length=2,
                                    doc="Tempo is 'slow' below the first, 'fast' from the second, else 'moderate'")
-    loudness_lufs: LoudnessWords = section(LoudnessWords, doc="Loudness words")
-    brightness: BrightnessWords = section(BrightnessWords, doc="Brightness words")
-    drum_density_hits_per_s: DrumDensityWords = section(DrumDensityWords, doc="Drum density words")
-    production_quality: ProductionWords = section(ProductionWords, doc="Production words")
+    loudness_lufs: LoudnessWords = section(LoudnessWords(), doc="Loudness words")
+    brightness: BrightnessWords = section(BrightnessWords(), doc="Brightness words")
+    drum_density_hits_per_s: DrumDensityWords = section(DrumDensityWords(), doc="Drum density words")
+    production_quality: ProductionWords = section(ProductionWords(), doc="Production words")
 
 PITCH_CLASS_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 _LETTER_PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}

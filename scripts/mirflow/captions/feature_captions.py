@@ -113,19 +113,19 @@ class FeatureCaptionsParams:
     min_p: float = param(0.05, minimum=0.0, maximum=1.0, doc="Min-p filter (0: off)")
     repeat_penalty: float = param(1.1, above=0.0, doc="Repetition penalty (1: off)")
     attempts: int = param(3, minimum=1, doc="Tries per caption before the template draft is kept")
-    max_tokens: StyleMaxTokens = section(StyleMaxTokens, doc="Token limit per style")
-    max_words: StyleMaxWords = section(StyleMaxWords, doc="Word limit per style")
-    max_sentences: StyleMaxSentences = section(StyleMaxSentences, doc="Sentence limit per style")
+    max_tokens: StyleMaxTokens = section(StyleMaxTokens(), doc="Token limit per style")
+    max_words: StyleMaxWords = section(StyleMaxWords(), doc="Word limit per style")
+    max_sentences: StyleMaxSentences = section(StyleMaxSentences(), doc="Sentence limit per style")
     # model loading
     context_size: int = param(2048, unit="tokens", minimum=1, doc="llama.cpp context size")
     gpu_layers: int = param(0, minimum=-1, doc="Model layers offloaded to the GPU (-1: all, 0: CPU only)")
     batch_size: int = param(512, unit="tokens", minimum=1, doc="llama.cpp prompt batch size")
     system_prompt: str = param("You rewrite music captions in fluent, natural English. Keep every fact, number and "
                                "key exactly as written; add nothing.", doc="System prompt of the rewrite chat")
-    facts: FactParams = section(FactParams, doc="Thresholds and counts of the fact rules (mirflow.captions.facts)")
+    facts: FactParams = section(FactParams(), doc="Thresholds and counts of the fact rules (mirflow.captions.facts)")
     revise_flamingo: bool = param(False, doc="Shorten the Music Flamingo captions among the features into "
                                   "music_flamingo_short_<name>")
-    revision: RevisionParams = section(RevisionParams, doc="Shortening of Music Flamingo captions")
+    revision: RevisionParams = section(RevisionParams(), doc="Shortening of Music Flamingo captions")
 
 #: The worked example shown to the model: features whose values no real track's facts share by accident.
 EXAMPLE_FEATURES: dict[str, Any] = {

@@ -131,7 +131,7 @@ class FlamingoParams:
     # the central part of a longer track is analysed (see the module docstring for the context it needs)
     max_audio_s: float = param(570.0, unit="s", above=0.0, doc="Longer tracks are cut to their central part")
     min_audio_s: float = param(1.0, unit="s", minimum=0.0, doc="Shorter audio leaves every key absent")
-    facts: FactParams = section(FactParams, doc="Thresholds of the {genres}/{moods}/... placeholders")
+    facts: FactParams = section(FactParams(), doc="Thresholds of the {genres}/{moods}/... placeholders")
 
 
 @dataclass

@@ -32,30 +32,57 @@ saturation (clipping), dynamic complexity and EBU R128 momentary/short-term maxi
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..audio import AudioSignal
+from ..params import param, section
 from ..result import FeatureResult
-from . import merge_params
+from .harmony import KEY_PROFILES
 
 KEYS = ("danceability_dfa", "atonality_key_profile", "saturation_ratio", "saturation_count", "dynamic_complexity",
         "loudness_momentary_max", "loudness_shortterm_max")
 
-DEFAULT_PARAMS = {
-    # Whole-signal RMS at or below this (dBFS) -> level-based descriptors absent as silent.
-    "silence_rms_dbfs": -70.0,
-    "saturation": {"frame_length": 256, "threshold": 0.95, "merge_gap_s": 0.020, "min_event_s": 0.010},
-    "danceability": {"min_tau_ms": 310.0, "max_tau_ms": 8800.0, "tau_multiplier": 1.1},
-    # Shorter input leaves danceability absent: the DFA needs segments up to max_tau_ms.
-    "danceability_min_duration_s": 8.8,
-    "key_profile": "bgate",
-    "atonality_min_duration_s": 1.0,
-    "dynamic_complexity_frame_s": 0.2,
-    "dynamic_complexity_min_duration_s": 1.0,
-    # Maxima below the EBU R128 absolute gate are treated as silence.
-    "loudness_gate_lufs": -70.0,
-}
+
+
+@dataclass(frozen=True)
+class SaturationParams:
+    """The clipping detector (``descriptors.saturation``): old-system.md section 1.4."""
+
+    frame_length: int = param(256, unit="samples", minimum=1, doc="Non-overlapping frame length")
+    threshold: float = param(0.95, above=0.0, maximum=1.0, doc="A frame whose peak |x| reaches this share of full "
+                                                                "scale is clipped")
+    merge_gap_s: float = param(0.02, unit="s", minimum=0.0, doc="Clipped runs this close merge into one event")
+    min_event_s: float = param(0.01, unit="s", minimum=0.0, doc="Shorter events are dropped")
+
+
+@dataclass(frozen=True)
+class DanceabilityParams:
+    """Essentia ``Danceability`` (DFA) scales (``descriptors.danceability``)."""
+
+    min_tau_ms: float = param(310.0, unit="ms", above=0.0, doc="Shortest DFA segment (minTau)")
+    max_tau_ms: float = param(8800.0, unit="ms", above=0.0, doc="Longest DFA segment (maxTau)")
+    tau_multiplier: float = param(1.1, above=1.0, doc="Ratio between consecutive segment lengths (tauMultiplier)")
+
+
+@dataclass(frozen=True)
+class DescriptorsParams:
+    """Parameters of ``descriptors`` (config section ``descriptors``)."""
+
+    silence_rms_dbfs: float = param(-70.0, unit="dBFS",
+                                    doc="At or below this whole-signal RMS the level-based descriptors are silent")
+    saturation: SaturationParams = section(SaturationParams(), doc="Clipping detector")
+    danceability: DanceabilityParams = section(DanceabilityParams(), doc="DFA danceability")
+    # The DFA needs segments up to max_tau_ms.
+    danceability_min_duration_s: float = param(8.8, unit="s", minimum=0.0, doc="Shorter input: danceability absent")
+    key_profile: str = param("bgate", choices=(*KEY_PROFILES, "faraldo", "pentatonic"),
+                             doc="Essentia KeyExtractor profile of the atonality")
+    atonality_min_duration_s: float = param(1.0, unit="s", minimum=0.0, doc="Shorter input: atonality absent")
+    dynamic_complexity_frame_s: float = param(0.2, unit="s", above=0.0, doc="DynamicComplexity frame length")
+    dynamic_complexity_min_duration_s: float = param(1.0, unit="s", minimum=0.0,
+                                                     doc="Shorter input: dynamic_complexity absent")
+    loudness_gate_lufs: float = param(-70.0, unit="LUFS", doc="Loudness maxima below this count as silence")
 
 
 def _essentia_standard():
@@ -199,15 +226,15 @@ def ebur128_maxima(samples: np.ndarray, sample_rate: int) -> tuple[float, float]
 
 # ---------------------------------------------------------------- entry point
 
-def compute_descriptors(signal: AudioSignal, params: dict | None = None) -> FeatureResult:
+def compute_descriptors(signal: AudioSignal, params: DescriptorsParams = DescriptorsParams()) -> FeatureResult:
     """Classic Essentia descriptors of one signal (family ``descriptors``).
 
     Parameters
     ----------
     signal : AudioSignal
         The full mix.
-    params : dict, optional
-        Overrides of :data:`DEFAULT_PARAMS` (nested dicts are merged).
+    params : DescriptorsParams, optional
+        Gates, minimum durations and the settings of each descriptor.
 
     Returns
     -------
@@ -217,21 +244,21 @@ def compute_descriptors(signal: AudioSignal, params: dict | None = None) -> Feat
         RMS is at or below ``silence_rms_dbfs``, or "too short" below their
         minimum duration. ``meta`` names the method and parameters of each.
     """
-    p = merge_params(DEFAULT_PARAMS, params)
-    sat = p["saturation"]
-    dance = p["danceability"]
+    p = params
+    sat = p.saturation
+    dance = p.danceability
     result = FeatureResult()
     result.meta.update({
-        "danceability_dfa_method": {"library": "essentia Danceability (DFA)", "minTau_ms": dance["min_tau_ms"],
-                                    "maxTau_ms": dance["max_tau_ms"], "tauMultiplier": dance["tau_multiplier"],
+        "danceability_dfa_method": {"library": "essentia Danceability (DFA)", "minTau_ms": dance.min_tau_ms,
+                                    "maxTau_ms": dance.max_tau_ms, "tauMultiplier": dance.tau_multiplier,
                                     "input": "mono downmix", "scale": "Essentia native, normally 0 to ~3"},
-        "atonality_key_profile_method": {"library": "essentia KeyExtractor", "profileType": p["key_profile"],
+        "atonality_key_profile_method": {"library": "essentia KeyExtractor", "profileType": p.key_profile,
                                          "definition": "1 - key strength", "input": "mono downmix"},
-        "saturation_method": {"frame_length": sat["frame_length"], "threshold": sat["threshold"],
-                              "merge_gap_s": sat["merge_gap_s"], "min_event_s": sat["min_event_s"],
+        "saturation_method": {"frame_length": sat.frame_length, "threshold": sat.threshold,
+                              "merge_gap_s": sat.merge_gap_s, "min_event_s": sat.min_event_s,
                               "peak": "max |x| over channels"},
         "dynamic_complexity_method": {"library": "essentia DynamicComplexity",
-                                      "frameSize_s": p["dynamic_complexity_frame_s"]},
+                                      "frameSize_s": p.dynamic_complexity_frame_s},
         "loudness_method": {"library": "essentia LoudnessEBUR128", "hopSize_s": 0.1,
                             "mono": "measured as one channel"},
     })
@@ -239,45 +266,45 @@ def compute_descriptors(signal: AudioSignal, params: dict | None = None) -> Feat
     sample_rate = signal.sample_rate
     duration = signal.duration_s
 
-    events = saturation_events(samples, sample_rate, int(sat["frame_length"]), float(sat["threshold"]),
-                               float(sat["merge_gap_s"]), float(sat["min_event_s"]))
+    events = saturation_events(samples, sample_rate, int(sat.frame_length), float(sat.threshold),
+                               float(sat.merge_gap_s), float(sat.min_event_s))
     result.set("saturation_count", len(events))
     result.set("saturation_ratio", float(sum(end - start for start, end in events) / duration))
 
     mono = signal.mono()
     level = rms_dbfs(mono)
     result.meta["rms_dbfs"] = level if math.isfinite(level) else None
-    if not level > p["silence_rms_dbfs"]:
+    if not level > p.silence_rms_dbfs:
         for key in ("danceability_dfa", "atonality_key_profile", "dynamic_complexity", "loudness_momentary_max",
                     "loudness_shortterm_max"):
             result.mark_absent(key, "silent")
         return result
 
-    if duration < p["danceability_min_duration_s"]:
-        result.mark_absent("danceability_dfa", f"too short ({duration:.2f} s < {p['danceability_min_duration_s']} s)")
+    if duration < p.danceability_min_duration_s:
+        result.mark_absent("danceability_dfa", f"too short ({duration:.2f} s < {p.danceability_min_duration_s} s)")
     else:
-        result.set("danceability_dfa", danceability(mono, sample_rate, dance["min_tau_ms"], dance["max_tau_ms"],
-                                                 dance["tau_multiplier"]))
+        result.set("danceability_dfa", danceability(mono, sample_rate, dance.min_tau_ms, dance.max_tau_ms,
+                                                 dance.tau_multiplier))
 
-    if duration < p["atonality_min_duration_s"]:
-        result.mark_absent("atonality_key_profile", f"too short ({duration:.2f} s < {p['atonality_min_duration_s']} s)")
+    if duration < p.atonality_min_duration_s:
+        result.mark_absent("atonality_key_profile", f"too short ({duration:.2f} s < {p.atonality_min_duration_s} s)")
     else:
-        key, scale, strength = key_strength(mono, sample_rate, p["key_profile"])
+        key, scale, strength = key_strength(mono, sample_rate, p.key_profile)
         result.set("atonality_key_profile", 1.0 - strength)
         result.meta["atonality_key_profile_key"] = f"{key} {scale}"
 
-    if duration < p["dynamic_complexity_min_duration_s"]:
+    if duration < p.dynamic_complexity_min_duration_s:
         result.mark_absent("dynamic_complexity",
-                           f"too short ({duration:.2f} s < {p['dynamic_complexity_min_duration_s']} s)")
+                           f"too short ({duration:.2f} s < {p.dynamic_complexity_min_duration_s} s)")
     else:
-        complexity, _loudness = dynamic_complexity(mono, sample_rate, p["dynamic_complexity_frame_s"])
+        complexity, _loudness = dynamic_complexity(mono, sample_rate, p.dynamic_complexity_frame_s)
         result.set("dynamic_complexity", complexity)
 
     if signal.channels > 2:
         result.mark_all_absent(("loudness_momentary_max", "loudness_shortterm_max"), f"{signal.channels} channels: LoudnessEBUR128 measures mono or stereo only")
         return result
     momentary, shortterm = ebur128_maxima(samples, sample_rate)
-    gate = p["loudness_gate_lufs"]
+    gate = p.loudness_gate_lufs
     for key, value, window_s in (("loudness_momentary_max", momentary, 0.4),
                                  ("loudness_shortterm_max", shortterm, 3.0)):
         if duration < window_s:

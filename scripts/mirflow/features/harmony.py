@@ -46,13 +46,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..audio import AudioSignal
 from ..errors import MirflowError
+from ..params import as_dict, param, section
 from ..result import FeatureResult
-from . import merge_params
 
 PITCH_CLASS_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 #: Note spellings Essentia and madmom use -> pitch class (C = 0).
@@ -66,38 +67,62 @@ TIV_WEIGHTS = (3.0, 8.0, 11.5, 15.0, 14.5, 7.5)
 #: Frequency of pitch class C (C4) used as HPCP reference so that bin 0 is C.
 C4_HZ = 261.63
 
-DEFAULT_PARAMS = {
-    "harmonic_stems": ["bass", "other", "vocals"],
-    # Whole-signal RMS at or below this (dBFS) -> every key absent as silent.
-    "silence_rms_dbfs": -70.0,
-    # Shorter input -> every key absent as too short (a key needs more than a few frames).
-    "min_duration_s": 1.0,
-    "chroma": {
-        "frame_size": 4096, "hop_size": 2048, "window": "blackmanharris62",
-        "min_hz": 100.0, "max_hz": 4000.0, "max_peaks": 100, "magnitude_threshold": 1e-5,
-        "harmonics": 5, "band_preset": True, "band_split_hz": 500.0, "weight_type": "squaredCosine",
-        "non_linear": True, "reference_hz": C4_HZ,
-    },
-    "hpcp": {
-        "frame_size": 4096, "hop_size": 2048, "window": "hann",
-        "min_hz": 40.0, "max_hz": 5000.0, "max_peaks": 100, "magnitude_threshold": 1e-5,
-        "harmonics": 8, "band_preset": True, "band_split_hz": 500.0, "weight_type": "cosine",
-        "non_linear": True, "reference_hz": C4_HZ,
-    },
-    "key_profile": "edmm",
-    "madmom_key": True,
-}
+#: Essentia ``Windowing`` types.
+_WINDOWS = ("hamming", "hann", "hannnsgcq", "triangular", "square", "blackmanharris62", "blackmanharris70",
+            "blackmanharris74", "blackmanharris92")
+#: Essentia ``Key`` profile types (``KeyExtractor`` also knows "faraldo" and "pentatonic").
+KEY_PROFILES = ("diatonic", "krumhansl", "temperley", "weichai", "tonictriad", "temperley2005", "thpcp", "shaath",
+                "gomez", "noland", "edmm", "edma", "bgate", "braw")
+_STEMS = ("bass", "drums", "other", "vocals")
 
-STEM_DEFAULT_PARAMS = {
-    "hop_length": 512,
-    # Shorter stems -> absent as too short: below ~3 s librosa's CQT filters for the lowest
-    # octaves (from C1, 32.7 Hz) are longer than the downsampled signal.
-    "min_duration_s": 3.0,
-    # Frames (2048-sample RMS, same hop) quieter than this are not analysed.
-    "active_frame_dbfs": -60.0,
-    # harmonic_variance = min(mean per-bin variance / variance_scale, 1).
-    "variance_scale": 0.1,
-}
+
+@dataclass(frozen=True)
+class HpcpParams:
+    """One Essentia HPCP computation (``harmony.chroma``, ``harmony.hpcp``): frames, spectral peaks, HPCP."""
+
+    frame_size: int = param(4096, unit="samples", minimum=64, doc="Frame length")
+    hop_size: int = param(2048, unit="samples", minimum=1, doc="Hop between frames")
+    window: str = param("hann", choices=_WINDOWS, doc="Essentia window type")
+    min_hz: float = param(40.0, unit="Hz", above=0.0, doc="Lowest spectral peak and HPCP frequency")
+    max_hz: float = param(5000.0, unit="Hz", above=0.0, doc="Highest spectral peak and HPCP frequency")
+    max_peaks: int = param(100, minimum=1, doc="Spectral peaks per frame (the loudest)")
+    magnitude_threshold: float = param(1e-5, minimum=0.0, doc="Smallest spectral peak magnitude")
+    harmonics: int = param(8, minimum=0, doc="Harmonics each peak contributes to (0: the fundamental only)")
+    band_preset: bool = param(True, doc="Weight peaks below and above band_split_hz separately")
+    band_split_hz: float = param(500.0, unit="Hz", above=0.0, doc="Split frequency of band_preset")
+    weight_type: str = param("cosine", choices=("none", "cosine", "squaredCosine"), doc="Peak weighting")
+    non_linear: bool = param(True, doc="Essentia's non-linear post-processing (needs unitMax frames)")
+    reference_hz: float = param(C4_HZ, unit="Hz", above=0.0, doc="Frequency of bin 0 (C4: bin 0 is C)")
+
+
+@dataclass(frozen=True)
+class HarmonyParams:
+    """Parameters of ``harmony`` (config section ``harmony``)."""
+
+    harmonic_stems: tuple[str, ...] = param(("bass", "other", "vocals"), choices=_STEMS,
+                                            doc="Stems summed for the analysis when the track has stems")
+    silence_rms_dbfs: float = param(-70.0, unit="dBFS", doc="At or below this whole-signal RMS every key is silent")
+    # A key needs more than a few frames.
+    min_duration_s: float = param(1.0, unit="s", minimum=0.0, doc="Shorter input: every key absent (too short)")
+    chroma: HpcpParams = section(
+        HpcpParams(window="blackmanharris62", min_hz=100.0, max_hz=4000.0, harmonics=5, weight_type="squaredCosine"),
+        doc="HPCP of chroma_0..11 (the old tool's documented chroma)")
+    hpcp: HpcpParams = section(HpcpParams(), doc="HPCP of hpcp_0..11, tiv_0..11 and the Essentia key")
+    key_profile: str = param("edmm", choices=KEY_PROFILES, doc="Essentia Key profile of tonic/tonic_scale")
+    madmom_key: bool = param(True, doc="Run madmom's CNN key recogniser (key, key_confidence)")
+
+
+@dataclass(frozen=True)
+class HarmonyStemsParams:
+    """Parameters of ``harmony_stems`` (config section ``harmony_stems``)."""
+
+    hop_length: int = param(512, unit="samples", minimum=1, doc="Hop of chroma_cqt and of the frame RMS")
+    # Below ~3 s librosa's CQT filters for the lowest octaves (from C1, 32.7 Hz) are longer than the downsampled
+    # signal.
+    min_duration_s: float = param(3.0, unit="s", minimum=0.0, doc="Shorter stems are absent (too short)")
+    active_frame_dbfs: float = param(-60.0, unit="dBFS", doc="Frames (2048-sample RMS) quieter than this are left out")
+    variance_scale: float = param(0.1, above=0.0, doc="harmonic_variance = min(mean per-bin variance / this, 1)")
+
 
 # ----------------------------------------------------------------------------
 # small pure helpers
@@ -152,8 +177,8 @@ def harmonic_mix(stems: Mapping[str, AudioSignal], names) -> tuple[np.ndarray, i
     return mono.astype(np.float32), rates.pop(), used
 
 
-def mean_hpcp(mono: np.ndarray, sample_rate: int, config: dict) -> np.ndarray:
-    """Frame-averaged Essentia HPCP, shape (12,), bin 0 at ``config['reference_hz']``.
+def mean_hpcp(mono: np.ndarray, sample_rate: int, config: HpcpParams) -> np.ndarray:
+    """Frame-averaged Essentia HPCP, shape (12,), bin 0 at ``config.reference_hz``.
 
     Each frame's HPCP is unitMax-normalised (required by ``nonLinear``);
     frames without spectral peaks contribute zeros. Returns zeros when the
@@ -165,8 +190,8 @@ def mean_hpcp(mono: np.ndarray, sample_rate: int, config: dict) -> np.ndarray:
         Mono signal, full scale 1.0.
     sample_rate : int
         Hz.
-    config : dict
-        See ``DEFAULT_PARAMS["hpcp"]`` for the keys.
+    config : HpcpParams
+        Frames, spectral peaks and HPCP settings.
     """
     import essentia
 
@@ -174,20 +199,20 @@ def mean_hpcp(mono: np.ndarray, sample_rate: int, config: dict) -> np.ndarray:
     essentia.log.warningActive = False
     import essentia.standard as es
 
-    frame_size, hop_size = int(config["frame_size"]), int(config["hop_size"])
-    window = es.Windowing(type=config["window"], size=frame_size)
+    frame_size, hop_size = int(config.frame_size), int(config.hop_size)
+    window = es.Windowing(type=config.window, size=frame_size)
     spectrum = es.Spectrum(size=frame_size)
     peaks = es.SpectralPeaks(
-        maxPeaks=int(config["max_peaks"]), magnitudeThreshold=float(config["magnitude_threshold"]),
-        minFrequency=float(config["min_hz"]), maxFrequency=float(config["max_hz"]),
+        maxPeaks=int(config.max_peaks), magnitudeThreshold=float(config.magnitude_threshold),
+        minFrequency=float(config.min_hz), maxFrequency=float(config.max_hz),
         orderBy="magnitude", sampleRate=float(sample_rate),
     )
     hpcp = es.HPCP(
-        size=12, harmonics=int(config["harmonics"]), minFrequency=float(config["min_hz"]),
-        maxFrequency=float(config["max_hz"]), bandPreset=bool(config["band_preset"]),
-        bandSplitFrequency=float(config["band_split_hz"]), weightType=config["weight_type"],
-        nonLinear=bool(config["non_linear"]), normalized="unitMax",
-        referenceFrequency=float(config["reference_hz"]), sampleRate=float(sample_rate),
+        size=12, harmonics=int(config.harmonics), minFrequency=float(config.min_hz),
+        maxFrequency=float(config.max_hz), bandPreset=bool(config.band_preset),
+        bandSplitFrequency=float(config.band_split_hz), weightType=config.weight_type,
+        nonLinear=bool(config.non_linear), normalized="unitMax",
+        referenceFrequency=float(config.reference_hz), sampleRate=float(sample_rate),
     )
     total = np.zeros(12, dtype=np.float64)
     count = 0
@@ -429,15 +454,15 @@ def select_input(signal_or_signals, harmonic_stems) -> tuple[np.ndarray, int, st
     )
 
 
-def compute_harmony(signal_or_signals, params: dict | None = None) -> FeatureResult:
+def compute_harmony(signal_or_signals, params: HarmonyParams = HarmonyParams()) -> FeatureResult:
     """Chroma, HPCP, TIV and key of one track (family ``harmony``).
 
     Parameters
     ----------
     signal_or_signals : AudioSignal or Mapping[str, AudioSignal]
         See :func:`select_input`.
-    params : dict, optional
-        Overrides of :data:`DEFAULT_PARAMS` (nested dicts are merged).
+    params : HarmonyParams, optional
+        Input stems, gates, both HPCP computations and the key estimators.
 
     Returns
     -------
@@ -445,37 +470,37 @@ def compute_harmony(signal_or_signals, params: dict | None = None) -> FeatureRes
         Keys :data:`KEYS`; ``meta`` records the input used and every
         parameter of each method.
     """
-    p = merge_params(DEFAULT_PARAMS, params)
-    mono, sample_rate, described = select_input(signal_or_signals, p["harmonic_stems"])
+    p = params
+    mono, sample_rate, described = select_input(signal_or_signals, p.harmonic_stems)
     result = FeatureResult()
     result.meta.update({
         "input": described,
         "sample_rate": int(sample_rate),
         "pitch_class_order": "C=0 ... B=11",
-        "chroma_method": {"library": "essentia HPCP", **p["chroma"],
+        "chroma_method": {"library": "essentia HPCP", **as_dict(p.chroma),
                           "frame_normalisation": "unitMax", "summary": "mean over frames, then unitSum"},
-        "hpcp_method": {"library": "essentia HPCP", **p["hpcp"], "orderBy": "magnitude",
+        "hpcp_method": {"library": "essentia HPCP", **as_dict(p.hpcp), "orderBy": "magnitude",
                         "frame_normalisation": "unitMax", "summary": "mean over frames, then unitMax"},
         "tiv_method": {"weights": list(TIV_WEIGHTS), "input": "mean HPCP, L1-normalised",
                        "layout": "Re/Im of k=1..6 interleaved", "normalisation": "L2"},
-        "tonic_method": {"library": "essentia Key", "profileType": p["key_profile"], "pcpSize": 12,
+        "tonic_method": {"library": "essentia Key", "profileType": p.key_profile, "pcpSize": 12,
                          "input": "mean HPCP rotated to A-based bin order"},
         "key_method": ({"library": "madmom CNNKeyRecognitionProcessor (bundled model)",
-                        "input": "mono, resampled to 44100 Hz (soxr_hq)"} if p["madmom_key"] else "disabled"),
+                        "input": "mono, resampled to 44100 Hz (soxr_hq)"} if p.madmom_key else "disabled"),
     })
     level = rms_dbfs(mono)
     result.meta["input_rms_dbfs"] = level if math.isfinite(level) else None
     duration = len(mono) / float(sample_rate)
-    if duration < p["min_duration_s"]:
-        result.mark_all_absent(KEYS, f"too short ({duration:.2f} s < {p['min_duration_s']} s)")
+    if duration < p.min_duration_s:
+        result.mark_all_absent(KEYS, f"too short ({duration:.2f} s < {p.min_duration_s} s)")
         return result
-    if not level > p["silence_rms_dbfs"]:
+    if not level > p.silence_rms_dbfs:
         reason = "silent" if described == "full mix" else "silent (harmonic stems are silent)"
         result.mark_all_absent(KEYS, reason)
         return result
 
-    chroma = mean_hpcp(mono, sample_rate, p["chroma"])
-    hpcp = mean_hpcp(mono, sample_rate, p["hpcp"])
+    chroma = mean_hpcp(mono, sample_rate, p.chroma)
+    hpcp = mean_hpcp(mono, sample_rate, p.hpcp)
     if np.sum(chroma) > 0:
         for key, value in zip(CHROMA_KEYS, sum_normalised(chroma)):
             result.set(key, float(value))
@@ -489,14 +514,14 @@ def compute_harmony(signal_or_signals, params: dict | None = None) -> FeatureRes
                 result.set(key, float(value))
         except ValueError as err:
             result.mark_all_absent(TIV_KEYS, str(err))
-        tonic, scale, strength = essentia_key(max_normalised(hpcp), p["key_profile"])
+        tonic, scale, strength = essentia_key(max_normalised(hpcp), p.key_profile)
         result.set("tonic", int(tonic))
         result.set("tonic_scale", scale)
         result.set("tonic_strength", float(strength))
         result.meta["tonic_name"] = f"{PITCH_CLASS_NAMES[tonic]} {scale}"
     else:
         result.mark_all_absent(HPCP_KEYS + TIV_KEYS + ("tonic", "tonic_scale", "tonic_strength"), "no spectral peaks in 40-5000 Hz")
-    if p["madmom_key"]:
+    if p.madmom_key:
         label, confidence = madmom_key(mono, sample_rate)
         result.set("key", label)
         result.set("key_confidence", confidence)
@@ -505,15 +530,16 @@ def compute_harmony(signal_or_signals, params: dict | None = None) -> FeatureRes
     return result
 
 
-def compute_harmony_stems(signal: AudioSignal, params: dict | None = None) -> FeatureResult:
+def compute_harmony_stems(signal: AudioSignal,
+                          params: HarmonyStemsParams = HarmonyStemsParams()) -> FeatureResult:
     """Harmonic movement and variance of one stem (family ``harmony_stems``).
 
     Parameters
     ----------
     signal : AudioSignal
         One stem (bass, other or vocals); the caller suffixes the keys.
-    params : dict, optional
-        Overrides of :data:`STEM_DEFAULT_PARAMS`.
+    params : HarmonyStemsParams, optional
+        Hop, gates and the variance scale.
 
     Returns
     -------
@@ -524,24 +550,24 @@ def compute_harmony_stems(signal: AudioSignal, params: dict | None = None) -> Fe
         Both absent with reason "silent stem" when no frame reaches
         ``active_frame_dbfs``, "too short" below ``min_duration_s``.
     """
-    p = merge_params(STEM_DEFAULT_PARAMS, params)
-    hop = int(p["hop_length"])
+    p = params
+    hop = int(p.hop_length)
     result = FeatureResult()
     result.meta.update({
         "chroma": f"librosa.feature.chroma_cqt(hop_length={hop}, n_chroma=12, librosa defaults otherwise), "
                   "each frame divided by its sum",
-        "active_frame_dbfs": float(p["active_frame_dbfs"]),
-        "variance_scale": float(p["variance_scale"]),
+        "active_frame_dbfs": float(p.active_frame_dbfs),
+        "variance_scale": float(p.variance_scale),
     })
     mono = signal.mono()
     if signal.is_digital_silence():
         result.mark_all_absent(STEM_KEYS, "silent stem")
         return result
-    if signal.duration_s < p["min_duration_s"]:
-        result.mark_all_absent(STEM_KEYS, f"too short ({signal.duration_s:.2f} s < {p['min_duration_s']} s)")
+    if signal.duration_s < p.min_duration_s:
+        result.mark_all_absent(STEM_KEYS, f"too short ({signal.duration_s:.2f} s < {p.min_duration_s} s)")
         return result
     chroma = chroma_frames(mono, signal.sample_rate, hop)
-    active = frame_rms_dbfs(mono, hop, chroma.shape[1]) >= p["active_frame_dbfs"]
+    active = frame_rms_dbfs(mono, hop, chroma.shape[1]) >= p.active_frame_dbfs
     result.meta["frames"] = int(chroma.shape[1])
     result.meta["active_frames"] = int(np.count_nonzero(active))
     if not np.any(active):
@@ -556,7 +582,7 @@ def compute_harmony_stems(signal: AudioSignal, params: dict | None = None) -> Fe
     except ValueError as err:
         result.mark_absent("harmonic_variance", str(err))
     else:
-        scaled = raw / float(p["variance_scale"])
+        scaled = raw / float(p.variance_scale)
         result.meta["harmonic_variance_raw"] = raw
         result.meta["harmonic_variance_capped"] = bool(scaled > 1.0)
         result.set("harmonic_variance", float(min(scaled, 1.0)))

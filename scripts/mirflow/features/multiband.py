@@ -1,18 +1,38 @@
 """RMS level in four frequency bands (bass, body, mid, air)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-from scipy import signal as sps
 
 from ..audio import AudioSignal
+from ..params import as_dict, param, section
 from ..result import FeatureResult
 
-DEFAULT_PARAMS = {
-    "bands_hz": {"bass": [20.0, 120.0], "body": [120.0, 600.0], "mid": [600.0, 2500.0], "air": [2500.0, 22000.0]},
-    "order": 5,
-    "floor_db": -60.0,
-    "max_edge_fraction_of_nyquist": 0.999,
-}
+
+def _band(low_hz: float, high_hz: float, name: str) -> tuple[float, float]:
+    return param((low_hz, high_hz), unit="Hz", above=0.0, length=2, doc=f"Edges [low, high] of the {name} band")
+
+
+@dataclass(frozen=True)
+class BandsHz:
+    """Edges of the four bands (``rms_energy_<band>``), each ``[low, high]`` in Hz."""
+
+    bass: tuple[float, float] = _band(20.0, 120.0, "bass")
+    body: tuple[float, float] = _band(120.0, 600.0, "body")
+    mid: tuple[float, float] = _band(600.0, 2500.0, "mid")
+    air: tuple[float, float] = _band(2500.0, 22000.0, "air")
+
+
+@dataclass(frozen=True)
+class MultibandParams:
+    """Parameters of ``multiband_rms`` and ``multiband_rms_stems`` (config section ``multiband_rms``)."""
+
+    bands_hz: BandsHz = section(BandsHz(), doc="Band edges")
+    order: int = param(5, minimum=1, maximum=12, doc="Butterworth prototype order (the band-pass has twice the poles)")
+    floor_db: float = param(-60.0, unit="dBFS", maximum=0.0, doc="Lowest reported level (a quieter band reports this)")
+    max_edge_fraction_of_nyquist: float = param(0.999, above=0.0, below=1.0,
+                                                doc="Upper band edges are capped at this share of Nyquist")
 
 
 def band_rms_db(mono: np.ndarray, sample_rate: int, low_hz: float, high_hz: float, order: int) -> float:
@@ -34,6 +54,8 @@ def band_rms_db(mono: np.ndarray, sample_rate: int, low_hz: float, high_hz: floa
     float
         dBFS; -inf for a zero output.
     """
+    from scipy import signal as sps  # lazy: the registry imports this module at workflow parse time
+
     sos = sps.butter(order, [low_hz, high_hz], btype="bandpass", fs=sample_rate, output="sos")
     filtered = sps.sosfilt(sos, mono.astype(np.float64))
     rms = np.sqrt(np.mean(filtered * filtered))
@@ -41,16 +63,16 @@ def band_rms_db(mono: np.ndarray, sample_rate: int, low_hz: float, high_hz: floa
         return float(20.0 * np.log10(rms))
 
 
-def compute_multiband_rms(signal: AudioSignal, params: dict) -> FeatureResult:
+def compute_multiband_rms(signal: AudioSignal, params: MultibandParams = MultibandParams()) -> FeatureResult:
     """``rms_energy_<band>`` for each configured band of one signal."""
-    p = {**DEFAULT_PARAMS, **params}
+    p = params
     nyquist = signal.sample_rate / 2.0
-    cap = p["max_edge_fraction_of_nyquist"] * nyquist
-    result = FeatureResult(meta={"order": p["order"], "floor_db": p["floor_db"], "filter": "causal sosfilt",
+    cap = p.max_edge_fraction_of_nyquist * nyquist
+    result = FeatureResult(meta={"order": p.order, "floor_db": p.floor_db, "filter": "causal sosfilt",
                                  "downmix": "mean of channels", "bands_hz": {}, "at_floor": []})
     silent = signal.is_digital_silence()
     mono = signal.mono()
-    for band, (low, high) in p["bands_hz"].items():
+    for band, (low, high) in as_dict(p.bands_hz).items():
         key = f"rms_energy_{band}"
         high_eff = min(float(high), cap)
         if low >= high_eff:
@@ -60,9 +82,9 @@ def compute_multiband_rms(signal: AudioSignal, params: dict) -> FeatureResult:
         if silent:
             result.mark_absent(key, "silent")
             continue
-        level = band_rms_db(mono, signal.sample_rate, float(low), high_eff, int(p["order"]))
-        if level < p["floor_db"]:
+        level = band_rms_db(mono, signal.sample_rate, float(low), high_eff, p.order)
+        if level < p.floor_db:
             result.meta["at_floor"].append(key)
-            level = float(p["floor_db"])
+            level = p.floor_db
         result.set(key, round(level, 3))
     return result

@@ -40,68 +40,83 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import entropy
 
 from ..audio import AudioSignal
+from ..params import as_dict, param
 from ..result import FeatureResult
 from . import rhythm_detectors as det
 
-#: Every parameter of the family. ``analyse_*`` accept overrides for any of them
-#: (unknown names are an error) and record the values actually used in ``meta``.
-DEFAULT_PARAMS: dict = {
-    # --- beat and downbeat tracking (madmom; defaults are madmom's own) ---
-    "beat_method": "downbeat_dbn",      # "downbeat_dbn" | "beat_dbn_shared" | "beat_dbn_separate"
-    "fps": 100,                         # activation frame rate (madmom's networks are fixed at 100)
-    "beats_per_bar": [3, 4],            # bar lengths the downbeat DBN may choose from
-    "downbeat_min_bpm": 55.0,           # tempo range of the downbeat DBN (BPM)
-    "downbeat_max_bpm": 205.0,
-    "downbeat_num_tempi": 60,           # tempo states per bar length
-    "downbeat_threshold": 0.05,         # decode only from the first to the last frame with activation >= this
-    "beat_min_bpm": 55.0,               # tempo range of DBNBeatTrackingProcessor (beat_dbn_* methods only)
-    "beat_max_bpm": 215.0,
-    "beat_threshold": 0.0,              # DBNBeatTrackingProcessor activation threshold (madmom default)
-    "transition_lambda": 100.0,         # tempo-change penalty of both DBNs
-    "observation_lambda": 16.0,         # beat-state share of a beat period in both DBNs
-    # A decoded grid is rejected as "no beats" when its median beat activation is below
-    # min_median_beat_activation, or below weak_beat_activation while the beats also stand out
-    # less than min_beat_contrast times from the off-beats (see beat_evidence).
-    "min_median_beat_activation": 0.05,
-    "weak_beat_activation": 0.3,
-    "min_beat_contrast": 2.5,
-    # --- tempo cross-checks ---
-    "tempo_min_bpm": 40.0,              # madmom TempoEstimationProcessor (comb filter) range
-    "tempo_max_bpm": 250.0,
-    "tempo_act_smooth_s": 0.14,
-    "tempo_hist_smooth_bins": 9,
-    "tempo_comb_alpha": 0.79,
-    "essentia_method": "multifeature",  # Essentia RhythmExtractor2013
-    "essentia_min_bpm": 40.0,
-    "essentia_max_bpm": 208.0,
-    # --- onsets (madmom CNNOnsetProcessor + peak picking of madmom's CNNOnsetDetector) ---
-    "onset_threshold": 0.54,
-    "onset_smooth_s": 0.05,
-    "onset_pre_max_s": 0.01,
-    "onset_post_max_s": 0.01,
-    "onset_combine_s": 0.03,
-    # --- features ---
-    "beat_tolerance_s": 0.07,           # an onset within this of a beat is on the beat
-    "ioi_histogram_bins": 50,
-    "bpm_defined_min_beats": 15,
-    "bpm_defined_min_bpm": 40.0,
-    "bpm_defined_max_bpm": 300.0,
-    "bpm_defined_max_ibi_std_s": 0.15,
-    "stable_max_ibi_change_s": 0.05,    # consecutive IBIs of a stable segment differ by at most this
-    "stable_min_intervals": 4,
-    "stable_max_std_s": 0.15,
-    "stable_min_coverage": 0.10,        # share of the duration the stable segments must cover
-    "stem_density_window_s": 4.0,
-    "stem_density_hop_s": 2.0,
-    # --- input checks ---
-    "silence_rms_dbfs": -60.0,          # whole-signal RMS below this counts as silent
-    "min_duration_s": 1.0,              # shorter input is not analysed ("too short")
-}
-
 BEAT_METHODS = ("downbeat_dbn", "beat_dbn_shared", "beat_dbn_separate")
+
+
+@dataclass(frozen=True)
+class RhythmParams:
+    """Parameters of ``rhythm`` and ``rhythm_stems`` (config section ``rhythm``); the detectors' defaults are
+    madmom's own. ``analyse_*`` record the values used in ``meta["params"]``."""
+
+    # --- beat and downbeat tracking (madmom) ---
+    beat_method: str = param("downbeat_dbn", choices=BEAT_METHODS,
+                             doc="How the beat grid is made (see rhythm_detectors.track_beats_and_downbeats)")
+    fps: int = param(100, unit="frames/s", choices=(100,), doc="Activation frame rate (madmom's networks: 100)")
+    beats_per_bar: tuple[int, ...] = param((3, 4), choices=(2, 3, 4, 5, 6, 7), min_items=1,
+                                           doc="Bar lengths the downbeat DBN may choose from")
+    downbeat_min_bpm: float = param(55.0, unit="BPM", above=0.0, doc="Slowest tempo of the downbeat DBN")
+    downbeat_max_bpm: float = param(205.0, unit="BPM", above=0.0, doc="Fastest tempo of the downbeat DBN")
+    downbeat_num_tempi: int = param(60, minimum=1, doc="Tempo states per bar length of the downbeat DBN")
+    downbeat_threshold: float = param(0.05, minimum=0.0, maximum=1.0,
+                                      doc="Decode only from the first to the last frame with activation >= this")
+    beat_min_bpm: float = param(55.0, unit="BPM", above=0.0, doc="Slowest tempo of the beat DBN (beat_dbn_*)")
+    beat_max_bpm: float = param(215.0, unit="BPM", above=0.0, doc="Fastest tempo of the beat DBN (beat_dbn_*)")
+    beat_threshold: float = param(0.0, minimum=0.0, maximum=1.0, doc="Activation threshold of the beat DBN")
+    transition_lambda: float = param(100.0, above=0.0, doc="Tempo-change penalty of both DBNs")
+    observation_lambda: float = param(16.0, above=0.0, doc="Beat-state share of a beat period in both DBNs")
+    # A decoded grid is rejected as "no beats" when its median beat activation is below min_median_beat_activation,
+    # or below weak_beat_activation while the beats also stand out less than min_beat_contrast times from the
+    # off-beats (see beat_evidence).
+    min_median_beat_activation: float = param(0.05, minimum=0.0, maximum=1.0,
+                                              doc="Below this median activation at the beats: no beats")
+    weak_beat_activation: float = param(0.3, minimum=0.0, maximum=1.0,
+                                        doc="Below this median activation the beats must stand out (contrast)")
+    min_beat_contrast: float = param(2.5, minimum=0.0, doc="Least beat/off-beat activation ratio of a weak grid")
+    # --- tempo cross-checks ---
+    tempo_min_bpm: float = param(40.0, unit="BPM", above=0.0, doc="Slowest tempo of madmom's comb-filter estimator")
+    tempo_max_bpm: float = param(250.0, unit="BPM", above=0.0, doc="Fastest tempo of madmom's comb-filter estimator")
+    tempo_act_smooth_s: float = param(0.14, unit="s", minimum=0.0, doc="Activation smoothing of the tempo estimator")
+    tempo_hist_smooth_bins: int = param(9, unit="bins", minimum=0, doc="Histogram smoothing of the tempo estimator")
+    tempo_comb_alpha: float = param(0.79, above=0.0, maximum=1.0, doc="Comb filter gain of the tempo estimator")
+    essentia_method: str = param("multifeature", choices=("multifeature", "degara"),
+                                 doc="Essentia RhythmExtractor2013 method")
+    essentia_min_bpm: float = param(40.0, unit="BPM", above=0.0, doc="Slowest tempo of Essentia's estimate")
+    essentia_max_bpm: float = param(208.0, unit="BPM", above=0.0, doc="Fastest tempo of Essentia's estimate")
+    # --- onsets (madmom CNNOnsetProcessor + peak picking of madmom's CNNOnsetDetector) ---
+    onset_threshold: float = param(0.54, minimum=0.0, maximum=1.0, doc="Peak-picking threshold of the onset CNN")
+    onset_smooth_s: float = param(0.05, unit="s", minimum=0.0, doc="Smoothing before onset peak picking")
+    onset_pre_max_s: float = param(0.01, unit="s", minimum=0.0, doc="An onset peak is the maximum this far back")
+    onset_post_max_s: float = param(0.01, unit="s", minimum=0.0, doc="An onset peak is the maximum this far ahead")
+    onset_combine_s: float = param(0.03, unit="s", minimum=0.0, doc="Onsets closer than this are one onset")
+    # --- features ---
+    beat_tolerance_s: float = param(0.07, unit="s", above=0.0, doc="An onset within this of a beat is on the beat")
+    ioi_histogram_bins: int = param(50, unit="bins", minimum=1, doc="Bins of the IOI entropy (rhythmic_complexity)")
+    bpm_defined_min_beats: int = param(15, minimum=0, doc="bpm_is_defined needs at least this many beats")
+    bpm_defined_min_bpm: float = param(40.0, unit="BPM", minimum=0.0, doc="bpm_is_defined: slowest tempo")
+    bpm_defined_max_bpm: float = param(300.0, unit="BPM", minimum=0.0, doc="bpm_is_defined: fastest tempo")
+    bpm_defined_max_ibi_std_s: float = param(0.15, unit="s", minimum=0.0,
+                                             doc="bpm_is_defined: largest IBI standard deviation (or stable segments)")
+    stable_max_ibi_change_s: float = param(0.05, unit="s", minimum=0.0,
+                                           doc="Consecutive IBIs of a stable segment differ by at most this")
+    stable_min_intervals: int = param(4, minimum=1, doc="Least IBIs of a stable segment")
+    stable_max_std_s: float = param(0.15, unit="s", minimum=0.0, doc="Largest IBI standard deviation of a stable "
+                                                                     "segment")
+    stable_min_coverage: float = param(0.1, minimum=0.0, maximum=1.0,
+                                       doc="Share of the duration stable segments must cover for bpm_is_defined")
+    stem_density_window_s: float = param(4.0, unit="s", above=0.0, doc="Window of the per-stem onset densities")
+    stem_density_hop_s: float = param(2.0, unit="s", above=0.0, doc="Hop of the per-stem onset densities")
+    # --- input checks ---
+    silence_rms_dbfs: float = param(-60.0, unit="dBFS", doc="Whole-signal RMS below this counts as silent")
+    # madmom needs MADMOM_MIN_SAMPLES (4096) samples at 44.1 kHz: 0.0929 s.
+    min_duration_s: float = param(1.0, unit="s", minimum=round(det.MADMOM_MIN_SAMPLES / det.MADMOM_SAMPLE_RATE, 3),
+                                  doc="Shorter input is not analysed (too short)")
+
 
 #: Full-mix keys, in catalogue order.
 FULL_MIX_KEYS = (
@@ -141,38 +156,6 @@ class RhythmGrids:
     def empty() -> "RhythmGrids":
         e = np.zeros(0, dtype=np.float64)
         return RhythmGrids(beats=e, downbeats=e.copy(), onsets=e.copy(), onset_strengths=e.copy())
-
-
-# --------------------------------------------------------------------------- parameters
-
-def resolve_params(params: dict | None) -> dict:
-    """Merge ``params`` over ``DEFAULT_PARAMS`` and check them.
-
-    Raises
-    ------
-    ValueError
-        For an unknown parameter name or an invalid value, naming it.
-    """
-    params = dict(params or {})
-    unknown = sorted(set(params) - set(DEFAULT_PARAMS))
-    if unknown:
-        raise ValueError(f"unknown rhythm parameter(s) {unknown}; known: {sorted(DEFAULT_PARAMS)}")
-    p = {**DEFAULT_PARAMS, **params}
-    if p["beat_method"] not in BEAT_METHODS:
-        raise ValueError(f"rhythm parameter beat_method={p['beat_method']!r}; use one of {BEAT_METHODS}")
-    p["beats_per_bar"] = [int(b) for b in np.atleast_1d(p["beats_per_bar"])]
-    if not p["beats_per_bar"] or min(p["beats_per_bar"]) < 2:
-        raise ValueError(f"rhythm parameter beats_per_bar={p['beats_per_bar']}: need bar lengths >= 2")
-    for key in ("beat_tolerance_s", "stem_density_window_s", "stem_density_hop_s", "min_duration_s"):
-        if not float(p[key]) > 0:
-            raise ValueError(f"rhythm parameter {key}={p[key]} must be > 0")
-    shortest = det.MADMOM_MIN_SAMPLES / det.MADMOM_SAMPLE_RATE
-    if float(p["min_duration_s"]) < shortest:
-        raise ValueError(f"rhythm parameter min_duration_s={p['min_duration_s']}: madmom needs at least "
-                         f"{shortest:.3f} s of audio")
-    if int(p["ioi_histogram_bins"]) < 1:
-        raise ValueError(f"rhythm parameter ioi_histogram_bins={p['ioi_histogram_bins']} must be >= 1")
-    return p
 
 
 # --------------------------------------------------------------------------- grid files
@@ -318,21 +301,20 @@ def stable_segments(ibis: np.ndarray, max_change_s: float, min_intervals: int,
     return runs
 
 
-def stable_coverage(beats: np.ndarray, duration_s: float, p: dict | None = None) -> float:
+def stable_coverage(beats: np.ndarray, duration_s: float, p: RhythmParams = RhythmParams()) -> float:
     """Share (0-1) of ``duration_s`` covered by stable IBI segments (see :func:`stable_segments`).
 
     Uses ``stable_max_ibi_change_s``, ``stable_min_intervals`` and
-    ``stable_max_std_s`` from ``p`` (overrides of ``DEFAULT_PARAMS``).
+    ``stable_max_std_s`` from ``p``.
     """
-    p = resolve_params(p)
     ibis = intervals(beats)
-    runs = stable_segments(ibis, float(p["stable_max_ibi_change_s"]), int(p["stable_min_intervals"]),
-                           float(p["stable_max_std_s"]))
+    runs = stable_segments(ibis, float(p.stable_max_ibi_change_s), int(p.stable_min_intervals),
+                           float(p.stable_max_std_s))
     covered = sum(float(ibis[a:b].sum()) for a, b in runs)
     return covered / float(duration_s)
 
 
-def bpm_defined(beats: np.ndarray, duration_s: float, p: dict | None = None) -> tuple[int, str]:
+def bpm_defined(beats: np.ndarray, duration_s: float, p: RhythmParams = RhythmParams()) -> tuple[int, str]:
     """Whether the beat grid gives a trustworthy tempo (1) or not (0), and why.
 
     1 when there are at least ``bpm_defined_min_beats`` beats, the tempo
@@ -346,29 +328,28 @@ def bpm_defined(beats: np.ndarray, duration_s: float, p: dict | None = None) -> 
         Beat times in seconds.
     duration_s : float
         Duration of the analysed audio in seconds.
-    p : dict, optional
-        Overrides of ``DEFAULT_PARAMS``.
+    p : RhythmParams, optional
+        The rhythm parameters.
 
     Returns
     -------
     (int, str)
         The flag and the rule that decided it.
     """
-    p = resolve_params(p)
     n = len(beats)
-    need = int(p["bpm_defined_min_beats"])
+    need = int(p.bpm_defined_min_beats)
     if n < need:
         return 0, f"{n} beats < {need}"
     bpm = bpm_from_beats(beats)
-    low, high = float(p["bpm_defined_min_bpm"]), float(p["bpm_defined_max_bpm"])
+    low, high = float(p.bpm_defined_min_bpm), float(p.bpm_defined_max_bpm)
     if bpm is None or not low <= bpm <= high:
         return 0, f"bpm {bpm} outside {low:g}-{high:g}"
     ibi_std = float(np.std(intervals(beats)))
-    limit = float(p["bpm_defined_max_ibi_std_s"])
+    limit = float(p.bpm_defined_max_ibi_std_s)
     if ibi_std <= limit + _EPS:
         return 1, f"IBI std {ibi_std:.4f} s <= {limit:g} s"
     coverage = stable_coverage(beats, duration_s, p)
-    min_cov = float(p["stable_min_coverage"])
+    min_cov = float(p.stable_min_coverage)
     if coverage >= min_cov - _EPS:
         return 1, f"IBI std {ibi_std:.4f} s > {limit:g} s but stable segments cover {coverage:.3f} >= {min_cov:g}"
     return 0, f"IBI std {ibi_std:.4f} s > {limit:g} s and stable segments cover {coverage:.3f} < {min_cov:g}"
@@ -446,6 +427,8 @@ def ioi_entropy_nats(iois: np.ndarray, bins: int) -> float:
     if iois.size == 0 or np.ptp(iois) < 1e-9:
         return 0.0
     counts, _ = np.histogram(iois, bins=bins)
+    from scipy.stats import entropy  # lazy: the registry imports this module at workflow parse time
+
     return float(entropy(counts))
 
 
@@ -503,7 +486,7 @@ def windowed_onset_densities(onsets: np.ndarray, duration_s: float, window_s: fl
 
 # --------------------------------------------------------------------------- feature assembly
 
-def _ioi_features(result: FeatureResult, onsets: np.ndarray, p: dict, keys: tuple[str, ...]) -> None:
+def _ioi_features(result: FeatureResult, onsets: np.ndarray, p: RhythmParams, keys: tuple[str, ...]) -> None:
     """Set the IOI-based keys among ``keys`` (ioi_mean, ioi_std, rhythmic_complexity, rhythmic_evenness)."""
     iois = intervals(onsets)
     n = len(onsets)
@@ -518,7 +501,7 @@ def _ioi_features(result: FeatureResult, onsets: np.ndarray, p: dict, keys: tupl
         return
     if "ioi_std" in keys:
         result.set("ioi_std", float(iois.std()))
-    complexity = rhythmic_complexity(iois, int(p["ioi_histogram_bins"]))
+    complexity = rhythmic_complexity(iois, int(p.ioi_histogram_bins))
     evenness = rhythmic_evenness(iois)
     for key, value in (("rhythmic_complexity", complexity), ("rhythmic_evenness", evenness)):
         if key not in keys:
@@ -530,7 +513,8 @@ def _ioi_features(result: FeatureResult, onsets: np.ndarray, p: dict, keys: tupl
 
 
 def full_mix_features(beats: np.ndarray, beat_positions: np.ndarray, onsets: np.ndarray,
-                      onset_strengths: np.ndarray, duration_s: float, p: dict | None = None) -> FeatureResult:
+                      onset_strengths: np.ndarray, duration_s: float,
+                      p: RhythmParams = RhythmParams()) -> FeatureResult:
     """Every grid-derived full-mix key (all but ``bpm_madmom`` / ``bpm_essentia``).
 
     Parameters
@@ -544,21 +528,20 @@ def full_mix_features(beats: np.ndarray, beat_positions: np.ndarray, onsets: np.
         Onset times (s), ascending, and the detector activation at each.
     duration_s : float
         Duration of the audio in seconds (> 0).
-    p : dict, optional
-        Overrides of ``DEFAULT_PARAMS``.
+    p : RhythmParams, optional
+        The rhythm parameters.
 
     Returns
     -------
     FeatureResult
         Values, reasons for absent keys, and ``meta["bpm_is_defined_rule"]``.
     """
-    p = resolve_params(p)
     r = FeatureResult()
     beats = np.asarray(beats, dtype=np.float64)
     onsets = np.asarray(onsets, dtype=np.float64)
     strengths = np.asarray(onset_strengths, dtype=np.float64)
     positions = np.asarray(beat_positions).astype(int)
-    tol = float(p["beat_tolerance_s"])
+    tol = float(p.beat_tolerance_s)
 
     r.set("beat_count", int(beats.size))
     bpm = bpm_from_beats(beats)
@@ -605,7 +588,7 @@ def full_mix_features(beats: np.ndarray, beat_positions: np.ndarray, onsets: np.
 
 
 def stem_features(onsets: np.ndarray, onset_strengths: np.ndarray, beats: np.ndarray, duration_s: float,
-                  p: dict | None = None) -> FeatureResult:
+                  p: RhythmParams = RhythmParams()) -> FeatureResult:
     """Per-stem keys (without suffix) from the stem's onsets and the full mix's beats.
 
     Parameters
@@ -616,18 +599,17 @@ def stem_features(onsets: np.ndarray, onset_strengths: np.ndarray, beats: np.nda
         The FULL-MIX beat times (s).
     duration_s : float
         Stem duration in seconds.
-    p : dict, optional
-        Overrides of ``DEFAULT_PARAMS``.
+    p : RhythmParams, optional
+        The rhythm parameters.
 
     Returns
     -------
     FeatureResult
     """
-    p = resolve_params(p)
     r = FeatureResult()
     onsets = np.asarray(onsets, dtype=np.float64)
     beats = np.asarray(beats, dtype=np.float64)
-    window, hop = float(p["stem_density_window_s"]), float(p["stem_density_hop_s"])
+    window, hop = float(p.stem_density_window_s), float(p.stem_density_hop_s)
     densities = windowed_onset_densities(onsets, duration_s, window, hop)
     if densities.size == 0:
         reason = f"too short: {duration_s:.2f} s < one {window:g} s window"
@@ -644,7 +626,7 @@ def stem_features(onsets: np.ndarray, onset_strengths: np.ndarray, beats: np.nda
     elif beats.size == 0:
         r.mark_absent("syncopation", "no full-mix beats")
     else:
-        value = weighted_syncopation(onsets, onset_strengths, beats, float(p["beat_tolerance_s"]))
+        value = weighted_syncopation(onsets, onset_strengths, beats, float(p.beat_tolerance_s))
         if value is None:
             r.mark_absent("syncopation", "onset strengths sum to zero")
         else:
@@ -702,30 +684,27 @@ def beat_evidence(beats: np.ndarray, activation: np.ndarray, fps: int) -> tuple[
     return support, support / max(float(np.median(around)), 1e-3)
 
 
-def _silence_reason(signal: AudioSignal, p: dict, label: str) -> str | None:
+def _silence_reason(signal: AudioSignal, p: RhythmParams, label: str) -> str | None:
     """Why ``signal`` is not analysed (silent or too short), or None."""
     if signal.is_digital_silence():
         return f"{label} (digital silence)"
     level = rms_dbfs(signal.mono())
-    limit = float(p["silence_rms_dbfs"])
+    limit = float(p.silence_rms_dbfs)
     if level < limit:
         return f"{label} (RMS {level:.1f} dBFS < {limit:g} dBFS)"
     return None
 
 
-def _params_meta(p: dict) -> dict:
-    return {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in p.items()}
-
-
-def analyse_rhythm(signal: AudioSignal, params: dict | None = None) -> tuple[FeatureResult, RhythmGrids]:
+def analyse_rhythm(signal: AudioSignal,
+                   params: RhythmParams = RhythmParams()) -> tuple[FeatureResult, RhythmGrids]:
     """Beats, downbeats, onsets and the full-mix rhythm features of one track.
 
     Parameters
     ----------
     signal : AudioSignal
         The full mix at its native rate and channel layout (downmixed to mono here).
-    params : dict, optional
-        Overrides of ``DEFAULT_PARAMS``.
+    params : RhythmParams, optional
+        The rhythm parameters.
 
     Returns
     -------
@@ -737,14 +716,14 @@ def analyse_rhythm(signal: AudioSignal, params: dict | None = None) -> tuple[Fea
     grids : RhythmGrids
         Beat, downbeat and onset times (s) and onset strengths.
     """
-    p = resolve_params(params)
+    p = params
     result = FeatureResult()
-    result.meta.update({"params": _params_meta(p), "versions": det.package_versions(),
+    result.meta.update({"params": as_dict(p), "versions": det.package_versions(),
                         "input_sample_rate": signal.sample_rate, "duration_s": signal.duration_s})
     duration = signal.duration_s
     skip = _silence_reason(signal, p, "silent signal")
-    if skip is None and duration < float(p["min_duration_s"]):
-        skip = f"too short ({duration:.3f} s < {float(p['min_duration_s']):g} s)"
+    if skip is None and duration < float(p.min_duration_s):
+        skip = f"too short ({duration:.3f} s < {float(p.min_duration_s):g} s)"
     if skip is not None:
         result.mark_all_absent(FULL_MIX_KEYS, skip)
         result.meta["empty_grids"] = {g: skip for g in ("beats", "downbeats", "onsets")}
@@ -753,7 +732,7 @@ def analyse_rhythm(signal: AudioSignal, params: dict | None = None) -> tuple[Fea
     samples, note = det.resample_for_madmom(signal.mono(), signal.sample_rate)
     result.meta["madmom_input"] = f"mono downmix, {note}"
     detections = det.track_beats_and_downbeats(samples, p)
-    result.meta["beat_method"] = p["beat_method"]
+    result.meta["beat_method"] = p.beat_method
     result.meta["activations"] = detections.activation_note
     result.meta["threads"] = "madmom num_threads=1, onnxruntime intra_op_num_threads=1"
 
@@ -763,18 +742,18 @@ def analyse_rhythm(signal: AudioSignal, params: dict | None = None) -> tuple[Fea
     if beats.size:
         # The DBN decodes a regular beat sequence even where the network saw no beats (a drone,
         # noise), so a grid the activation does not support is rejected rather than passed on.
-        support, contrast = beat_evidence(beats, detections.beat_activation, int(p["fps"]))
+        support, contrast = beat_evidence(beats, detections.beat_activation, int(p.fps))
         result.meta["median_beat_activation"] = support
         result.meta["beat_contrast"] = contrast
         reason = None
-        if support < float(p["min_median_beat_activation"]):
+        if support < float(p.min_median_beat_activation):
             reason = (f"no beats detected: median beat activation at the {beats.size} decoded beats is "
-                      f"{support:.3f} < {float(p['min_median_beat_activation']):g} (no rhythmic evidence)")
-        elif (support < float(p["weak_beat_activation"]) and contrast is not None
-              and contrast < float(p["min_beat_contrast"])):
+                      f"{support:.3f} < {float(p.min_median_beat_activation):g} (no rhythmic evidence)")
+        elif (support < float(p.weak_beat_activation) and contrast is not None
+              and contrast < float(p.min_beat_contrast)):
             reason = (f"no beats detected: median beat activation {support:.3f} < "
-                      f"{float(p['weak_beat_activation']):g} and the {beats.size} decoded beats stand out only "
-                      f"{contrast:.2f}x from the off-beats (< {float(p['min_beat_contrast']):g}; noise-like input)")
+                      f"{float(p.weak_beat_activation):g} and the {beats.size} decoded beats stand out only "
+                      f"{contrast:.2f}x from the off-beats (< {float(p.min_beat_contrast):g}; noise-like input)")
         if reason is not None:
             empty["beats"] = empty["downbeats"] = reason
             beats = np.zeros(0)
@@ -824,7 +803,8 @@ def analyse_rhythm(signal: AudioSignal, params: dict | None = None) -> tuple[Fea
     return result, grids
 
 
-def analyse_stem_rhythm(stem: AudioSignal, beats: np.ndarray, params: dict | None, stem_name: str) -> FeatureResult:
+def analyse_stem_rhythm(stem: AudioSignal, beats: np.ndarray, params: RhythmParams,
+                        stem_name: str) -> FeatureResult:
     """Per-stem rhythm keys (WITHOUT the ``_<stem>`` suffix; the caller appends it).
 
     Parameters
@@ -833,8 +813,8 @@ def analyse_stem_rhythm(stem: AudioSignal, beats: np.ndarray, params: dict | Non
         One separated stem.
     beats : np.ndarray
         The full mix's beat times in seconds (may be empty).
-    params : dict, optional
-        Overrides of ``DEFAULT_PARAMS``.
+    params : RhythmParams, optional
+        The rhythm parameters.
     stem_name : str
         "bass", "drums", "other" or "vocals" (recorded in meta).
 
@@ -843,17 +823,17 @@ def analyse_stem_rhythm(stem: AudioSignal, beats: np.ndarray, params: dict | Non
     FeatureResult
         ``STEM_KEYS``; a silent stem gives every key absent with reason "silent stem".
     """
-    p = resolve_params(params)
+    p = params
     result = FeatureResult()
-    result.meta.update({"stem": stem_name, "params": _params_meta(p), "versions": det.package_versions(),
+    result.meta.update({"stem": stem_name, "params": as_dict(p), "versions": det.package_versions(),
                         "input_sample_rate": stem.sample_rate, "duration_s": stem.duration_s})
     detail = _silence_reason(stem, p, "silent stem")
     if detail is not None:
         result.mark_all_absent(STEM_KEYS, "silent stem")
         result.meta["silence"] = detail
         return result
-    if stem.duration_s < float(p["min_duration_s"]):
-        reason = f"too short ({stem.duration_s:.3f} s < {float(p['min_duration_s']):g} s)"
+    if stem.duration_s < float(p.min_duration_s):
+        reason = f"too short ({stem.duration_s:.3f} s < {float(p.min_duration_s):g} s)"
         result.mark_all_absent(STEM_KEYS, reason)
         return result
     samples, note = det.resample_for_madmom(stem.mono(), stem.sample_rate)

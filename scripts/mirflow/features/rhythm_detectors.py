@@ -20,8 +20,12 @@ from __future__ import annotations
 import importlib.metadata
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # rhythm imports this module
+    from .rhythm import RhythmParams
 
 #: Sample rate madmom's bundled models expect (Hz).
 MADMOM_SAMPLE_RATE = 44100
@@ -155,15 +159,15 @@ class BeatDetections:
     activation_note: str
 
 
-def track_beats_and_downbeats(samples_44k: np.ndarray, p: dict) -> BeatDetections:
+def track_beats_and_downbeats(samples_44k: np.ndarray, p: RhythmParams) -> BeatDetections:
     """Run madmom's beat and downbeat tracking on 44.1 kHz mono audio.
 
     Parameters
     ----------
     samples_44k : np.ndarray
         float32 mono at 44100 Hz, at least ``MADMOM_MIN_SAMPLES`` long.
-    p : dict
-        Resolved rhythm parameters (see ``rhythm.DEFAULT_PARAMS``); uses
+    p : RhythmParams
+        The rhythm parameters; uses
         ``beat_method``, ``fps``, ``beats_per_bar``, ``downbeat_*`` and ``beat_*``.
 
     Returns
@@ -184,16 +188,16 @@ def track_beats_and_downbeats(samples_44k: np.ndarray, p: dict) -> BeatDetection
       + DBNBeatTrackingProcessor for beats, RNNDownBeatProcessor +
       DBNDownBeatTrackingProcessor for downbeats (two RNN ensembles).
     """
-    fps = int(p["fps"])
-    method = p["beat_method"]
+    fps = int(p.fps)
+    method = p.beat_method
     if fps != 100:
         # RNNDownBeatProcessor's front end is fixed at 100 frames per second.
         raise ValueError(f"rhythm parameter fps={fps}: madmom's downbeat network only runs at 100 fps")
     act2 = np.asarray(_downbeat_rnn()(samples_44k), dtype=np.float64)
-    downbeat_dbn = _downbeat_dbn(tuple(int(b) for b in p["beats_per_bar"]), float(p["downbeat_min_bpm"]),
-                                 float(p["downbeat_max_bpm"]), int(p["downbeat_num_tempi"]),
-                                 float(p["transition_lambda"]), float(p["observation_lambda"]),
-                                 float(p["downbeat_threshold"]), fps)
+    downbeat_dbn = _downbeat_dbn(tuple(int(b) for b in p.beats_per_bar), float(p.downbeat_min_bpm),
+                                 float(p.downbeat_max_bpm), int(p.downbeat_num_tempi),
+                                 float(p.transition_lambda), float(p.observation_lambda),
+                                 float(p.downbeat_threshold), fps)
     rows = np.asarray(downbeat_dbn(act2), dtype=np.float64).reshape(-1, 2)
     shared_activation = act2[:, 0] + act2[:, 1]
     if method == "downbeat_dbn":
@@ -202,8 +206,8 @@ def track_beats_and_downbeats(samples_44k: np.ndarray, p: dict) -> BeatDetection
             activation_note=("RNNDownBeatProcessor run once: its (beat, downbeat) activations feed "
                              "DBNDownBeatTrackingProcessor, which gives beats and downbeats; their sum "
                              "feeds TempoEstimationProcessor"))
-    beat_dbn = _beat_dbn(float(p["beat_min_bpm"]), float(p["beat_max_bpm"]), float(p["transition_lambda"]),
-                         float(p["observation_lambda"]), float(p["beat_threshold"]), fps)
+    beat_dbn = _beat_dbn(float(p.beat_min_bpm), float(p.beat_max_bpm), float(p.transition_lambda),
+                         float(p.observation_lambda), float(p.beat_threshold), fps)
     if method == "beat_dbn_shared":
         beats = np.asarray(beat_dbn(shared_activation), dtype=np.float64)
         return BeatDetections(
@@ -221,15 +225,15 @@ def track_beats_and_downbeats(samples_44k: np.ndarray, p: dict) -> BeatDetection
     raise ValueError(f"unknown beat_method {method!r}")
 
 
-def madmom_tempo_bpm(beat_activation: np.ndarray, p: dict) -> float | None:
+def madmom_tempo_bpm(beat_activation: np.ndarray, p: RhythmParams) -> float | None:
     """Dominant tempo (BPM) of a beat activation by madmom's comb-filter tempo estimator.
 
     Parameters
     ----------
     beat_activation : np.ndarray
-        Beat probability per frame at ``p["fps"]`` frames per second.
-    p : dict
-        Resolved rhythm parameters (``tempo_*``, ``fps``).
+        Beat probability per frame at ``p.fps`` frames per second.
+    p : RhythmParams
+        The rhythm parameters (``tempo_*``, ``fps``).
 
     Returns
     -------
@@ -238,26 +242,26 @@ def madmom_tempo_bpm(beat_activation: np.ndarray, p: dict) -> float | None:
     """
     from madmom.features.tempo import CombFilterTempoHistogramProcessor, TempoEstimationProcessor
 
-    fps = int(p["fps"])
-    hist = CombFilterTempoHistogramProcessor(min_bpm=float(p["tempo_min_bpm"]), max_bpm=float(p["tempo_max_bpm"]),
-                                             alpha=float(p["tempo_comb_alpha"]), fps=fps)
-    proc = TempoEstimationProcessor(method=None, histogram_processor=hist, act_smooth=float(p["tempo_act_smooth_s"]),
-                                    hist_smooth=int(p["tempo_hist_smooth_bins"]), fps=fps)
+    fps = int(p.fps)
+    hist = CombFilterTempoHistogramProcessor(min_bpm=float(p.tempo_min_bpm), max_bpm=float(p.tempo_max_bpm),
+                                             alpha=float(p.tempo_comb_alpha), fps=fps)
+    proc = TempoEstimationProcessor(method=None, histogram_processor=hist, act_smooth=float(p.tempo_act_smooth_s),
+                                    hist_smooth=int(p.tempo_hist_smooth_bins), fps=fps)
     tempi = np.asarray(proc(np.asarray(beat_activation, dtype=np.float64)))
     if tempi.size == 0:
         return None
     return float(tempi[0, 0])
 
 
-def madmom_onsets(samples_44k: np.ndarray, p: dict) -> tuple[np.ndarray, np.ndarray]:
+def madmom_onsets(samples_44k: np.ndarray, p: RhythmParams) -> tuple[np.ndarray, np.ndarray]:
     """Onsets by madmom's CNN onset detector with its reference peak picking.
 
     Parameters
     ----------
     samples_44k : np.ndarray
         float32 mono at 44100 Hz.
-    p : dict
-        Resolved rhythm parameters: ``onset_threshold``, ``onset_smooth_s``,
+    p : RhythmParams
+        The rhythm parameters: ``onset_threshold``, ``onset_smooth_s``,
         ``onset_pre_max_s``, ``onset_post_max_s``, ``onset_combine_s``.
 
     Returns
@@ -279,12 +283,12 @@ def madmom_onsets(samples_44k: np.ndarray, p: dict) -> tuple[np.ndarray, np.ndar
 
     fps = 100  # the CNN's front end is fixed at 100 frames per second
     activation = np.asarray(_onset_cnn()(samples_44k), dtype=np.float64).ravel()
-    frames = peak_picking(activation, float(p["onset_threshold"]),
-                          int(round(float(p["onset_smooth_s"]) * fps)), 0, 0,
-                          int(round(float(p["onset_pre_max_s"]) * fps)),
-                          int(round(float(p["onset_post_max_s"]) * fps)))
+    frames = peak_picking(activation, float(p.onset_threshold),
+                          int(round(float(p.onset_smooth_s) * fps)), 0, 0,
+                          int(round(float(p.onset_pre_max_s) * fps)),
+                          int(round(float(p.onset_post_max_s) * fps)))
     frames = np.asarray(frames, dtype=np.int64)
-    keep = _combine_left(frames / float(fps), float(p["onset_combine_s"]))
+    keep = _combine_left(frames / float(fps), float(p.onset_combine_s))
     frames = frames[keep]
     return frames / float(fps), activation[frames]
 
@@ -300,15 +304,15 @@ def _combine_left(times: np.ndarray, min_gap_s: float) -> np.ndarray:
     return np.asarray(keep, dtype=np.int64)
 
 
-def essentia_tempo_bpm(samples_44k: np.ndarray, p: dict) -> tuple[float | None, str, float | None]:
+def essentia_tempo_bpm(samples_44k: np.ndarray, p: RhythmParams) -> tuple[float | None, str, float | None]:
     """Tempo by Essentia's RhythmExtractor2013 on 44.1 kHz mono audio.
 
     Parameters
     ----------
     samples_44k : np.ndarray
         float32 mono at 44100 Hz.
-    p : dict
-        Resolved rhythm parameters: ``essentia_method``, ``essentia_min_bpm``,
+    p : RhythmParams
+        The rhythm parameters: ``essentia_method``, ``essentia_min_bpm``,
         ``essentia_max_bpm``.
 
     Returns
@@ -327,8 +331,8 @@ def essentia_tempo_bpm(samples_44k: np.ndarray, p: dict) -> tuple[float | None, 
     essentia.log.warningActive = False
     import essentia.standard as es
 
-    low, high = float(p["essentia_min_bpm"]), float(p["essentia_max_bpm"])
-    extractor = es.RhythmExtractor2013(method=str(p["essentia_method"]), minTempo=int(low), maxTempo=int(high))
+    low, high = float(p.essentia_min_bpm), float(p.essentia_max_bpm)
+    extractor = es.RhythmExtractor2013(method=str(p.essentia_method), minTempo=int(low), maxTempo=int(high))
     try:
         bpm, ticks, confidence, _estimates, _intervals = extractor(np.ascontiguousarray(samples_44k, np.float32))
     except RuntimeError as err:  # Essentia reports every failure (e.g. too little audio) as RuntimeError

@@ -32,11 +32,13 @@ import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..audio import AudioSignal
+from ..params import param
 from ..result import FeatureResult
 
 #: Output key -> ``timbral_models`` model name (``timbral_<name>``).
@@ -52,22 +54,23 @@ MODELS = {
 }
 KEYS = tuple(MODELS)
 
-DEFAULT_PARAMS = {
-    # Output keys to compute (any subset of KEYS).
-    "models": list(KEYS),
-    # Output keys computed in a separate process that is killed after its timeout.
-    "isolated_models": ["reverberation"],
-    "reverb_timeout_s": 300.0,
-    # Timeout for any other isolated model, seconds.
-    "isolated_timeout_s": 300.0,
-    # Memoise repeated filter designs and per-window specific loudness, reduce arrays with numpy,
-    # filter the HPSS spectrogram line by line and compile the envelope loop inside timbral_models
-    # (bit-identical results, 2.2x faster on 3 min of audio; see mirflow.compat.timbral).
-    "speedups": True,
-    # Shorter input is absent with reason "too short" (the library needs 0.4 s for its
-    # loudness normalisation and silently returns placeholder RT60s below ~0.2 s).
-    "min_duration_s": 1.0,
-}
+
+
+@dataclass(frozen=True)
+class TimbralParams:
+    """Parameters of ``timbral`` (config section ``timbral``)."""
+
+    models: tuple[str, ...] = param(KEYS, choices=KEYS, doc="Output keys to compute (any subset of the eight)")
+    isolated_models: tuple[str, ...] = param(
+        ("reverberation",), choices=KEYS, doc="Output keys computed in a separate process, killed after its timeout")
+    reverb_timeout_s: float = param(300.0, unit="s", above=0.0, doc="Timeout of the isolated reverberation model")
+    isolated_timeout_s: float = param(300.0, unit="s", above=0.0, doc="Timeout of any other isolated model")
+    # Memoise repeated filter designs and per-window specific loudness, reduce arrays with numpy, filter the HPSS
+    # spectrogram line by line and compile the envelope loop inside timbral_models (bit-identical results, 2.2x
+    # faster on 3 min of audio; see mirflow.compat.timbral).
+    speedups: bool = param(True, doc="Bit-identical speed-ups inside timbral_models (mirflow.compat.timbral)")
+    # The library needs 0.4 s for its loudness normalisation and silently returns placeholder RT60s below ~0.2 s.
+    min_duration_s: float = param(1.0, unit="s", minimum=0.4, doc="Shorter input is absent (\"too short\")")
 
 
 def library_input(samples: np.ndarray) -> np.ndarray:
@@ -133,16 +136,7 @@ def run_model_isolated(model: str, audio: np.ndarray, sample_rate: int, timeout_
                          + " | ".join(tail)}
 
 
-def _merged(params: dict | None) -> dict:
-    merged = dict(DEFAULT_PARAMS)
-    merged.update(params or {})
-    unknown = set(merged["models"]) - set(KEYS)
-    if unknown:
-        raise ValueError(f"unknown timbral model(s) {sorted(unknown)}; known: {list(KEYS)}")
-    return merged
-
-
-def compute_timbral(signal: AudioSignal, params: dict | None = None) -> FeatureResult:
+def compute_timbral(signal: AudioSignal, params: TimbralParams = TimbralParams()) -> FeatureResult:
     """The eight Audio Commons timbral attributes of one signal.
 
     Parameters
@@ -150,8 +144,8 @@ def compute_timbral(signal: AudioSignal, params: dict | None = None) -> FeatureR
     signal : AudioSignal
         Usually the full mix, any channel count and sample rate (the library
         upsamples below 44.1 kHz itself).
-    params : dict, optional
-        Overrides of :data:`DEFAULT_PARAMS`.
+    params : TimbralParams, optional
+        Models to run, their isolation and timeouts.
 
     Returns
     -------
@@ -161,7 +155,7 @@ def compute_timbral(signal: AudioSignal, params: dict | None = None) -> FeatureR
         which ran isolated and with what timeout, ``reverb_rt60_s`` and the
         ``errors`` of models that raised.
     """
-    p = _merged(params)
+    p = params
     result = FeatureResult()
     result.meta.update({
         "library": f"timbral_models {_library_version()}",
@@ -169,30 +163,30 @@ def compute_timbral(signal: AudioSignal, params: dict | None = None) -> FeatureR
         "input": "samples as soundfile.read returns them (float64, frames x channels); the library sums "
                  "channels to mono and loudness-normalises to -24 LUFS",
         "calls": {key: ("timbral_reverb(x, fs, dev_output=True)[1] * 100" if key == "reverberation"
-                        else f"timbral_{MODELS[key]}(x, fs)") for key in p["models"]},
+                        else f"timbral_{MODELS[key]}(x, fs)") for key in p.models},
         "clipped": False,
-        "speedups": bool(p["speedups"]),
-        "isolated": {key: float(p["reverb_timeout_s"] if key == "reverberation" else p["isolated_timeout_s"])
-                     for key in p["models"] if key in p["isolated_models"]},
+        "speedups": bool(p.speedups),
+        "isolated": {key: float(p.reverb_timeout_s if key == "reverberation" else p.isolated_timeout_s)
+                     for key in p.models if key in p.isolated_models},
         "errors": {},
     })
     if signal.is_digital_silence():
-        result.mark_all_absent(p["models"], "silent")
+        result.mark_all_absent(p.models, "silent")
         return result
-    if signal.duration_s < p["min_duration_s"]:
-        result.mark_all_absent(p["models"], f"too short ({signal.duration_s:.2f} s < {p['min_duration_s']} s)")
+    if signal.duration_s < p.min_duration_s:
+        result.mark_all_absent(p.models, f"too short ({signal.duration_s:.2f} s < {p.min_duration_s} s)")
         return result
 
     audio = library_input(signal.samples)
-    for key in p["models"]:
+    for key in p.models:
         model = MODELS[key]
-        if key in p["isolated_models"]:
-            timeout = p["reverb_timeout_s"] if key == "reverberation" else p["isolated_timeout_s"]
+        if key in p.isolated_models:
+            timeout = p.reverb_timeout_s if key == "reverberation" else p.isolated_timeout_s
             outcome = run_model_isolated(model, audio, signal.sample_rate, float(timeout),
-                                         bool(p["speedups"]))
+                                         bool(p.speedups))
         else:
             try:
-                outcome = run_model_in_process(model, audio, signal.sample_rate, bool(p["speedups"]))
+                outcome = run_model_in_process(model, audio, signal.sample_rate, bool(p.speedups))
             except Exception as err:  # recorded as the key's reason and in meta, never dropped
                 outcome = {"error": f"{type(err).__name__}: {err}"}
         _record(result, key, outcome, timeout_s=result.meta["isolated"].get(key))

@@ -96,7 +96,7 @@ class DrumsParams:
 
     device: str = param("auto", pattern=DEVICE_PATTERN,
                         doc="Torch device: auto (a CUDA/ROCm GPU when torch sees one, else CPU), cpu, cuda, cuda:N")
-    thresholds: DrumThresholds = section(DrumThresholds, doc="Peak-picking threshold per class")
+    thresholds: DrumThresholds = section(DrumThresholds(), doc="Peak-picking threshold per class")
     pre_avg_s: float = param(0.1, unit="s", minimum=0.0, doc="Moving-average window before a frame")
     post_avg_s: float = param(0.01, unit="s", minimum=0.0, doc="Moving-average window after a frame")
     pre_max_s: float = param(0.02, unit="s", minimum=0.0, doc="Local-maximum window before a frame")
