@@ -167,7 +167,10 @@ PROMPTS = {"full": {"template": "Describe this track.", "max_tokens": 12},
 
 
 def P(section: dict) -> F.FlamingoParams:
-    """The typed parameters of a config section, as runner.compute_family builds them."""
+    """The typed parameters of a config section, as runner.compute_family builds them; ``prompts``, when given, are
+    exactly the prompts asked (the default ones are dropped, as a config does with null entries)."""
+    if "prompts" in section:
+        section = {**section, "prompts": {**dict.fromkeys(F.DEFAULT_PROMPTS), **section["prompts"]}}
     return from_config(F.FlamingoParams, section, where="captions_flamingo")
 
 
@@ -315,9 +318,11 @@ def test_default_prompts_and_variants():
 
 
 def test_prompts_are_named_entries_with_a_template():
-    # a configured prompts mapping replaces the default prompts; an entry's max_tokens defaults
-    own = P({"prompts": {"mood": {"template": "Mood?"}}})
-    assert dict(own.prompts) == {"mood": F.PromptParams(template="Mood?", max_tokens=400)}
+    # configured prompts are merged over the default ones by name (null drops one); a new one's max_tokens defaults
+    own = from_config(F.FlamingoParams, {"prompts": {"mood": {"template": "Mood?"}, "technical": None}},
+                      where="captions_flamingo")
+    assert list(own.prompts) == ["full", "genre_mood", "instrumentation", "structure", "mood"]
+    assert own.prompts["mood"] == F.PromptParams(template="Mood?", max_tokens=400)
     with pytest.raises(ConfigError, match=r"captions_flamingo\.prompts\.mood\.max_tokens"):
         P({"prompts": {"mood": {"template": "Mood?", "max_tokens": 0}}})
     with pytest.raises(ConfigError, match="captions_flamingo.model_variant"):

@@ -192,13 +192,19 @@ class WithEntries:
                                             doc="Prompts")
 
 
-def test_named_entries_replace_the_defaults_and_default_their_keys():
+def test_named_entries_merge_over_the_defaults_by_name():
     plain = {"device": "auto", "system": None, "prompts": {"full": {"template": "Describe.", "max_tokens": 500}}}
     assert defaults(WithEntries) == plain == as_dict(from_config(WithEntries, None, where="w"))
     got = from_config(WithEntries, {"device": "cuda:1", "system": "Be brief.",
                                     "prompts": {"short": {"template": "Genre?"}}}, where="w")
     assert got.device == "cuda:1" and got.system == "Be brief."
-    assert dict(got.prompts) == {"short": Prompt(template="Genre?")}  # the default entry "full" is gone
+    # a new name takes the class defaults for what it omits; the default entry stays
+    assert dict(got.prompts) == {"full": Prompt("Describe.", 500), "short": Prompt(template="Genre?")}
+    # an entry of a default name changes only the keys it gives; null drops a name
+    assert dict(from_config(WithEntries, {"prompts": {"full": {"max_tokens": 9}}}, where="w").prompts) == {
+        "full": Prompt("Describe.", 9)}
+    assert dict(from_config(WithEntries, {"prompts": {"full": None, "x": {"template": "?"}}}, where="w").prompts) \
+        == {"x": Prompt("?")}
     assert from_config(WithEntries, plain, where="w") == WithEntries()
     with pytest.raises(TypeError):
         got.prompts["x"] = Prompt()  # read-only like the rest of the object
@@ -221,7 +227,7 @@ def test_bad_entries_and_patterns_name_the_key(section_, key):
 def test_entries_schema_and_reference_rows():
     jsonschema = pytest.importorskip("jsonschema")
     schema = schema_for(WithEntries)
-    jsonschema.validate({"device": "cpu", "system": None, "prompts": {"x": {"template": "?"}}}, schema)
+    jsonschema.validate({"device": "cpu", "system": None, "prompts": {"x": {"template": "?"}, "full": None}}, schema)
     for bad in ({"device": "gpu"}, {"prompts": {"Bad Name": {}}}, {"prompts": {"x": {"max_tokens": 0}}}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
@@ -236,5 +242,9 @@ def test_fill_defaults_fills_each_given_entry():
         settings, params = "w", WithEntries
 
     assert fill_defaults({}, [Fam])["w"]["prompts"] == {"full": {"template": "Describe.", "max_tokens": 500}}
-    filled = fill_defaults({"w": {"prompts": {"x": {"template": "?"}}}}, [Fam])["w"]
-    assert filled["prompts"] == {"x": {"template": "?", "max_tokens": 400}}
+    filled = fill_defaults({"w": {"prompts": {"x": {"template": "?"}, "full": {"max_tokens": 9}}}}, [Fam])["w"]
+    assert filled["prompts"] == {"full": {"template": "Describe.", "max_tokens": 9},
+                                 "x": {"template": "?", "max_tokens": 400}}
+    # a dropped entry stays null in the filled section, so building the object from it drops it again
+    dropped = fill_defaults({"w": {"prompts": {"full": None}}}, [Fam])["w"]
+    assert dropped["prompts"] == {"full": None} and dict(from_config(WithEntries, dropped, where="w").prompts) == {}

@@ -101,8 +101,9 @@ def section(default: Any, *, doc: str) -> Any:
 def mapping(cls: type, default: Mapping[str, Mapping], *, doc: str, names: str = r"[a-z0-9_]+") -> Any:
     """A dataclass field holding named entries of one parameter class (an open set of names, e.g. prompts).
 
-    The object holds a read-only mapping name -> ``cls`` instance. A config that gives this key replaces the
-    default entries (so an entry can be dropped); an entry's omitted keys take ``cls``'s defaults.
+    The object holds a read-only mapping name -> ``cls`` instance. A config's entries are merged over the default
+    entries by name, as a config file is merged over another (an entry's keys over those of the default entry of
+    that name, a new name's over ``cls``'s defaults); a null entry drops that name.
 
     Parameters
     ----------
@@ -240,14 +241,14 @@ def _build(base: Any, section: Mapping | None, where: str) -> Any:
         if spec["section"] is not None:
             values[name] = _build(getattr(base, name), section[name], key)
         elif spec["mapping"] is not None:
-            values[name] = _entries(spec, section[name], key)
+            values[name] = _entries(spec, getattr(base, name), section[name], key)
         else:
             values[name] = _check(section[name], spec, key)
     return dataclasses.replace(base, **values)
 
 
-def _entries(spec: dict, given: Any, key: str) -> MappingProxyType:
-    """The named entries of a :func:`mapping` field from the config (they replace the defaults)."""
+def _entries(spec: dict, base: Mapping, given: Any, key: str) -> MappingProxyType:
+    """The named entries of a :func:`mapping` field: ``given`` (from the config) merged over ``base`` by name."""
     if not isinstance(given, Mapping):
         raise ConfigError(f"config key '{key}' is {given!r}; allowed: {_allowed(spec)}.",
                           f"write '{key}' as a mapping of names to entries, or remove it to use the defaults.")
@@ -255,8 +256,13 @@ def _entries(spec: dict, given: Any, key: str) -> MappingProxyType:
         if not isinstance(name, str) or not re.fullmatch(spec["names"], name):
             raise ConfigError(f"config key '{key}' has the entry name {name!r}, which is not usable in a key.",
                               f"name the entries of '{key}' with {spec['names']}.")
-    return MappingProxyType({name: _build(spec["mapping"](), entry, f"{key}.{name}")
-                             for name, entry in given.items()})
+    entries = dict(base)
+    for name, entry in given.items():
+        if entry is None:
+            entries.pop(name, None)
+        else:
+            entries[name] = _build(entries.get(name, spec["mapping"]()), entry, f"{key}.{name}")
+    return MappingProxyType(entries)
 
 
 def _plain(value: Any) -> Any:
@@ -304,7 +310,7 @@ def _schema(base: Any) -> dict:
             prop = _schema(default)
         elif spec["mapping"] is not None:
             prop = {"type": "object", "propertyNames": {"pattern": f"^(?:{spec['names']})$"},
-                    "additionalProperties": _schema(spec["mapping"]())}
+                    "additionalProperties": {"anyOf": [_schema(spec["mapping"]()), {"type": "null"}]}}
         elif spec["list"]:
             prop = {"type": ["array", "null"] if spec["nullable"] else "array", "items": _value_schema(spec)}
             if spec["min_items"]:
@@ -371,8 +377,8 @@ def fill_defaults(config: Mapping, families: Iterable) -> dict:
     """The typed family sections of ``config`` with every omitted key (or a whole omitted section) defaulted.
 
     The user's values are kept as written (no type conversion), so ``_meta.params`` records exactly what was
-    configured plus the defaults. The entries of a :func:`mapping` given in the config replace its default
-    entries, each filled with its class's defaults.
+    configured plus the defaults. The entries of a :func:`mapping` are merged over its default entries by name
+    (a null entry, which drops that name, is kept as written).
     """
     typed = {fam.settings: fam.params for fam in families if fam.params is not None}
     return {section: _filled(cls(), config.get(section)) for section, cls in typed.items()}
@@ -388,8 +394,10 @@ def _filled(base: Any, given: Any) -> dict:
         if spec is not None and isinstance(value, Mapping) and spec["section"] is not None:
             filled[key] = _filled(getattr(base, key), value)
         elif spec is not None and isinstance(value, Mapping) and spec["mapping"] is not None:
-            filled[key] = {name: _filled(spec["mapping"](), entry) if isinstance(entry, Mapping) else entry
-                           for name, entry in value.items()}
+            entries = getattr(base, key)
+            filled[key] = {**filled[key], **{
+                name: _filled(entries.get(name, spec["mapping"]()), entry) if isinstance(entry, Mapping) else entry
+                for name, entry in value.items()}}
         else:
             filled[key] = value
     return filled
