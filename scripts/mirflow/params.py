@@ -310,7 +310,8 @@ def _schema(base: Any) -> dict:
             prop = _schema(default)
         elif spec["mapping"] is not None:
             prop = {"type": "object", "propertyNames": {"pattern": f"^(?:{spec['names']})$"},
-                    "additionalProperties": {"anyOf": [_schema(spec["mapping"]()), {"type": "null"}]}}
+                    # an entry is an object, or null (dropping that name)
+                    "additionalProperties": {**_schema(spec["mapping"]()), "type": ["object", "null"]}}
         elif spec["list"]:
             prop = {"type": ["array", "null"] if spec["nullable"] else "array", "items": _value_schema(spec)}
             if spec["min_items"]:
