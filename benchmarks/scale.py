@@ -167,7 +167,7 @@ def create_outputs(wd: Path, dry_run_log: str) -> int:
             outputs.extend(p.strip() for p in line[len("output:"):].split(", "))
     # Dry runs list jobs in no fixed order: order by stage (features, grids, .INFO, crops, corpus outputs).
     def stage(path: str) -> int:
-        if "/stats/" in path or "/sat_" in path:
+        if "/stats/" in path or "/sat_" in path or "/audiocraft/" in path:
             return 4
         if path.endswith("/crops"):
             return 3
