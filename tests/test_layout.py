@@ -8,6 +8,8 @@ from mirflow.layout import (
     STEM_FEATURES,
     TRACK_FEATURES,
     TRACK_INFO,
+    cluster_layer,
+    isolated_group,
     job_layout,
     output_name,
     split_output_name,
@@ -53,3 +55,16 @@ def test_a_family_reading_the_beat_grid_comes_after_the_one_writing_it():
 def test_output_names_round_trip():
     assert output_name("rhythm") == "rhythm" and output_name("rhythm", "beats") == "rhythm__beats"
     assert split_output_name("rhythm__beats") == ("rhythm", "beats") and split_output_name("drums") == ("drums", None)
+
+
+def test_cluster_layers_follow_the_steps_so_no_group_waits_on_a_group_that_waits_on_it():
+    layers = {s.rule: cluster_layer(s) for s in job_layout(FAMILIES, FAMILIES)}
+    assert layers == {TRACK_FEATURES: "signal", STEM_FEATURES: "signal", "bass_transcription": "signal",
+                      GPU_FEATURES: "listen", "captions_flamingo": "listen", TRACK_INFO: "finish"}
+
+
+def test_a_track_running_alone_gets_its_own_group_name_per_layer():
+    one, again = isolated_group("signal", "Band/Song"), isolated_group("signal", "Band/Song")
+    assert one == again and one.startswith("signal_alone_") and one != "signal"
+    assert isolated_group("finish", "Band/Song").startswith("finish_alone_")
+    assert len({isolated_group("signal", t) for t in ("Band/Song", "Band/Song2", "song", "Bänd/Sóng\udcff")}) == 4

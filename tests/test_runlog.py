@@ -375,3 +375,24 @@ def test_a_failed_run_keeps_the_earlier_failures_of_jobs_it_did_not_attempt(resu
     empty = parse_log("", results)
     update_record(results, "all", record_entry(empty, started=4, ended=5, exit_code=0, log=""), attempted_logs(empty))
     assert read_record(results)["sections"]["all"]["failures"] == []
+
+
+def test_a_failure_whose_job_wrote_its_log_again_in_this_run_is_not_carried(results):
+    """A cluster group job's members are not listed in Snakemake's log; a job that ran again in this run
+    (its log written since the run started) and did not fail again is no longer a failure."""
+    import os
+    import time
+
+    state = parse_log(OUTPUT, results)
+    update_record(results, "all", record_entry(state, started=0, ended=1, exit_code=1, log=""), attempted_logs(state))
+    before = {(f["track"], f["step"]) for f in collect_failures(results)}
+    assert ("seg", "timbral") in before and len(before) == 3
+    rerun_started = time.time()
+    seg_log = next(f["log"] for f in read_record(results)["sections"]["all"]["failures"] if f["track"] == "seg")
+    os.makedirs(os.path.dirname(seg_log), exist_ok=True)
+    with open(seg_log, "w") as log:  # the group job ran seg's step again and it succeeded
+        log.write("computed timbral in 1.0 s\n")
+    empty = parse_log("", results)
+    update_record(results, "all", record_entry(empty, started=rerun_started, ended=rerun_started + 1, exit_code=1,
+                                               log=""), attempted_logs(empty), started=rerun_started)
+    assert {(f["track"], f["step"]) for f in collect_failures(results)} == before - {("seg", "timbral")}

@@ -28,6 +28,8 @@ Parse-time module: standard library and the registry only.
 """
 from __future__ import annotations
 
+import hashlib
+
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -151,3 +153,28 @@ def split_output_name(name: str) -> tuple[str, str | None]:
     """Inverse of :func:`output_name`: (family, role or None)."""
     family, sep, role = name.partition("__")
     return family, (role if sep else None)
+
+
+#: Cluster group layers (workflow/profiles/slurm: ``group-components`` per layer). Each layer only waits on
+#: earlier ones, so no group job waits on a group that waits on it: stem separation (GPU, audio only); the CPU
+#: steps that read audio (features of the mix and stems, Basic Pitch); the GPU steps (they read the beat grid or
+#: the features); the merge and the crops.
+SEPARATION_LAYER, SIGNAL_LAYER, LISTEN_LAYER, FINISH_LAYER = "models", "signal", "listen", "finish"
+
+
+def cluster_layer(step: Step) -> str:
+    """The cluster group layer of a step: ``listen`` for a GPU step, ``finish`` for the merge, else ``signal``."""
+    if step.lane == "gpu":
+        return LISTEN_LAYER
+    return FINISH_LAYER if step.merge else SIGNAL_LAYER
+
+
+def isolated_group(layer: str, track_id: str) -> str:
+    """The group of a track's jobs of one layer when the track runs alone (a failure in its last run).
+
+    Snakemake fails a whole group job when one of its jobs fails, and does not start a group job until every
+    member's inputs exist: a track that fails would hold back the other tracks of its groups in every run. A
+    group name of its own holds one track (``group-components`` names only the shared layers).
+    """
+    digest = hashlib.sha256(track_id.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return f"{layer}_alone_{digest}"

@@ -353,7 +353,7 @@ def run_snakemake(args: list[str], *, results_dir: str, section: str, console: C
     if state.nothing_to_do and not console.verbose:
         console.write("Nothing to be done: every output is up to date.")
     if record:
-        update_record(results_dir, section, entry, attempted_logs(state))
+        update_record(results_dir, section, entry, attempted_logs(state), started=started)
     return code, entry
 
 

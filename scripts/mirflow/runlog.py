@@ -270,13 +270,23 @@ def read_record(results_dir: str) -> dict:
     return record if isinstance(record.get("sections"), dict) else {"sections": {}}
 
 
-def update_record(results_dir: str, section: str, entry: dict, attempted: set[str] | None = None) -> dict:
+def _written_since(path: str, started: float | None) -> bool:
+    try:
+        return started is not None and os.path.getmtime(path) >= started
+    except OSError:
+        return False
+
+
+def update_record(results_dir: str, section: str, entry: dict, attempted: set[str] | None = None,
+                  started: float | None = None) -> dict:
     """Replace one section of the run record (a batch's rerun replaces that batch's failures).
 
     A run over all tracks replaces every section; a batch of ``n`` drops sections of another split. When the
     run failed, failures it replaces whose job it did not attempt (``attempted``: the rule logs of its jobs)
-    are kept: a run that stopped early, or a run of one target, says nothing about them. A run that succeeded
-    completed its whole DAG, so nothing is carried over.
+    are kept: a run that stopped early, or a run of one target, says nothing about them. A job whose log was
+    written since this run ``started`` ran again, also when Snakemake's own log does not list it (the jobs of a
+    cluster group job), so its old failure is not kept. A run that succeeded completed its whole DAG, so
+    nothing is carried over.
     """
     record = read_record(results_dir)
     sections = record["sections"]
@@ -290,7 +300,8 @@ def update_record(results_dir: str, section: str, entry: dict, attempted: set[st
         done = {os.path.abspath(p) for p in attempted}
         new = {f["log"] for f in entry["failures"]}
         carried = [f for k in replaced for f in sections[k].get("failures", [])
-                   if f.get("log") and os.path.abspath(f["log"]) not in done and f["log"] not in new]
+                   if f.get("log") and os.path.abspath(f["log"]) not in done and f["log"] not in new
+                   and not _written_since(f["log"], started)]
     for key in replaced:
         del sections[key]
     sections[section] = {**entry, "failures": [*entry["failures"], *carried]}
@@ -384,5 +395,5 @@ def record_snakemake_log(results_dir: str, log_files: list[str] | str, *, sectio
     entry = record_entry(state, started=started, ended=time.time(), exit_code=exit_code,
                          log=paths[0] if paths else "", audio_s=audio_seconds(done, results_dir),
                          tracks_finished=len(done))
-    update_record(results_dir, section, entry, attempted_logs(state))
+    update_record(results_dir, section, entry, attempted_logs(state), started=started)
     return entry

@@ -35,8 +35,8 @@ DAEMONS = ("munged", "mungekey", "mariadbd", "mariadb-install-db", "slurmdbd", "
 SR = 22050
 # One track per signal group, so that the two-track corpus makes two submissions of it (one to cancel).
 # finish=1: a group job runs only when every member's inputs exist, so a finish group spanning tracks would hold
-# back the other tracks' merges after one track's failure until the rerun
-# (docs/cluster.md, "Downstream groups couple tracks").
+# back the other track's merge after the cancel until the rerun (where the failed tracks run in groups of their
+# own: test_a_bad_track_among_good_ones_holds_them_back_one_run_at_most).
 GROUP_COMPONENTS = ("--group-components", "signal=1", "finish=1", "models=2", "listen=2")
 # The corpus outputs (every track's .INFO feeds them) and the per-track steps after the families.
 DOWNSTREAM = {"track_info", "crops", "corpus_report", "training_exports", "audiocraft_manifest"}
@@ -273,3 +273,36 @@ def test_gpu_rules_request_one_gpu_that_slurm_grants(slurm):
             break
         time.sleep(0.5)
     assert rows[job][1] == "COMPLETED" and "gres/gpu=1" in rows[job][2], rows.get(job)
+
+
+def test_a_bad_track_among_good_ones_holds_them_back_one_run_at_most(slurm, tmp_path):
+    """Three tracks in one group per layer; one cannot be decoded. Snakemake fails the whole signal group job,
+    so the first run finishes no track. The rerun gives every track that failed its own groups: the good
+    tracks finish, the bad one fails alone with its reason, and only it is in the run record."""
+    _make_corpus(tmp_path)
+    for path in (tmp_path / "music").iterdir():
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for i in (1, 2):
+        sf.write(tmp_path / "music" / f"good{i}.ogg", sum(_tone(3.0, i).values()), SR)
+    (tmp_path / "music" / "bad.flac").write_bytes(b"fLaC" + np.random.default_rng(0).bytes(4000))
+    three = ("--group-components", "signal=3", "finish=3", "models=3", "listen=3")
+
+    first = subprocess.run(_cmd(*three), cwd=tmp_path, env=slurm, capture_output=True, text=True, timeout=900)
+    assert first.returncode != 0
+    log = latest_snakemake_log(tmp_path).read_text(encoding="utf-8")
+    groups = {f.group for f in failed_slurm_jobs(log)}
+    assert groups == {"signal"}, failed_slurm_jobs(log)
+    assert not list((tmp_path / "results").glob("good*/*.INFO"))  # held back by the bad track's group
+
+    second = subprocess.run(_cmd(*three), cwd=tmp_path, env=slurm, capture_output=True, text=True, timeout=900)
+    assert second.returncode != 0
+    for good in ("good1", "good2"):
+        assert (tmp_path / "results" / good / f"{good}.INFO").is_file(), second.stderr[-3000:]
+    log = latest_snakemake_log(tmp_path).read_text(encoding="utf-8")
+    failed = failed_slurm_jobs(log)
+    assert {f.rule for f in failed} == {"track_features"}
+    assert all(f.group and f.group.startswith("signal_alone_") for f in failed), failed
+    from mirflow.summary import collect_failures
+
+    failures = collect_failures(str(tmp_path / "results"))
+    assert {f["track"] for f in failures} == {"bad"}, failures

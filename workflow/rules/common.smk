@@ -39,12 +39,12 @@ from mirflow.configcheck import config_problem, merge as merge_config, type_over
 from mirflow.errors import MirflowError
 from mirflow.jobspec import SHARED_PARAMS_ENV, shared_params_value
 from mirflow.jsonio import check_writable_folder
-from mirflow.layout import job_layout, output_name
+from mirflow.layout import FINISH_LAYER, SEPARATION_LAYER, cluster_layer, isolated_group, job_layout, output_name
 from mirflow.models import load_manifest, missing_files
 from mirflow.names import (exempt_track_names_from_periodic_check, set_aside, snakemake_wildcard_in,
                            track_wildcard_values)
 from mirflow.registry import FAMILIES, STEM_NAMES, STEP_VERSIONS
-from mirflow.runlog import record_snakemake_log
+from mirflow.runlog import record_failures, record_snakemake_log
 from mirflow.summary import render_summary, startup_report
 from mirflow.track_index import INDEX_NAME, load_track_index, trust_requested
 
@@ -395,6 +395,26 @@ LAYOUT = job_layout(FAMILIES, _plan_by_stems(STEM_NAMES, None)[0])
 
 
 _PROBE_STEP_HAS_FAMILIES = any(step.probe and step.families for step in LAYOUT)
+
+
+# On a cluster the steps of many tracks share a group job (one submission; workflow/profiles/slurm). Snakemake
+# fails a whole group job when one of its jobs fails, so a track that failed in the last run (the run record)
+# gets groups of its own: its failure stays its own, and the other tracks of its groups finish (docs/cluster.md).
+_ISOLATED_TRACKS = None
+
+
+def cluster_group(layer):
+    """`group:` of a rule: its layer; a group of its own for a track that failed last time; none locally."""
+    def group(wildcards):
+        global _ISOLATED_TRACKS
+        if not workflow.non_local_exec:
+            return None
+        if _ISOLATED_TRACKS is None:
+            _ISOLATED_TRACKS = {f.get("track") for f in record_failures(RESULTS)}
+        track_id = wildcards.track if "track" in wildcards.keys() else wildcards.parent + wildcards.name
+        return isolated_group(layer, track_id) if track_id in _ISOLATED_TRACKS else layer
+
+    return group
 
 
 def track_dir_pattern():

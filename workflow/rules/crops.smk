@@ -16,6 +16,8 @@ rule crops:
         job=job_spec("mirflow.crop_job:crops_job", "crops", shared=dict(
             settings=config["crops"], families=crop_family_settings(), exports=config["exports"],
             resolved=config["resolved"])),
+    group:
+        cluster_group(FINISH_LAYER)
     log:
         f"{RESULTS}/{{parent}}{{name}}/logs/crops.log",
     conda:

@@ -16,6 +16,8 @@ rule separate_stems:
         job=job_spec("mirflow.jobs:separate_job", "separate_stems", lane="gpu", shared={"settings": SEPARATION}),
     resources:
         gpu=1,
+    group:
+        cluster_group(SEPARATION_LAYER)
     log:
         f"{RESULTS}/{{track}}/logs/separate_stems.log",
     conda:

@@ -26,6 +26,8 @@ for _step in LAYOUT:
             job=step_params(_step),
         resources:
             **({"gpu": 1} if _step.lane == "gpu" else {}),
+        group:
+            cluster_group(cluster_layer(_step))
         log:
             f"{RESULTS}/{{parent}}{{name}}/logs/{_step.rule}.log",
         conda:
