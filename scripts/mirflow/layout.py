@@ -29,7 +29,6 @@ Parse-time module: standard library and the registry only.
 from __future__ import annotations
 
 import hashlib
-
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
