@@ -8,6 +8,6 @@ import sys
 # This folder goes last, as Snakemake's `script:` put it: a mirflow on PYTHONPATH keeps precedence.
 sys.path.append(sys.path.pop(0))
 
-from mirflow.client import main  # noqa: E402
+from mirflow.client import main
 
 sys.exit(main())

@@ -148,7 +148,7 @@ def test_concurrent_first_jobs_start_exactly_one_worker(tmp_path, conf):
         th.start()
     for th in threads:
         th.join(120)
-    assert statuses == {i: 0 for i in range(6)}
+    assert statuses == dict.fromkeys(range(6), 0)
     log = Path(lane_paths(conf["dir"], "cpu")["log"]).read_text()
     assert log.count("listening on") == 1
     parents = {int((tmp_path / f"c{i}.out").read_text().split()[1]) for i in range(6)}

@@ -47,7 +47,7 @@ def _tone_mix(seconds=3.5, seed=0):
     other = 0.2 * np.sin(2 * np.pi * 440 * t) + 0.1 * np.sin(2 * np.pi * 660 * t)
     vocals = np.zeros_like(t)
     return {k: np.stack([v, v], axis=1).astype(np.float32)
-            for k, v in dict(drums=drums, bass=bass, other=other, vocals=vocals).items()}
+            for k, v in {"drums": drums, "bass": bass, "other": other, "vocals": vocals}.items()}
 
 
 def snakemake(workdir: Path, *args: str, env: dict | None = None, check: bool = True):

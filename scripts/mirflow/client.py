@@ -51,8 +51,9 @@ def timeout_for(conf: dict, step: str, families: list[str] | None = None) -> flo
     if step in table or not families or families == [step]:
         value = table.get(step, table.get("default"))
         return float(value) if value else None
-    limits = [table.get(name, table.get("default")) for name in families]
-    return float(sum(limits)) if all(limits) else None
+    # Every family needs a limit (a falsy one means none), else the job has none.
+    limits: list[float] = [limit for name in families if (limit := table.get(name, table.get("default")))]
+    return float(sum(limits)) if len(limits) == len(families) else None
 
 
 def _connect(path: str) -> socket.socket | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -26,6 +26,25 @@ from .registry import FAMILIES, STEM_NAMES
 from .resolved import resolve_keys
 from .result import FeatureResult
 from .runner import JobContext, compute_family
+
+
+class CropEntry(TypedDict):
+    """One crop in ``crops.json``: file names relative to the crops folder, bounds in samples."""
+
+    index: int
+    audio: str
+    stems: dict[str, str]
+    info: str
+    start_sample: int
+    end_sample: int
+
+
+class CropManifest(TypedDict):
+    """``crops.json`` of one track: the crop plan's metadata and one entry per crop."""
+
+    track_id: str
+    plan: dict[str, Any]
+    crops: list[CropEntry]
 
 
 def beat_positions(beats: np.ndarray, downbeats: np.ndarray, tolerance_s: float = 1e-3) -> np.ndarray:
@@ -61,7 +80,8 @@ def crop_rhythm(signal: AudioSignal, beats: np.ndarray, downbeats: np.ndarray, s
     onsets, strengths = det.madmom_onsets(mono_44k, p)
     result = rhythm.full_mix_features(beats, beat_positions(beats, downbeats), onsets, strengths,
                                       signal.duration_s, p)
-    result.mark_all_absent(("bpm_madmom", "bpm_essentia"), "not computed per crop (a whole-track tempo estimate; see the track's .INFO)")
+    result.mark_all_absent(("bpm_madmom", "bpm_essentia"),
+                           "not computed per crop (a whole-track tempo estimate; see the track's .INFO)")
     return result
 
 
@@ -81,7 +101,7 @@ def compute_crop_families(mix: AudioSignal, stems: dict[str, AudioSignal], skipp
     catalogue = load_catalogue()
     result, versions = FeatureResult(), {}
     ctx = JobContext({}, signals={"audio": mix, **stems},
-                     unavailable={s: "stem not cropped (crops.skip_stems)" for s in skipped_stems},
+                     unavailable=dict.fromkeys(skipped_stems, "stem not cropped (crops.skip_stems)"),
                      grids={"beats": beats})
     for name, fam in FAMILIES.items():
         if catalogue.crop_policy.get(name) != "computed" or name not in settings:
@@ -107,7 +127,7 @@ def write_audio(path: str, samples: np.ndarray, sample_rate: int) -> None:
 def make_crops(track_id: str, name: str, mix: AudioSignal, stems: dict[str, AudioSignal], beats: np.ndarray,
                downbeats: np.ndarray, track_info: dict[str, Any], crop_params: dict,
                family_settings: dict[str, dict], out_dir: str, export_params: dict | None = None,
-               resolved_sources: dict[str, list[str]] | None = None) -> dict[str, Any]:
+               resolved_sources: dict[str, list[str]] | None = None) -> CropManifest:
     """Write every crop of a track into ``out_dir`` and return the crop manifest.
 
     Raises
@@ -126,12 +146,13 @@ def make_crops(track_id: str, name: str, mix: AudioSignal, stems: dict[str, Audi
     track_prov = track_info.get("_provenance", {})
     track_absent = absent_reasons(track_prov)
     # A copied family the track lacks is missing in every crop too: its reason once, with its keys.
-    crop_missing = {fam: f"absent in the track: {why}" for fam, why in (track_prov.get("missing_families") or {}).items()
+    crop_missing = {fam: f"absent in the track: {why}"
+                    for fam, why in (track_prov.get("missing_families") or {}).items()
                     if catalogue.crop_policy.get(fam) == "copied"}
     crop_missing_keys = {fam: keys for fam, keys in (track_prov.get("missing_family_keys") or {}).items()
                          if fam in crop_missing}
     in_missing = {k for keys in crop_missing_keys.values() for k in keys}
-    manifest = {"track_id": track_id, "plan": plan.meta, "crops": []}
+    manifest: CropManifest = {"track_id": track_id, "plan": plan.meta, "crops": []}
     sr = mix.sample_rate
     for crop in plan.crops:
         started = time.perf_counter()
@@ -175,7 +196,7 @@ def make_crops(track_id: str, name: str, mix: AudioSignal, stems: dict[str, Audi
         info = dict(sorted(info.items()))
         info["_provenance"] = {
             "track_id": track_id, "crop_index": crop.index, "mirflow_version": __version__,
-            "crop_plan": {k: v for k, v in plan.meta.items()}, "families_computed": versions,
+            "crop_plan": dict(plan.meta), "families_computed": versions,
             "copied_from_track": sorted(copied_keys), "missing_families": crop_missing,
             "missing_family_keys": crop_missing_keys, "absent": dict(sorted(absent.items())),
             "resolved": resolved_provenance, "warnings": warnings,

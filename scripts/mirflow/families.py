@@ -94,7 +94,9 @@ def bass_family(ctx: JobContext, params: BassParams) -> FeatureResult:
     signal = ctx.audio("bass")
     if signal.is_digital_silence():
         result = FeatureResult()
-        result.mark_all_absent(("bass_note_count", "bass_note_density", "bass_pitch_median", "bass_pitch_range"), "silent stem")
+        result.mark_all_absent(
+            ("bass_note_count", "bass_note_density", "bass_pitch_median", "bass_pitch_range"), "silent stem"
+        )
         from .jsonio import write_bytes_atomic
         from .transcription.midi import midi_file_bytes
 
@@ -129,6 +131,8 @@ def rhythm_stems_family(ctx: JobContext, settings: RhythmParams) -> FeatureResul
     from .runner import for_each_stem
 
     beats = read_beats(ctx)
+    if beats is None:  # the family declares needs=("beats",), so the workflow always gives one
+        raise ValueError("rhythm_stems needs the track's beat grid (a 'beats' input)")
     return for_each_stem(ctx, "rhythm_stems",
                          lambda signal, stem: analyse_stem_rhythm(signal, beats, settings, stem))
 
@@ -163,7 +167,7 @@ def classifiers_family(ctx: JobContext, params: ClassifiersParams) -> FeatureRes
     out = Path(ctx.outputs["embeddings"])
     out.mkdir(parents=True, exist_ok=True)
     for name, vector in embeddings.items():
-        write_embedding_npy(out / f"{name}.npy", vector)
+        write_embedding_npy(str(out / f"{name}.npy"), vector)
     result.meta["embedding_files"] = sorted(f"{name}.npy" for name in embeddings)
     return result
 
@@ -195,7 +199,6 @@ def track_features(ctx: JobContext) -> dict:
 def captions_feature_family(ctx: JobContext, params: FeatureCaptionsParams) -> FeatureResult:
     """Captions from the computed features (SmolLM2 through llama.cpp), verified against them."""
     from .captions.feature_captions import caption_from_features, load_caption_model
-
     from .catalogue import load_catalogue
 
     (model_path,) = ctx.model_files()

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Mapping
-from typing import Any, Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 #: Marker a failed job leaves in its log; `python -m mirflow.summary` lists them.
 FAILURE_MARKER = "MIRFLOW-FAILED"

@@ -279,8 +279,8 @@ def compute_metadata(path: str, params: MetadataParams = MetadataParams()) -> Fe
         else:
             result.mark_absent(key, f"no {tag} tag{no_tags}")
     year_source = None
-    for source, values in [("date", tags.get("date", []))] + list(year_fallbacks.items()):
-        for value in values:
+    for source, candidates in [("date", tags.get("date", []))] + list(year_fallbacks.items()):
+        for value in candidates:
             year = parse_year(value)
             if year is not None:
                 result.set(YEAR_KEY, year)

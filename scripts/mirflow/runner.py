@@ -18,9 +18,10 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from . import __version__
 from .audio import AudioSignal, load_audio
@@ -31,7 +32,8 @@ from .jobspec import FAILURE_MARKER
 from .jsonio import write_json_atomic
 from .layout import MERGE_STEP, PROBE_STEP, split_output_name
 from .params import from_config
-from .registry import FAMILIES, STEM_NAMES, Family, family as lookup_family
+from .registry import FAMILIES, STEM_NAMES, Family
+from .registry import family as lookup_family
 from .result import FeatureResult
 
 log = logging.getLogger("mirflow")
@@ -42,7 +44,7 @@ def library_versions(names: tuple[str, ...] | list[str]) -> dict[str, str]:
     return {name: _version(name) for name in names}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _version(name: str) -> str:
     # Cached: scanning the installed distributions costs tens of ms, and a warm worker asks once.
     try:
@@ -108,7 +110,7 @@ def job_logging(log_path: str | None, track: str, step: str) -> Iterator[logging
     log.info("track=%s step=%s mirflow=%s", track, step, __version__)
     try:
         yield log
-    except (MirflowError, Exception) as err:  # noqa: B014 - MirflowError listed for readers
+    except (MirflowError, Exception) as err:  # MirflowError listed for readers
         report_failure(log, err, track=track, step=step, log_path=log_path)
         raise SystemExit(1) from err
     finally:
@@ -312,8 +314,8 @@ def run_step_job(smk) -> None:
     Each family is computed, or kept when :func:`reusable`; a failing family is reported with its own name as
     the step (the summary lists it) and the others still run, so their results are kept for the rerun. The job
     fails when any family failed. ``params``: ``step``, ``families``, ``settings`` and ``inputs`` (family ->
-    its input names), ``probe`` (input names to decode first); for the merge: ``merge`` (``missing``: the key of the track's
-    set of reasons in ``missing_reasons``) and ``resolved`` (the resolved keys' rules).
+    its input names), ``probe`` (input names to decode first); for the merge: ``merge`` (``missing``: the key of
+    the track's set of reasons in ``missing_reasons``) and ``resolved`` (the resolved keys' rules).
     """
     params = smk.params
     track = track_id(smk.wildcards)
@@ -326,7 +328,7 @@ def run_step_job(smk) -> None:
         if params.probe:
             try:
                 probe_step(track, {role: inputs[role] for role in params.probe}, outputs["probe"], logger=logger)
-            except (MirflowError, Exception) as err:  # noqa: B014
+            except (MirflowError, Exception) as err:  # MirflowError listed for readers
                 report_failure(logger, err, track=track, step=PROBE_STEP, log_path=log_path)
                 raise SystemExit(1) from err
         for name in params.families:
@@ -347,7 +349,7 @@ def run_step_job(smk) -> None:
             try:
                 compute_and_write(fam, settings, fam_inputs, fam_outputs, threads=threads, track=track,
                                   logger=logger)
-            except (MirflowError, Exception) as err:  # noqa: B014
+            except (MirflowError, Exception) as err:  # MirflowError listed for readers
                 failed[name] = report_failure(logger, err, track=track, step=name, log_path=log_path)
         if failed:
             raise SystemExit(1)
@@ -358,7 +360,7 @@ def run_step_job(smk) -> None:
                 write_info(track, merge_partials_of(inputs, outputs), outputs["info"],
                            missing=dict(params.missing_reasons[params.merge["missing"]]),
                            resolved=dict(params.resolved), logger=logger)
-            except (MirflowError, Exception) as err:  # noqa: B014
+            except (MirflowError, Exception) as err:  # MirflowError listed for readers
                 report_failure(logger, err, track=track, step=MERGE_STEP, log_path=log_path)
                 raise SystemExit(1) from err
 

@@ -162,8 +162,8 @@ def separate(separator, signal: AudioSignal, params: dict, device: str) -> tuple
             segment = float(p["oom_retry_segment_s"])
     meta["segment_s"] = segment
     meta["separation_s"] = round(time.perf_counter() - started, 3)
-    out = (out[0] * std + mean).cpu().numpy().astype(np.float32)
-    return {name: out[i] for i, name in enumerate(separator.sources)}, int(separator.samplerate), meta
+    stems = (out[0] * std + mean).cpu().numpy().astype(np.float32)
+    return {name: stems[i] for i, name in enumerate(separator.sources)}, int(separator.samplerate), meta
 
 
 def write_stem(path: str, samples: np.ndarray, sample_rate: int, params: dict) -> dict:

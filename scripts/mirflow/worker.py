@@ -32,7 +32,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from .client import lane_paths
 from .jobspec import FAILURE_MARKER, execute, families_of, step_of, track_of
@@ -120,7 +120,7 @@ def run_request(request: dict[str, Any]) -> tuple[int, str]:
     sys.stderr = tee
     try:
         code = execute(request)
-    except BaseException:  # noqa: BLE001 - a bug outside job_logging: still one message, never a hang
+    except BaseException:  # a bug outside job_logging: still one message, never a hang
         tee.write(f"\nmirflow: track '{track_of(request)}', step '{step_of(request)}' failed in the worker:\n"
                   f"{traceback.format_exc()}")
         code = 1
@@ -220,7 +220,7 @@ class Worker:
 
         try:
             importlib.import_module(module)
-        except Exception as err:  # noqa: BLE001 - the job itself reports a missing library properly
+        except Exception as err:  # the job itself reports a missing library properly
             log.warning("could not preload %s: %s", module, err)
 
     def shutdown(self) -> None:
@@ -246,7 +246,8 @@ class Worker:
                 if key.data == "accept":
                     self._accept()
                 elif key.data == "client":
-                    self._client_readable(key.fileobj)
+                    # only client connections are registered with data "client"
+                    self._client_readable(cast(socket.socket, key.fileobj))
                 else:
                     self._result_readable(key.fd)
             self._check_deadlines()
@@ -271,6 +272,7 @@ class Worker:
 
     # ---------------------------------------------------------------- requests
     def _accept(self) -> None:
+        assert self.listener is not None, "accept is registered only while listening"
         conn, _ = self.listener.accept()
         try:
             conn.settimeout(10)
@@ -307,7 +309,7 @@ class Worker:
                 self.warmed.add(family)
         try:
             warm_models(job.request)
-        except Exception as err:  # noqa: BLE001 - the job loads (and reports) it itself
+        except Exception as err:  # the job loads (and reports) it itself
             log.warning("could not preload the models of %s: %s", step, err)
         read_fd, write_fd = os.pipe()
         pid = os.fork()
@@ -341,14 +343,15 @@ class Worker:
             return
         job = self.queue.pop(0)
         if self.executor is None:
-            self._start_executor()
+            self.executor = self._start_executor()
         pid, request_fd, result_fd = self.executor
         job.pid, job.result_fd, job.started = pid, result_fd, time.monotonic()
         self.running_gpu = job
         self.jobs[result_fd] = job
         _write_all(request_fd, json.dumps(job.request).encode() + b"\n")
 
-    def _start_executor(self) -> None:
+    def _start_executor(self) -> tuple[int, int, int]:
+        """Fork the GPU lane's executor; (pid, request fd, result fd)."""
         req_r, req_w = os.pipe()
         res_r, res_w = os.pipe()
         pid = os.fork()
@@ -363,9 +366,9 @@ class Worker:
                 os._exit(0)
         os.close(req_r)
         os.close(res_w)
-        self.executor = (pid, req_w, res_r)
         self.sel.register(res_r, selectors.EVENT_READ, "result")
         log.info("started the GPU-lane executor pid=%d", pid)
+        return pid, req_w, res_r
 
     def _result_readable(self, fd: int) -> None:
         job = self.jobs.get(fd)
@@ -388,6 +391,7 @@ class Worker:
             return
         self.sel.unregister(fd)
         os.close(fd)
+        assert job.pid is not None, "a cpu-lane job's result pipe is registered after its fork"
         _, status = os.waitpid(job.pid, 0)
         if os.WIFSIGNALED(status):
             self._fail(job, f"the computation was {_describe_signal(os.WTERMSIG(status))}")
@@ -399,6 +403,7 @@ class Worker:
         self._finish(job, reply)
 
     def _executor_died(self, job: Job | None) -> None:
+        assert self.executor is not None, "called only for the executor's result pipe"
         pid, request_fd, result_fd = self.executor
         self.sel.unregister(result_fd)
         os.close(result_fd)
@@ -463,7 +468,8 @@ class Worker:
         self._finish(job, {"exit": 1, "message": message})
 
     def _finish(self, job: Job, reply: dict[str, Any]) -> None:
-        self.jobs.pop(job.result_fd, None)
+        if job.result_fd is not None:  # a job still queued for the GPU lane has no result pipe yet
+            self.jobs.pop(job.result_fd, None)
         if self.running_gpu is job:
             self.running_gpu = None
         self.done += 1

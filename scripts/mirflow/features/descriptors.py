@@ -301,7 +301,10 @@ def compute_descriptors(signal: AudioSignal, params: DescriptorsParams = Descrip
         result.set("dynamic_complexity", complexity)
 
     if signal.channels > 2:
-        result.mark_all_absent(("loudness_momentary_max", "loudness_shortterm_max"), f"{signal.channels} channels: LoudnessEBUR128 measures mono or stereo only")
+        result.mark_all_absent(
+            ("loudness_momentary_max", "loudness_shortterm_max"),
+            f"{signal.channels} channels: LoudnessEBUR128 measures mono or stereo only",
+        )
         return result
     momentary, shortterm = ebur128_maxima(samples, sample_rate)
     gate = p.loudness_gate_lufs

@@ -520,7 +520,9 @@ def compute_harmony(signal_or_signals, params: HarmonyParams = HarmonyParams()) 
         result.set("tonic_strength", float(strength))
         result.meta["tonic_name"] = f"{PITCH_CLASS_NAMES[tonic]} {scale}"
     else:
-        result.mark_all_absent(HPCP_KEYS + TIV_KEYS + ("tonic", "tonic_scale", "tonic_strength"), "no spectral peaks in 40-5000 Hz")
+        result.mark_all_absent(
+            HPCP_KEYS + TIV_KEYS + ("tonic", "tonic_scale", "tonic_strength"), "no spectral peaks in 40-5000 Hz"
+        )
     if p.madmom_key:
         label, confidence = madmom_key(mono, sample_rate)
         result.set("key", label)

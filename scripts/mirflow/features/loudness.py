@@ -11,6 +11,7 @@ relative gate -20 LU, 10th to 95th percentile), unlike the old tool's
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 
@@ -108,6 +109,10 @@ def windowed_power(samples: np.ndarray, sample_rate: int, window_s: float, hop_s
     return _channel_weights(samples.shape[0]) @ per_channel
 
 
+@overload
+def power_to_lufs(power: np.ndarray) -> np.ndarray: ...
+@overload
+def power_to_lufs(power: float) -> float: ...
 def power_to_lufs(power: np.ndarray | float) -> np.ndarray | float:
     """Loudness in LUFS of a weighted mean-square power (BS.1770 eq. 2); -inf for zero."""
     with np.errstate(divide="ignore"):
@@ -139,7 +144,9 @@ def gated_windows(power: np.ndarray, absolute_gate_lufs: float, relative_gate_lu
     return above_absolute & (loud > relative_gate)
 
 
-def integrated_loudness_lufs(samples: np.ndarray, sample_rate: int, params: LoudnessParams = LoudnessParams()) -> float | None:
+def integrated_loudness_lufs(
+    samples: np.ndarray, sample_rate: int, params: LoudnessParams = LoudnessParams()
+) -> float | None:
     """Gated integrated loudness per ITU-R BS.1770-4.
 
     Parameters
@@ -193,14 +200,14 @@ def compute_loudness(signal: AudioSignal, params: LoudnessParams = LoudnessParam
         return result
     lufs = integrated_loudness_lufs(signal.samples, signal.sample_rate, p)
     if lufs is None:
-        reason = ("too short (< %.1f s)" % p.block_s if signal.duration_s < p.block_s
+        reason = (f"too short (< {p.block_s:.1f} s)" if signal.duration_s < p.block_s
                   else "silent (every block below the absolute gate)")
         result.mark_absent("lufs", reason)
     else:
         result.set("lufs", round(lufs, 3))
     lra = loudness_range_lu(signal.samples, signal.sample_rate, p)
     if lra is None:
-        reason = ("too short (< %.1f s)" % p.short_term_s if signal.duration_s < p.short_term_s
+        reason = (f"too short (< {p.short_term_s:.1f} s)" if signal.duration_s < p.short_term_s
                   else "silent (every short-term window below the absolute gate)")
         result.mark_absent("lra", reason)
     else:

@@ -153,7 +153,7 @@ class RhythmGrids:
     onset_strengths: np.ndarray
 
     @staticmethod
-    def empty() -> "RhythmGrids":
+    def empty() -> RhythmGrids:
         e = np.zeros(0, dtype=np.float64)
         return RhythmGrids(beats=e, downbeats=e.copy(), onsets=e.copy(), onset_strengths=e.copy())
 
@@ -726,7 +726,7 @@ def analyse_rhythm(signal: AudioSignal,
         skip = f"too short ({duration:.3f} s < {float(p.min_duration_s):g} s)"
     if skip is not None:
         result.mark_all_absent(FULL_MIX_KEYS, skip)
-        result.meta["empty_grids"] = {g: skip for g in ("beats", "downbeats", "onsets")}
+        result.meta["empty_grids"] = dict.fromkeys(("beats", "downbeats", "onsets"), skip)
         return result, RhythmGrids.empty()
 
     samples, note = det.resample_for_madmom(signal.mono(), signal.sample_rate)

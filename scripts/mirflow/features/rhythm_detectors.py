@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib.metadata
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -82,7 +82,7 @@ def _quiet_onnxruntime() -> None:
     onnxruntime.set_default_logger_severity(3)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _downbeat_rnn():
     _quiet_onnxruntime()
     from madmom.features.downbeats import RNNDownBeatProcessor
@@ -90,7 +90,7 @@ def _downbeat_rnn():
     return RNNDownBeatProcessor(num_threads=1, intra_op_num_threads=1)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _beat_rnn(fps: int):
     _quiet_onnxruntime()
     from madmom.features.beats import RNNBeatProcessor
@@ -98,7 +98,7 @@ def _beat_rnn(fps: int):
     return RNNBeatProcessor(fps=fps, num_threads=1, intra_op_num_threads=1)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _onset_cnn():
     _quiet_onnxruntime()
     from madmom.features.onsets import CNNOnsetProcessor
