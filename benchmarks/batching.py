@@ -64,7 +64,9 @@ def write_config(root: Path, families: str) -> None:
         text = path.read_text()
         for fam in FAMILIES:
             if fam != "metadata":
-                text = re.sub(rf"^  {fam}: true$", f"  {fam}: false", text, flags=re.MULTILINE)
+                text, n = re.subn(rf"^  {fam}: true$", f"  {fam}: false", text, flags=re.MULTILINE)
+                if n == 0:  # a family config.yaml does not name is on: switch it off explicitly
+                    text = re.sub(r"^families:$", f"families:\n  {fam}: false", text, flags=re.MULTILINE)
         text = re.sub(r"^(crops:\n  enabled:) true", r"\1 false", text, flags=re.MULTILINE)
         path.write_text(text)
 

@@ -8,8 +8,12 @@ import yaml
 
 from conftest import REPO
 from mirflow.configcheck import config_problem, merge, type_overrides
+from mirflow.params import with_family_sections
+from mirflow.registry import FAMILIES
 
-SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+# As common.smk builds it: the family switches and typed sections generated from the registry.
+SCHEMA = with_family_sections(yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text()),
+                              FAMILIES.values())
 CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 

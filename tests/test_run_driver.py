@@ -36,6 +36,8 @@ def _corpus(wd: Path, names: list[str], *, workers: bool = True) -> None:
     for fam in FAMILIES:
         if fam not in KEEP:
             text, n = re.subn(rf"^  {fam}: true$", f"  {fam}: false", text, flags=re.MULTILINE)
+            if n == 0:  # a family config.yaml does not name is on: switch it off explicitly
+                text, n = re.subn(r"^families:$", f"families:\n  {fam}: false", text, flags=re.MULTILINE)
             assert n == 1, fam
     if not workers:
         # Jobs compute in their own process, so that tests/fixtures/jobfault can kill the very job Snakemake

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mirflow.audio import AudioSignal
 from mirflow.features.true_peak import oversampling_factor, true_peak_dbtp, true_peak_linear
 
 FS = 48000
@@ -96,3 +97,53 @@ def test_oversampling_reaches_192_khz():
     # At 192 kHz the samples are the measurement.
     x = _sine(1 / 4, 0.5, 45.0)
     assert true_peak_linear(samples=x, sample_rate=192000)[0] == pytest.approx(np.max(np.abs(x)))
+
+
+# ---------------------------------------------------------------- the family (issue 15: declared by its module only)
+
+def _signal(samples: np.ndarray) -> AudioSignal:
+    return AudioSignal(samples=np.asarray(samples, dtype=np.float32), sample_rate=FS)
+
+
+def test_family_value_and_silence():
+    from mirflow.features.true_peak import compute_true_peak
+
+    result = compute_true_peak(_signal(_sine(1 / 4, 1.41, 45.0)))
+    assert result.values["true_peak_dbtp"] == pytest.approx(2.98, abs=0.1) and not result.absent
+    assert result.meta["oversampling"] == 4
+    silent = compute_true_peak(_signal(np.zeros((2, FS))))
+    assert silent.values == {} and silent.absent == {"true_peak_dbtp": "silent"}
+
+
+def test_family_is_registered_catalogued_and_laid_out_from_its_module_alone():
+    from mirflow.catalogue import load_catalogue
+    from mirflow.errors import ConfigError
+    from mirflow.features import true_peak
+    from mirflow.layout import STEM_FEATURES, TRACK_FEATURES, job_layout, step_of_family
+    from mirflow.params import from_config
+    from mirflow.registry import FAMILIES
+
+    assert (FAMILIES["true_peak"], FAMILIES["true_peak_stems"]) == true_peak.FAMILIES
+    assert FAMILIES["true_peak_stems"].settings == "true_peak" and FAMILIES["true_peak"].lane == "cpu"
+    layout = job_layout(FAMILIES, FAMILIES)
+    assert step_of_family(layout, "true_peak").rule == TRACK_FEATURES
+    assert step_of_family(layout, "true_peak_stems").rule == STEM_FEATURES
+    cat = load_catalogue()
+    assert cat.keys_for_family("true_peak") == ["true_peak_dbtp"] and cat.entry("true_peak_dbtp").unit == "dBTP"
+    assert cat.stem_keys("true_peak_stems", "bass") == ["true_peak_dbtp_bass"]
+    assert cat.crop_policy["true_peak"] == cat.crop_policy["true_peak_stems"] == "computed"
+    with pytest.raises(ConfigError, match="hop_length"):  # the section takes no keys
+        from_config(true_peak.TruePeakParams, {"hop_length": 512}, where="true_peak")
+
+
+def test_stem_twin_suffixes_keys_and_explains_missing_and_silent_stems():
+    from mirflow.features.true_peak import compute_true_peak
+    from mirflow.runner import JobContext, for_each_stem
+
+    loud, quiet = _sine(1 / 4, 0.5, 45.0), 0.25 * _sine(1 / 4, 0.5, 45.0)
+    ctx = JobContext({}, signals={"drums": _signal(loud), "bass": _signal(quiet), "other": _signal(np.zeros((2, FS)))},
+                     unavailable={"vocals": "no vocals stem"})
+    result = for_each_stem(ctx, "true_peak_stems", lambda signal, _stem: compute_true_peak(signal))
+    assert result.values["true_peak_dbtp_drums"] == pytest.approx(-6.02, abs=0.05)
+    assert result.values["true_peak_dbtp_bass"] == pytest.approx(-18.06, abs=0.05)
+    assert result.absent == {"true_peak_dbtp_other": "silent stem", "true_peak_dbtp_vocals": "no vocals stem"}

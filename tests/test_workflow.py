@@ -223,10 +223,10 @@ def test_changing_the_resolved_sources_reruns_only_merges_and_what_reads_them(wo
 
 def test_bumping_a_family_version_reruns_only_that_family(workdir, tmp_path):
     shutil.copytree(REPO / "scripts" / "mirflow", tmp_path / "mirflow")
-    registry = tmp_path / "mirflow" / "registry.py"
-    text = registry.read_text()
-    assert '*_pair("multiband_rms", 1,' in text
-    registry.write_text(text.replace('*_pair("multiband_rms", 1,', '*_pair("multiband_rms", 2,'))
+    declaration = tmp_path / "mirflow" / "features" / "multiband.py"  # the family declares itself (issue 15)
+    text = declaration.read_text()
+    assert 'name="multiband_rms", version=1,' in text
+    declaration.write_text(text.replace('name="multiband_rms", version=1,', 'name="multiband_rms", version=2,'))
     jobs = plan(workdir, env={"PYTHONPATH": str(tmp_path)})
     assert {rule for rule, _ in jobs} == {"track_features", "stem_features", "bass_transcription"} | AFTER_INFO
 

@@ -217,9 +217,12 @@ def parameter_table() -> str:
             sections.setdefault(fam.settings, (fam.params, []))[1].append(fam.name)
     for section, (cls, names) in sections.items():
         families = ", ".join(f"`{n}`" for n in names)
-        lines += [f"#### `{section}` (families {families}; `{cls.__module__}.{cls.__name__}`)",
-                  "", "| key | default | unit | allowed | description |", "|---|---|---|---|---|"]
-        for row in reference_rows(cls):
+        lines += [f"#### `{section}` (families {families}; `{cls.__module__}.{cls.__name__}`)", ""]
+        rows = reference_rows(cls)
+        # A class without fields declares that the section takes no keys (the algorithm has no free choice).
+        lines += ["| key | default | unit | allowed | description |", "|---|---|---|---|---|"] if rows else \
+            ["No parameters: the section accepts no keys."]
+        for row in rows:
             cells = [f"`{row['key']}`", f"`{json.dumps(row['default'])}`", row["unit"], row["allowed"], row["doc"]]
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         lines.append("")

@@ -357,14 +357,19 @@ def reference_rows(cls: type) -> list[dict]:
 
 
 def with_family_sections(base: dict, families: Iterable) -> dict:
-    """``base`` (the loaded config schema) with the section of every typed family generated from its parameters.
+    """``base`` (the loaded config schema) with the section of every typed family generated from its parameters,
+    and the ``families`` section (one boolean switch per family) generated from the families.
 
     The base schema keeps a placeholder (``{type: object}``) for such a section, so that the file alone still
     accepts a config naming it; the generated section is the one that validates. A typed section is not required:
-    a config without it gets the defaults (:func:`fill_defaults`).
+    a config without it gets the defaults (:func:`fill_defaults`); a family without a switch is on.
     """
+    families = list(families)
     schema = dict(base)
     props = dict(schema.get("properties", {}))
+    # The switches follow the registry, so that a new family's own module is its one definition (issue 15).
+    props["families"] = {**props.get("families", {}), "type": "object", "additionalProperties": False,
+                         "properties": {fam.name: {"type": "boolean"} for fam in families}}
     typed = {fam.settings: fam.params for fam in families if fam.params is not None}
     for section, cls in typed.items():
         props[section] = schema_for(cls)

@@ -39,6 +39,7 @@ import numpy as np
 from ..audio import AudioSignal
 from ..params import param, section
 from ..result import FeatureResult
+from . import Family
 from .harmony import KEY_PROFILES
 
 KEYS = ("danceability_dfa", "atonality_key_profile", "saturation_ratio", "saturation_count", "dynamic_complexity",
@@ -317,3 +318,10 @@ def compute_descriptors(signal: AudioSignal, params: DescriptorsParams = Descrip
         else:
             result.set(key, value)
     return result
+
+
+# Version 2: danceability/atonality renamed danceability_dfa/atonality_key_profile (sources of the
+# resolved keys, mirflow.resolved).
+FAMILY = Family("descriptors", 2, "mix", "descriptors", "mirflow.features.descriptors:compute_descriptors",
+                ("essentia", "numpy"), "Classic Essentia descriptors: DFA danceability, key-profile atonality, "
+                "saturation, dynamic complexity", params=DescriptorsParams)

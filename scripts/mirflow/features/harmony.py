@@ -54,6 +54,7 @@ from ..audio import AudioSignal
 from ..errors import MirflowError
 from ..params import as_dict, param, section
 from ..result import FeatureResult
+from . import Family
 
 PITCH_CLASS_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 #: Note spellings Essentia and madmom use -> pitch class (C = 0).
@@ -589,3 +590,14 @@ def compute_harmony_stems(signal: AudioSignal,
         result.meta["harmonic_variance_capped"] = bool(scaled > 1.0)
         result.set("harmonic_variance", float(min(scaled, 1.0)))
     return result
+
+
+FAMILIES = (
+    # A context family (its job code is mirflow.families.harmony_family): it reads the stems when the track has them.
+    Family("harmony", 1, "mix", "harmony", "mirflow.families:harmony_family", ("essentia", "madmom", "numpy"),
+           "Chroma, HPCP, tonal interval vector, key (Essentia and madmom)", kind="context",
+           needs=("prefer:stems",), params=HarmonyParams),
+    Family("harmony_stems", 1, "stems", "harmony_stems", "mirflow.features.harmony:compute_harmony_stems",
+           ("librosa", "numpy"), "Harmonic movement and variance of the bass, other and vocals stems",
+           params=HarmonyStemsParams),
+)

@@ -18,6 +18,7 @@ import numpy as np
 from ..audio import AudioSignal
 from ..params import param
 from ..result import FeatureResult
+from . import pair
 
 
 @dataclass(frozen=True)
@@ -213,3 +214,8 @@ def compute_loudness(signal: AudioSignal, params: LoudnessParams = LoudnessParam
     else:
         result.set("lra", round(lra, 3))
     return result
+
+
+FAMILIES = pair(name="loudness", version=1, compute="mirflow.features.loudness:compute_loudness",
+                libraries=("numpy", "scipy"),
+                description="Integrated loudness (BS.1770-4) and loudness range (EBU Tech 3342)", params=LoudnessParams)

@@ -8,6 +8,7 @@ import numpy as np
 from ..audio import AudioSignal
 from ..params import as_dict, param, section
 from ..result import FeatureResult
+from . import pair
 
 
 def _band(low_hz: float, high_hz: float, name: str) -> tuple[float, float]:
@@ -88,3 +89,7 @@ def compute_multiband_rms(signal: AudioSignal, params: MultibandParams = Multiba
             level = p.floor_db
         result.set(key, round(level, 3))
     return result
+
+
+FAMILIES = pair(name="multiband_rms", version=1, compute="mirflow.features.multiband:compute_multiband_rms",
+                libraries=("numpy", "scipy"), description="RMS level in four Butterworth bands", params=MultibandParams)

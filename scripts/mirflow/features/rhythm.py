@@ -44,6 +44,7 @@ import numpy as np
 from ..audio import AudioSignal
 from ..params import as_dict, param
 from ..result import FeatureResult
+from . import Family
 from . import rhythm_detectors as det
 
 BEAT_METHODS = ("downbeat_dbn", "beat_dbn_shared", "beat_dbn_separate")
@@ -844,3 +845,15 @@ def analyse_stem_rhythm(stem: AudioSignal, beats: np.ndarray, params: RhythmPara
     result.meta["beats_from"] = "full mix"
     result.update(stem_features(onsets, strengths, np.asarray(beats, dtype=np.float64), stem.duration_s, p))
     return result
+
+
+# The job code reading and writing the grids lives in mirflow.families (context families).
+FAMILIES = (
+    Family("rhythm", 1, "mix", "rhythm", "mirflow.families:rhythm_family", ("madmom", "essentia", "numpy"),
+           "Beat, downbeat and onset grids (.BEATS_GRID, .DOWNBEATS, .ONSETS) and rhythm features",
+           kind="context", outputs=(("beats", "{name}.BEATS_GRID"), ("downbeats", "{name}.DOWNBEATS"),
+                                    ("onsets", "{name}.ONSETS")), params=RhythmParams),
+    Family("rhythm_stems", 1, "stems", "rhythm", "mirflow.families:rhythm_stems_family", ("madmom", "numpy"),
+           "Per-stem onset density, syncopation, complexity and evenness", kind="context", needs=("beats",),
+           params=RhythmParams),
+)

@@ -14,6 +14,7 @@ import numpy as np
 from ..audio import AudioSignal
 from ..params import param
 from ..result import FeatureResult
+from . import pair
 
 
 @dataclass(frozen=True)
@@ -124,3 +125,8 @@ def compute_spectral(signal: AudioSignal, params: SpectralParams = SpectralParam
     else:
         result.mark_absent("spectral_flux", "too short (needs two frames)")
     return result
+
+
+FAMILIES = pair(name="spectral", version=1, compute="mirflow.features.spectral:compute_spectral",
+                libraries=("numpy", "scipy"),
+                description="Spectral flatness, flux, skewness and kurtosis (frame medians)", params=SpectralParams)

@@ -40,6 +40,7 @@ import numpy as np
 from ..audio import AudioSignal
 from ..params import param
 from ..result import FeatureResult
+from . import Family
 
 #: Output key -> ``timbral_models`` model name (``timbral_<name>``).
 MODELS = {
@@ -222,3 +223,7 @@ def _library_version() -> str:
         return version("timbral_models")
     except PackageNotFoundError:
         return "unknown"
+
+
+FAMILY = Family("timbral", 1, "mix", "timbral", "mirflow.features.timbral:compute_timbral",
+                ("timbral-models", "librosa", "numpy", "scipy"), "Audio Commons timbral models", params=TimbralParams)

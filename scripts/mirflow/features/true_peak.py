@@ -12,7 +12,13 @@ the tolerance +0.2/-0.4 dB) in ``tests/test_true_peak.py``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from ..audio import AudioSignal
+from ..result import FeatureResult
+from . import pair
 
 #: BS.1770-4 Annex 2, Table 1: the interpolation filter, one row per phase (phase p is the point p/4 of a
 #: sample period after the centre tap). Rows 2 and 3 are rows 1 and 0 reversed: the filter is symmetric.
@@ -29,6 +35,12 @@ ANNEX2_PHASES = np.array([
 
 #: The rate Annex 2 oversamples to: at or above it the samples themselves are dense enough.
 TARGET_RATE_HZ = 192000
+
+
+@dataclass(frozen=True)
+class TruePeakParams:
+    """Parameters of ``true_peak`` and ``true_peak_stems`` (config section ``true_peak``): none. BS.1770-4
+    Annex 2 fixes the interpolation filter and the oversampling ratio, so the section accepts no keys."""
 
 
 def oversampling_factor(*, sample_rate: int) -> int:
@@ -100,3 +112,23 @@ def true_peak_dbtp(*, samples: np.ndarray, sample_rate: int) -> float | None:
     if peak <= 0.0:
         return None
     return 20.0 * np.log10(peak)
+
+
+def compute_true_peak(signal: AudioSignal, params: TruePeakParams = TruePeakParams()) -> FeatureResult:
+    """``true_peak_dbtp`` of one signal (the caller adds stem suffixes): the maximum true-peak level over its
+    channels, dBTP, rounded to 0.001 dB; absent with reason "silent" for digital silence."""
+    result = FeatureResult(meta={"channels": signal.channels, "sample_rate": signal.sample_rate,
+                                 "oversampling": oversampling_factor(sample_rate=signal.sample_rate),
+                                 "filter": "ITU-R BS.1770-4 Annex 2 (48 taps, 4 phases)"})
+    level = None if signal.is_digital_silence() else true_peak_dbtp(samples=signal.samples,
+                                                                     sample_rate=signal.sample_rate)
+    if level is None:
+        result.mark_absent("true_peak_dbtp", "silent")
+    else:
+        result.set("true_peak_dbtp", round(float(level), 3))
+    return result
+
+
+FAMILIES = pair(name="true_peak", version=1, compute="mirflow.features.true_peak:compute_true_peak",
+                libraries=("numpy",), description="Maximum true-peak level (ITU-R BS.1770-4 Annex 2, dBTP)",
+                params=TruePeakParams)
