@@ -396,3 +396,24 @@ def test_a_failure_whose_job_wrote_its_log_again_in_this_run_is_not_carried(resu
     update_record(results, "all", record_entry(empty, started=rerun_started, ended=rerun_started + 1, exit_code=1,
                                                log=""), attempted_logs(empty), started=rerun_started)
     assert {(f["track"], f["step"]) for f in collect_failures(results)} == before - {("seg", "timbral")}
+
+
+def test_a_failure_of_a_track_whose_info_was_written_in_this_run_is_not_carried(results):
+    """A cluster rerun finished a track whose step had failed with its group before (the group's members are not
+    in Snakemake's log, and a kept step need not rewrite its log): its .INFO written in this run says every step
+    before the merge succeeded."""
+    import os
+    import time
+
+    state = parse_log(OUTPUT, results)
+    update_record(results, "all", record_entry(state, started=0, ended=1, exit_code=1, log=""), attempted_logs(state))
+    before = {(f["track"], f["step"]) for f in collect_failures(results)}
+    rerun_started = time.time()
+    info = os.path.join(results, "seg", "seg.INFO")
+    os.makedirs(os.path.dirname(info), exist_ok=True)
+    with open(info, "w") as out:
+        out.write("{}")
+    empty = parse_log("", results)
+    update_record(results, "all", record_entry(empty, started=rerun_started, ended=rerun_started + 1, exit_code=1,
+                                               log=""), attempted_logs(empty), started=rerun_started)
+    assert {(f["track"], f["step"]) for f in collect_failures(results)} == before - {("seg", "timbral")}

@@ -277,16 +277,28 @@ def _written_since(path: str, started: float | None) -> bool:
         return False
 
 
+def _superseded(failure: dict, results_dir: str, started: float | None) -> bool:
+    """Whether a failure of an earlier run no longer holds: its job ran again in this run (its log written
+    since ``started``), or its track's .INFO was written in this run (every step before the merge succeeded,
+    though Snakemake's log need not list the jobs: a cluster group job's members are not). Crops come after the
+    .INFO, so only their own log supersedes their failure."""
+    if _written_since(failure.get("log", ""), started):
+        return True
+    track = failure.get("track") or ""
+    if not track or failure.get("rule") == "crops":
+        return False
+    return _written_since(os.path.join(results_dir, track, f"{track.rsplit('/', 1)[-1]}.INFO"), started)
+
+
 def update_record(results_dir: str, section: str, entry: dict, attempted: set[str] | None = None,
                   started: float | None = None) -> dict:
     """Replace one section of the run record (a batch's rerun replaces that batch's failures).
 
     A run over all tracks replaces every section; a batch of ``n`` drops sections of another split. When the
     run failed, failures it replaces whose job it did not attempt (``attempted``: the rule logs of its jobs)
-    are kept: a run that stopped early, or a run of one target, says nothing about them. A job whose log was
-    written since this run ``started`` ran again, also when Snakemake's own log does not list it (the jobs of a
-    cluster group job), so its old failure is not kept. A run that succeeded completed its whole DAG, so
-    nothing is carried over.
+    are kept: a run that stopped early, or a run of one target, says nothing about them, unless this run
+    ``started`` after them superseded them (:func:`_superseded`). A run that succeeded completed its whole DAG,
+    so nothing is carried over.
     """
     record = read_record(results_dir)
     sections = record["sections"]
@@ -301,7 +313,7 @@ def update_record(results_dir: str, section: str, entry: dict, attempted: set[st
         new = {f["log"] for f in entry["failures"]}
         carried = [f for k in replaced for f in sections[k].get("failures", [])
                    if f.get("log") and os.path.abspath(f["log"]) not in done and f["log"] not in new
-                   and not _written_since(f["log"], started)]
+                   and not _superseded(f, results_dir, started)]
     for key in replaced:
         del sections[key]
     sections[section] = {**entry, "failures": [*entry["failures"], *carried]}
