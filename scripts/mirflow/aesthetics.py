@@ -40,6 +40,7 @@ import numpy as np
 
 from .audio import AudioSignal
 from .errors import MirflowError
+from .models import sha256_file as _sha256  # one checksum routine for every model file
 from .params import DEVICE_PATTERN, param
 from .result import FeatureResult
 
@@ -92,8 +93,6 @@ def pick_device(requested: str = "auto") -> str:
 
     return _pick(requested, "aesthetics.device")
 
-
-from .models import sha256_file as _sha256  # noqa: E402 - one checksum routine for every model file
 
 def load_aesthetics_model(checkpoint_path: str, device: str = "auto") -> AestheticsModel:
     """Load the ``all_axes`` checkpoint (``checkpoint.pt``) once.

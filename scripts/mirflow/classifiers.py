@@ -59,6 +59,7 @@ import numpy as np
 
 from .audio import AudioSignal
 from .errors import MirflowError
+from .models import sha256_file as sha256_of  # one checksum routine for every model file
 from .params import param
 from .result import FeatureResult
 
@@ -303,8 +304,6 @@ def patches(frames: np.ndarray, patch_frames: int, hop_frames: int) -> np.ndarra
     return out
 
 
-from .models import sha256_file as sha256_of  # noqa: E402 - one checksum routine for every model file
-
 def write_embedding_npy(path: str, embedding: np.ndarray) -> None:
     """Save a 1-D embedding as float32 ``.npy``, atomically (temp file + rename, readable by others)."""
     import io
@@ -428,17 +427,17 @@ def _load_head(head: Head, path: str, threads: int) -> LoadedModel:
             raise ClassifierError(f"{path}: no output named {wanted} (it has {onnx_out}).",
                                   "use the .pb model or an ONNX export of the same graph.")
 
-        def predict(x, _s=session, _i=onnx_in, _o=wanted):
+        def predict_onnx(x, _s=session, _i=onnx_in, _o=wanted):
             return _s.run([_o], {_i: np.ascontiguousarray(x, dtype=np.float32)})[0]
         return LoadedModel(head.name, path, sha256_of(path), "onnxruntime", onnx_in, wanted, classes, source,
-                           predict)
+                           predict_onnx)
     es = _essentia_standard()
     algo = es.TensorflowPredict2D(graphFilename=path, input=input_node, output=output_node)
 
-    def predict(x, _a=algo):
+    def predict_essentia(x, _a=algo):
         return np.asarray(_a(np.ascontiguousarray(x, dtype=np.float32)))
     return LoadedModel(head.name, path, sha256_of(path), "essentia-tensorflow", input_node, output_node, classes,
-                       source, predict)
+                       source, predict_essentia)
 
 
 def _load_backbone(backbone: Backbone, path: str) -> LoadedModel:
@@ -579,20 +578,22 @@ def _apply_heads(models: Classifiers, backbone: Backbone, embeddings: np.ndarray
             result.mark_absent(head.key, f"model {head.name} not available")
             continue
         model = models.models[head.name]
+        classes = model.classes
+        assert classes is not None, "a head's model always has classes (_classes_for raises otherwise)"
         started = time.perf_counter()
         out = np.asarray(model.predictor(embeddings), dtype=np.float64)
         timings[head.name] = round(time.perf_counter() - started, 4)
-        if out.ndim != 2 or out.shape[0] != len(embeddings) or out.shape[1] != len(model.classes):
+        if out.ndim != 2 or out.shape[0] != len(embeddings) or out.shape[1] != len(classes):
             raise ClassifierError(f"{head.name} returned shape {out.shape} for {len(embeddings)} embeddings and "
-                                  f"{len(model.classes)} classes.", "the model file does not match its metadata.")
+                                  f"{len(classes)} classes.", "the model file does not match its metadata.")
         mean = out.mean(axis=0)
         if head.positive is None:
-            result.set(head.key, top_labels(mean, model.classes, p.min_probability, p.max_labels,
+            result.set(head.key, top_labels(mean, classes, p.min_probability, p.max_labels,
                                             p.decimals))
             methods[head.key] = (f"{backbone.name} -> {head.name} ({model.runtime}); mean over patches, "
                                  f"labels with p >= {p.min_probability}, at most {p.max_labels}")
         else:
-            value = float(mean[model.classes.index(head.positive)])
+            value = float(mean[classes.index(head.positive)])
             result.set(head.key, round(value, p.decimals))
             methods[head.key] = (f"{backbone.name} -> {head.name} ({model.runtime}); mean over patches of "
                                  f"p({head.positive})")

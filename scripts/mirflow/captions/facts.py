@@ -343,7 +343,8 @@ def genre_parents(label: str) -> list[str]:
 
 
 def top_labels(probabilities: Mapping[str, float], min_p: float, top_n: int) -> list[tuple[str, float]]:
-    """Labels with p >= ``min_p``, at most ``top_n``, negatives dropped, ranked by :func:`mirflow.labels.rank_labels`."""
+    """Labels with p >= ``min_p``, at most ``top_n``, negatives dropped, ranked by
+    :func:`mirflow.labels.rank_labels`."""
     return rank_labels(probabilities, min_p, top_n, drop_negative=True)
 
 
@@ -612,8 +613,8 @@ def key_pitch_classes(key: tuple[int, str]) -> frozenset[int]:
 def note_mentions(text: str) -> list[tuple[str, frozenset[int]]]:
     """Every note name or chord symbol written in ``text`` (outside key names): (as written, its pitch classes).
 
-    A sentence-initial "A" before a lower-case word is the article ("A bright mix"), not the note. A bare note name stands
-    for its own pitch class; a chord symbol ("Cmaj7", "Bdim", "F#m7") for every tone of the chord.
+    A sentence-initial "A" before a lower-case word is the article ("A bright mix"), not the note. A bare note name
+    stands for its own pitch class; a chord symbol ("Cmaj7", "Bdim", "F#m7") for every tone of the chord.
     """
     keys = [m.span() for m in _KEY_MENTION.finditer(text)]
     out = []
@@ -680,8 +681,9 @@ def _with_synonyms(phrases) -> set[str]:
 
 
 def _restricted_vocabulary(label_vocabulary: Mapping[str, frozenset[str]]) -> dict[str, frozenset[str]]:
-    groups = {"tempo": TEMPO_WORDS, "loudness": LOUDNESS_WORDS, "brightness": BRIGHTNESS_WORDS,
-              "drums": DRUM_WORDS, "production": PRODUCTION_WORDS, "key mode": MODE_WORDS}
+    groups: dict[str, Mapping[str, tuple[str, ...]]] = {
+        "tempo": TEMPO_WORDS, "loudness": LOUDNESS_WORDS, "brightness": BRIGHTNESS_WORDS,
+        "drums": DRUM_WORDS, "production": PRODUCTION_WORDS, "key mode": MODE_WORDS}
     restricted = {name: frozenset(w for ws in group.values() for w in ws) for name, group in groups.items()}
     restricted["tempo value"] = frozenset(TEMPO_VALUE_WORDS)
     restricted["vocals"] = frozenset(NO_VOCALS_WORDS)
@@ -708,9 +710,10 @@ def allowed_from_facts(facts: TrackFacts, require_core: bool = True) -> Allowed:
         phrases |= {"drums", "drum"}
     if facts.steady_beat is False:
         phrases |= {"no steady beat", "steady beat"}
-    keys = set()
+    keys: set[tuple[int, str]] = set()
     if facts.key:
         parsed = parse_key(facts.key)
+        assert parsed is not None, f"TrackFacts.key {facts.key!r} is not a key name (build_facts writes key_label's)"
         keys.add(parsed)
         phrases.add(parsed[1])
     numbers = set()
@@ -719,7 +722,7 @@ def allowed_from_facts(facts: TrackFacts, require_core: bool = True) -> Allowed:
         numbers.add(str(facts.bpm))
     for phrase in phrases:
         numbers |= set(_NUMBER.findall(phrase))
-    required = []
+    required: list[tuple[str, tuple[str, ...]]] = []
     if require_core:
         if facts.bpm is not None:
             required.append(("the tempo", (f"{facts.bpm} bpm", f"{facts.bpm} beats per minute")))
@@ -871,8 +874,9 @@ def placeholders_in(template: str) -> list[str]:
                 continue
             if name not in PROMPT_PLACEHOLDERS or spec or conversion:
                 raise ConfigError(
-                    f"prompt template {template!r} uses the placeholder {{{name}{'!' + conversion if conversion else ''}"
-                    f"{':' + spec if spec else ''}}}, which is not one of {sorted(PROMPT_PLACEHOLDERS)}.",
+                    f"prompt template {template!r} uses the placeholder "
+                    f"{{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}, "
+                    f"which is not one of {sorted(PROMPT_PLACEHOLDERS)}.",
                     "use one of those names without a format spec, or write literal braces as {{ and }}.")
             names.append(name)
     return names

@@ -48,8 +48,16 @@ from typing import Any
 
 from ..params import as_dict, param, section
 from ..result import FeatureResult
-from .facts import (Allowed, FactParams, TrackFacts, allowed_from_facts, allowed_from_text, build_facts,
-                    template_caption, verify_caption)
+from .facts import (
+    Allowed,
+    FactParams,
+    TrackFacts,
+    allowed_from_facts,
+    allowed_from_text,
+    build_facts,
+    template_caption,
+    verify_caption,
+)
 from .llm import ChatModel, Sampling
 from .text import clean_caption
 

@@ -258,7 +258,8 @@ class AudioPrefix:
     seconds: float
 
 
-def split_chat(model: FlamingoModel, prompts: Mapping[str, str], system_prompt: str | None) -> tuple[str, dict]:
+def split_chat(model: FlamingoModel, prompts: Mapping[str, str], system_prompt: str | None
+               ) -> tuple[str, dict[str, str]]:
     """The chat text shared by every prompt (up to and including the audio marker) and each prompt's rest.
 
     The user turn is the media marker followed by the prompt (audio first, as
@@ -270,7 +271,8 @@ def split_chat(model: FlamingoModel, prompts: Mapping[str, str], system_prompt: 
         If the model's chat template puts prompt-dependent text before the audio.
     """
     marker = model._mtmd.mtmd_default_marker().decode()
-    prefix, suffixes = None, {}
+    prefix: str | None = None
+    suffixes: dict[str, str] = {}
     for name, prompt in prompts.items():
         messages = ([{"role": "system", "content": system_prompt}] if system_prompt else [])
         messages.append({"role": "user", "content": marker + prompt})
@@ -286,6 +288,8 @@ def split_chat(model: FlamingoModel, prompts: Mapping[str, str], system_prompt: 
                                     "use one prompt per job or a template that starts the user turn with the audio.")
         prefix = head
         suffixes[name] = tail
+    # no prompt (every default dropped by null) failed before too, on None.encode in encode_audio_prefix
+    assert prefix is not None, "split_chat needs at least one prompt"
     return prefix, suffixes
 
 

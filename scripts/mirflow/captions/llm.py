@@ -22,9 +22,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import MirflowError
+
+if TYPE_CHECKING:  # llama_cpp is imported at run time only when a model is loaded
+    from llama_cpp.llama_types import ChatCompletionRequestMessage
 
 log = logging.getLogger("mirflow.captions")
 
@@ -63,7 +66,7 @@ class Sampling:
     seed: int = 0
 
     @classmethod
-    def from_params(cls, params: Any, *, max_tokens: int) -> "Sampling":
+    def from_params(cls, params: Any, *, max_tokens: int) -> Sampling:
         """The sampling of a caption family's typed parameters (their ``temperature``, ``top_p``, ``top_k``,
         ``min_p``, ``repeat_penalty`` and ``seed`` attributes) with ``max_tokens`` tokens at most."""
         values = {k: getattr(params, k) for k in SAMPLING_KEYS if k != "max_tokens"}
@@ -202,7 +205,8 @@ class ChatModel:
 
     def render(self, messages: Sequence[Mapping[str, str]]) -> str:
         """The model's chat template applied to ``messages``, ending with the assistant turn opener."""
-        return self._formatter(messages=list(messages)).prompt
+        # llama_cpp types each role as its own TypedDict; the template reads only the "role" and "content" strings
+        return self._formatter(messages=cast("list[ChatCompletionRequestMessage]", list(messages))).prompt
 
     def tokenize(self, text: str, add_bos: bool) -> list[int]:
         """Token ids of ``text``; special tokens in it (``<|im_start|>``, ...) are parsed as such."""

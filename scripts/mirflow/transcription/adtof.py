@@ -45,10 +45,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import MirflowError
+
+if TYPE_CHECKING:  # importing torch at run time is deferred to the first network built
+    from torch import nn
 
 #: Sample rate the model was trained at (Hz).
 MODEL_SAMPLE_RATE = 44100
@@ -202,9 +206,10 @@ def _torch():
     return torch
 
 
-def _build_network_classes():
-    torch = _torch()
-    nn = torch.nn
+def _build_network_classes() -> type[nn.Module]:
+    # imported here, not through _torch(), so that the type checker sees the real base class
+    import torch
+    from torch import nn
 
     class FrequencyMaxPoolSame(nn.Module):
         """Max pooling over the last (frequency) axis, kernel = stride = ``size``,
@@ -356,7 +361,7 @@ class LoadedModel:
         SHA-256 of the weights file.
     """
 
-    network: object
+    network: nn.Module
     device: str
     path: str
     sha256: str
@@ -409,7 +414,7 @@ def load_model(path: str | os.PathLike, device: str = "auto", pool_padding: str 
                     "use the Frame_RNN weights (adtof_frame_rnn_pytorch_weights.pth).")
     network = new_frame_rnn(pool_padding)
     try:
-        network.load_state_dict({k: v for k, v in state.items()}, strict=True)
+        network.load_state_dict(dict(state), strict=True)
     except RuntimeError as err:
         raise MirflowError(f"ADTOF weights file '{path}' does not match the Frame_RNN architecture: {err}",
                            "use the Frame_RNN weights (adtof_frame_rnn_pytorch_weights.pth).") from err

@@ -30,14 +30,15 @@ import logging
 import math
 import os
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from ..audio import AudioSignal
 from ..errors import ConfigError, MirflowError
-from .adtof import file_sha256
 from ..jsonio import write_bytes_atomic
 from ..params import param
+from .adtof import file_sha256
 from .midi import DEFAULT_TICKS_PER_QUARTER, MidiNote, midi_file_bytes, tempo_map
 
 MODEL_SAMPLE_RATE = 22050
@@ -129,6 +130,14 @@ def bundled_model_path() -> str:
     return path
 
 
+class OnnxSession(Protocol):
+    """What this module calls of an ``onnxruntime.InferenceSession`` (onnxruntime ships no type hints)."""
+
+    def run(self, output_names: list[str], input_feed: dict[str, np.ndarray]) -> list[np.ndarray]: ...
+
+    def get_providers(self) -> list[str]: ...
+
+
 @dataclass
 class BasicPitchModel:
     """An onnxruntime session of Basic Pitch.
@@ -142,10 +151,10 @@ class BasicPitchModel:
         onnxruntime execution providers in use.
     """
 
-    session: object
+    session: OnnxSession
     path: str
     sha256: str
-    providers: list = field(default_factory=list)
+    providers: list[str] = field(default_factory=list)
 
 
 def load_model(path: str | os.PathLike, sha256: str | None = None, device: str = "auto",

@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..audio import AudioSignal
+from ..jsonio import write_bytes_atomic
 from ..params import DEVICE_PATTERN, as_dict, param, section
 from ..result import FeatureResult
 from . import adtof
-from ..jsonio import write_bytes_atomic
 from .midi import DEFAULT_TICKS_PER_QUARTER, MidiNote, midi_file_bytes, tempo_map
 
 
