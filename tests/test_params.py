@@ -210,6 +210,17 @@ def test_named_entries_merge_over_the_defaults_by_name():
         got.prompts["x"] = Prompt()  # read-only like the rest of the object
 
 
+def test_a_config_cannot_drop_every_entry_of_a_mapping_that_needs_one():
+    from mirflow.captions.flamingo import FlamingoParams
+
+    with pytest.raises(ConfigError, match=r"'captions_flamingo.prompts' leaves 0 entries; at least 1 needed"):
+        from_config(FlamingoParams, {"prompts": dict.fromkeys(FlamingoParams().prompts)}, where="captions_flamingo")
+    one = next(iter(FlamingoParams().prompts))
+    kept = from_config(FlamingoParams, {"prompts": {n: None for n in FlamingoParams().prompts if n != one}},
+                       where="captions_flamingo")
+    assert list(kept.prompts) == [one]
+
+
 @pytest.mark.parametrize("section_, key", [
     ({"device": "gpu"}, "'w.device'"),                             # not matching the pattern
     ({"system": 3}, "'w.system'"),                                 # a nullable string is still a string

@@ -98,7 +98,8 @@ def section(default: Any, *, doc: str) -> Any:
     return dataclasses.field(default=default, metadata=meta)
 
 
-def mapping(cls: type, default: Mapping[str, Mapping], *, doc: str, names: str = r"[a-z0-9_]+") -> Any:
+def mapping(cls: type, default: Mapping[str, Mapping], *, doc: str, names: str = r"[a-z0-9_]+",
+            min_entries: int = 0) -> Any:
     """A dataclass field holding named entries of one parameter class (an open set of names, e.g. prompts).
 
     The object holds a read-only mapping name -> ``cls`` instance. A config's entries are merged over the default
@@ -115,9 +116,12 @@ def mapping(cls: type, default: Mapping[str, Mapping], *, doc: str, names: str =
         One-line description.
     names : str
         Regular expression every entry name must match in full (names often end up in feature keys).
+    min_entries : int
+        Fewest entries a config may leave (after dropping names with null).
     """
     entries = {name: _build(cls(), values, f"<default {cls.__name__}>.{name}") for name, values in default.items()}
-    meta = {_META: {"doc": doc, "section": None, "mapping": cls, "names": names, "unit": ""}}
+    meta = {_META: {"doc": doc, "section": None, "mapping": cls, "names": names, "unit": "",
+                    "min_entries": min_entries}}
     return dataclasses.field(default_factory=lambda: MappingProxyType(dict(entries)), metadata=meta)
 
 
@@ -262,6 +266,9 @@ def _entries(spec: dict, base: Mapping, given: Any, key: str) -> MappingProxyTyp
             entries.pop(name, None)
         else:
             entries[name] = _build(entries.get(name, spec["mapping"]()), entry, f"{key}.{name}")
+    if len(entries) < spec.get("min_entries", 0):
+        raise ConfigError(f"config key '{key}' leaves {len(entries)} entries; at least {spec['min_entries']} needed.",
+                          f"keep at least one entry of '{key}' (null drops one), or switch the family off.")
     return MappingProxyType(entries)
 
 

@@ -111,7 +111,7 @@ class FlamingoParams:
                                doc="Text model quantisation the workflow passes (models/manifest.yaml)")
     prompts: Mapping[str, PromptParams] = mapping(
         PromptParams, DEFAULT_PROMPTS, doc="Prompts by name, each giving music_flamingo_<name>; configured "
-        "prompts are merged over these by name (null drops one)")
+        "prompts are merged over these by name (null drops one)", min_entries=1)
     system_prompt: str | None = param(None, kind=str, nullable=True,
                                       doc="System prompt (null: the model's chat template decides)")
     # sampling (llama.cpp semantics, the values llama-mtmd-cli used in the old system)
