@@ -232,3 +232,13 @@ def test_batches_each_run_their_own_tracks_and_an_interrupted_split_resumes_at_i
     record = json.loads((tmp_path / "results" / "logs" / "run_record.json").read_text())
     assert set(record["sections"]) >= {"2/3", "3/3", "corpus/3"}
     assert "  tracks: 5 complete, 0 partial, 0 failed (of 5)" in err
+
+
+def test_a_failure_in_a_shared_cluster_group_asks_for_one_more_pass():
+    from mirflow.run import held_back_by_a_group
+
+    shared = {"failures": [{"reason": "SLURM job 10 (group signal) failed: Error in group signal"}]}
+    alone = {"failures": [{"reason": "SLURM job 12 (group signal_alone_0123456789ab) failed: Error in group x"}]}
+    local = {"failures": [{"reason": "cannot use audio file 'bad.flac': decoder error"}]}
+    assert held_back_by_a_group(shared)
+    assert not held_back_by_a_group(alone) and not held_back_by_a_group(local) and not held_back_by_a_group({})

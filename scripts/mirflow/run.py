@@ -357,6 +357,29 @@ def run_snakemake(args: list[str], *, results_dir: str, section: str, console: C
     return code, entry
 
 
+#: A failure of a job that ran in a cluster group job shared with other tracks (runlog.add_cluster_failures).
+_SHARED_GROUP_FAILURE = re.compile(r"^SLURM job \S+ \(group (?!\S*_alone_)\S+\) failed")
+
+
+def held_back_by_a_group(entry: dict) -> bool:
+    """Whether a run's failures include jobs of a cluster group job shared by several tracks: Snakemake fails
+    the whole group for one bad track, and the next run gives every failed track groups of its own
+    (mirflow.layout.isolated_group), so one more pass finishes the good tracks of those groups."""
+    return any(_SHARED_GROUP_FAILURE.match(f.get("reason", "")) for f in entry.get("failures", []))
+
+
+def run_isolating(args: list[str], *, log_path: Path, console: Console, **kwargs) -> tuple[int, dict]:
+    """:func:`run_snakemake`, then once more when a shared cluster group held good tracks back, so that one
+    `make run` on a cluster leaves the same failures as on a workstation (only the bad tracks')."""
+    code, entry = run_snakemake(args, log_path=log_path, console=console, **kwargs)
+    if code != 0 and not entry.get("interrupted") and kwargs.get("record", True) and held_back_by_a_group(entry):
+        console.write("mirflow: a failing track failed its whole cluster group job; running the failed tracks "
+                      "again, each in group jobs of its own, so the others of those groups finish")
+        code, entry = run_snakemake(args, log_path=log_path.with_name(log_path.stem + "-alone.log"),
+                                    console=console, **{**kwargs, "show_startup": False})
+    return code, entry
+
+
 def _wait(proc: subprocess.Popen) -> tuple[int, int]:
     """Exit code and peak resident memory (kB) of Snakemake or the largest of the processes it waited for."""
     if proc.returncode is None and hasattr(os, "wait4"):
@@ -456,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     codes: list[int] = []
     wall = audio = finished = 0.0
     if n <= 1:
-        code, entry = run_snakemake([*args, "--config", *items], results_dir=results_dir, section="all",
+        code, entry = run_isolating([*args, "--config", *items], results_dir=results_dir, section="all",
                                     console=console, log_path=logs / f"{stamp}.log", show_startup=True,
                                     record=not dry)
         codes.append(code)
@@ -475,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
                 console.write(f"batch {spec}: finished in an earlier attempt of this run, skipped")
                 continue
             console.label = f"batch {spec}"
-            code, entry = run_snakemake([*args, *(["--omit-from", *omit] if omit else []), "--config", *items,
+            code, entry = run_isolating([*args, *(["--omit-from", *omit] if omit else []), "--config", *items,
                                          f"batch={spec}"], results_dir=results_dir, section=spec,
                                         console=console, log_path=logs / f"{stamp}-batch{i}of{n}.log",
                                         show_startup=not codes, record=not dry)

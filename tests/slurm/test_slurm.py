@@ -275,17 +275,25 @@ def test_gpu_rules_request_one_gpu_that_slurm_grants(slurm):
     assert rows[job][1] == "COMPLETED" and "gres/gpu=1" in rows[job][2], rows.get(job)
 
 
+THREE_PER_GROUP = ("--group-components", "signal=3", "finish=3", "models=3", "listen=3")
+
+
+def _bad_among_good(wd: Path) -> None:
+    """Two good loose tracks and one that cannot be decoded (its probe fails in track_features)."""
+    _make_corpus(wd)
+    for path in (wd / "music").iterdir():
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for i in (1, 2):
+        sf.write(wd / "music" / f"good{i}.ogg", sum(_tone(3.0, i).values()), SR)
+    (wd / "music" / "bad.flac").write_bytes(b"fLaC" + np.random.default_rng(0).bytes(4000))
+
+
 def test_a_bad_track_among_good_ones_holds_them_back_one_run_at_most(slurm, tmp_path):
     """Three tracks in one group per layer; one cannot be decoded. Snakemake fails the whole signal group job,
     so the first run finishes no track. The rerun gives every track that failed its own groups: the good
     tracks finish, the bad one fails alone with its reason, and only it is in the run record."""
-    _make_corpus(tmp_path)
-    for path in (tmp_path / "music").iterdir():
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    for i in (1, 2):
-        sf.write(tmp_path / "music" / f"good{i}.ogg", sum(_tone(3.0, i).values()), SR)
-    (tmp_path / "music" / "bad.flac").write_bytes(b"fLaC" + np.random.default_rng(0).bytes(4000))
-    three = ("--group-components", "signal=3", "finish=3", "models=3", "listen=3")
+    _bad_among_good(tmp_path)
+    three = THREE_PER_GROUP
 
     first = subprocess.run(_cmd(*three), cwd=tmp_path, env=slurm, capture_output=True, text=True, timeout=900)
     assert first.returncode != 0
@@ -306,3 +314,19 @@ def test_a_bad_track_among_good_ones_holds_them_back_one_run_at_most(slurm, tmp_
 
     failures = collect_failures(str(tmp_path / "results"))
     assert {f["track"] for f in failures} == {"bad"}, failures
+
+
+def test_make_run_on_a_cluster_leaves_only_the_bad_tracks_failure_in_one_invocation(slurm, tmp_path):
+    """The driver (`make run`'s `python -m mirflow.run`) sees good tracks held back by a shared group job and
+    runs once more with the failed tracks in groups of their own: one command, the local outcome."""
+    _bad_among_good(tmp_path)
+    cmd = [sys.executable, "-m", "mirflow.run", *_cmd(*THREE_PER_GROUP)[3:]]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=slurm, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "running the failed tracks again, each in group jobs of its own" in out, out[-3000:]
+    for good in ("good1", "good2"):
+        assert (tmp_path / "results" / good / f"{good}.INFO").is_file(), out[-3000:]
+    from mirflow.summary import collect_failures
+
+    assert {f["track"] for f in collect_failures(str(tmp_path / "results"))} == {"bad"}
