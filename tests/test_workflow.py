@@ -113,6 +113,35 @@ def test_first_run_writes_info_with_mix_and_stem_keys(workdir):
     assert "NaN" not in text and "Infinity" not in text
 
 
+#: Every .INFO value of this corpus as computed before the family definitions moved into their modules and their
+#: parameters became typed (issue 15): checked equal, key by key, to the code before (6ebcc2a) on this corpus
+#: and on the demo. A deliberate change of values regenerates it: MIRFLOW_WRITE_INFO_VALUES=1 and this test.
+INFO_VALUES = Path(__file__).parent / "fixtures" / "workflow_info_values.json"
+
+
+def _close(a, b) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and a == pytest.approx(b, rel=1e-6,
+                                                                                                     abs=1e-9)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    return a == b
+
+
+def test_every_info_key_and_value_is_the_one_recorded(workdir):
+    got = {track: {k: v for k, v in _info(workdir, track).items() if not k.startswith("_")}
+           for track in (BAND, LOOSE)}
+    if os.environ.get("MIRFLOW_WRITE_INFO_VALUES"):
+        INFO_VALUES.write_text(json.dumps(got, indent=1, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
+    expected = json.loads(INFO_VALUES.read_text(encoding="utf-8"))
+    for track in expected:
+        assert sorted(got[track]) == sorted(expected[track]), track
+        changed = {k: (got[track][k], v) for k, v in expected[track].items() if not _close(got[track][k], v)}
+        assert not changed, (track, changed)
+
+
 def test_resolved_keys_fall_back_to_the_classic_algorithms_without_models(workdir):
     info = _info(workdir, BAND)
     prov = info["_provenance"]
