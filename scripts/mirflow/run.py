@@ -35,6 +35,7 @@ from .jsonio import read_json, write_json_atomic
 from .layout import TRACK_INFO
 from .runlog import (
     SnakemakeLogParser,
+    add_cluster_failures,
     attempted_logs,
     audio_seconds,
     finished_tracks,
@@ -338,6 +339,8 @@ def run_snakemake(args: list[str], *, results_dir: str, section: str, console: C
         code, peak_kb = _wait(proc)
     console.close_bar()
     state = parser.state
+    if code != 0:  # on a cluster: the SLURM job of each failure, and the jobs of a failed group submission
+        add_cluster_failures(state, log_path.read_text(encoding="utf-8", errors="replace"), results_dir)
     if code != 0 and not state.failures and not console.verbose and not interrupted:
         # Snakemake stopped before or outside the jobs (a config error, a locked folder...): show why.
         shown = [t for t in tail if t.strip() and not t.startswith(("Complete log", "Elapsed time"))]
