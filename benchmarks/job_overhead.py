@@ -43,9 +43,14 @@ def corpus(folder: Path, tracks: int, seconds: float, sample_rate: int = 44100) 
 
 
 def measure(label: str, repo: Path, music: Path, ids: list[str], root: Path, overrides: dict) -> dict:
+    import yaml
+
     from mirflow.registry import FAMILIES
 
-    overrides = {**overrides, "families": {name: name == "loudness" for name in FAMILIES},
+    # The baseline checkout knows the families its config lists (and refuses others); this checkout's config
+    # need not list a family (on by default), so its registry names them all.
+    names = FAMILIES if repo == REPO else yaml.safe_load((repo / "config" / "config.yaml").read_text())["families"]
+    overrides = {**overrides, "families": {name: name == "loudness" for name in names},
                  "crops": {"enabled": False}}
     wd = workdir(root / label, repo, music, overrides)
     targets = [f"results/{t}/features/loudness.json" for t in ids]

@@ -150,15 +150,45 @@ def test_info_reader_gives_an_object_or_a_mirflow_error(data, tmp_path_factory):
 
 
 def test_probe_reports_a_decoder_crash_as_a_mirflow_error(tmp_path, monkeypatch):
-    """A decoder that kills its process (simulated: the child dies by SIGSEGV) ends in a mirflow error."""
+    """A decoder that kills its process ends in a mirflow error naming the file and the signal: simulated by a
+    decode that sends SIGSEGV to the process running it, which is the forked child, not this test."""
+    import os
+    import signal
+
+    import mirflow.probe
+
+    monkeypatch.setattr(mirflow.probe, "_facts", lambda path: os.kill(os.getpid(), signal.SIGSEGV))
+    with pytest.raises(InputAudioError, match=r"x.ogg.*the audio decoder crashed \(SIGSEGV\) while reading it"):
+        probe_file(str(tmp_path / "x.ogg"))
+
+
+def test_probe_without_fork_decodes_in_a_fresh_interpreter_with_the_same_outcomes(tmp_path, monkeypatch):
     import signal
     import subprocess as sp
 
+    from mirflow.probe import _decode_in_python
+
+    good = tmp_path / "good.flac"
+    good.write_bytes(TEMPLATES["flac"])
+    status, lines = _decode_in_python([str(good)], 60)
+    assert status == 0 and '"frames": 8000' in lines[0]
     real_run = sp.run
     monkeypatch.setattr(sp, "run", lambda cmd, **kw: real_run(
         [sys.executable, "-c", f"import os; os.kill(os.getpid(), {int(signal.SIGSEGV)})"], **kw))
-    with pytest.raises(InputAudioError, match=r"the audio decoder crashed \(SIGSEGV\) while reading it"):
-        probe_file(str(tmp_path / "x.ogg"))
+    assert _decode_in_python([str(good)], 60)[0] == -signal.SIGSEGV
+
+
+def test_a_decode_past_its_time_limit_is_stopped_and_reported(tmp_path, monkeypatch):
+    import time
+
+    import mirflow.probe
+    from mirflow.probe import probe_inputs
+
+    monkeypatch.setattr(mirflow.probe, "_facts", lambda path: time.sleep(30))
+    started = time.monotonic()
+    with pytest.raises(InputAudioError, match="decoding took longer than 1 s"):
+        probe_inputs({"audio": str(tmp_path / "slow.flac")}, timeout_s=1.0)
+    assert time.monotonic() - started < 10
 
 
 def test_probe_facts_of_a_good_file_and_reason_of_a_bad_one(tmp_path):
