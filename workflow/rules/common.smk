@@ -412,20 +412,20 @@ _PROBE_STEP_HAS_FAMILIES = any(step.probe and step.families for step in LAYOUT)
 # On a cluster the steps of many tracks share a group job (one submission; workflow/profiles/slurm). Snakemake
 # fails a whole group job when one of its jobs fails, so a track that failed in the last run (the run record)
 # gets groups of its own: its failure stays its own, and the other tracks of its groups finish (docs/cluster.md).
-_ISOLATED_TRACKS = None
+@lru_cache(maxsize=None)
+def isolated_tracks():
+    """Tracks with a failure in the run record (read once per parse, when the first job asks)."""
+    return frozenset(f.get("track") for f in record_failures(RESULTS))
 
 
 def cluster_group(layer):
     """`group:` of a rule: its layer; a group of its own for a track that failed last time; none locally."""
     @per_job
     def group(wildcards):
-        global _ISOLATED_TRACKS
         if not workflow.non_local_exec:
             return None
-        if _ISOLATED_TRACKS is None:
-            _ISOLATED_TRACKS = {f.get("track") for f in record_failures(RESULTS)}
         track_id = wildcards.track if "track" in wildcards.keys() else wildcards.parent + wildcards.name
-        return isolated_group(layer, track_id) if track_id in _ISOLATED_TRACKS else layer
+        return isolated_group(layer, track_id) if track_id in isolated_tracks() else layer
 
     return group
 
