@@ -237,8 +237,11 @@ def test_batches_each_run_their_own_tracks_and_an_interrupted_split_resumes_at_i
 def test_a_failure_in_a_shared_cluster_group_asks_for_one_more_pass():
     from mirflow.run import held_back_by_a_group
 
-    shared = {"failures": [{"reason": "SLURM job 10 (group signal) failed: Error in group signal"}]}
-    alone = {"failures": [{"reason": "SLURM job 12 (group signal_alone_0123456789ab) failed: Error in group x"}]}
+    # As runlog.add_cluster_failures records them: the submission's group beside the reason.
+    shared = {"failures": [{"reason": "SLURM job 10 (group signal) failed: Error in group signal",
+                            "slurm_group": "signal"}]}
+    alone = {"failures": [{"reason": "SLURM job 12 (group signal_alone_0123456789ab) failed: Error in group x",
+                           "slurm_group": "signal_alone_0123456789ab"}]}
     local = {"failures": [{"reason": "cannot use audio file 'bad.flac': decoder error"}]}
     assert held_back_by_a_group(shared)
     assert not held_back_by_a_group(alone) and not held_back_by_a_group(local) and not held_back_by_a_group({})

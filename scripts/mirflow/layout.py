@@ -176,4 +176,12 @@ def isolated_group(layer: str, track_id: str) -> str:
     group name of its own holds one track (``group-components`` names only the shared layers).
     """
     digest = hashlib.sha256(track_id.encode("utf-8", "surrogateescape")).hexdigest()[:12]
-    return f"{layer}_alone_{digest}"
+    return f"{layer}{_ALONE}{digest}"
+
+
+_ALONE = "_alone_"
+
+
+def is_shared_group(group: str) -> bool:
+    """Whether a cluster group may hold several tracks (a layer's group, not one of :func:`isolated_group`)."""
+    return _ALONE not in group

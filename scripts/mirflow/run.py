@@ -32,7 +32,7 @@ import yaml
 
 from .batches import batch_count
 from .jsonio import read_json, write_json_atomic
-from .layout import TRACK_INFO
+from .layout import TRACK_INFO, is_shared_group
 from .runlog import (
     SnakemakeLogParser,
     add_cluster_failures,
@@ -360,15 +360,11 @@ def run_snakemake(args: list[str], *, results_dir: str, section: str, console: C
     return code, entry
 
 
-#: A failure of a job that ran in a cluster group job shared with other tracks (runlog.add_cluster_failures).
-_SHARED_GROUP_FAILURE = re.compile(r"^SLURM job \S+ \(group (?!\S*_alone_)\S+\) failed")
-
-
 def held_back_by_a_group(entry: dict) -> bool:
     """Whether a run's failures include jobs of a cluster group job shared by several tracks: Snakemake fails
     the whole group for one bad track, and the next run gives every failed track groups of its own
     (mirflow.layout.isolated_group), so one more pass finishes the good tracks of those groups."""
-    return any(_SHARED_GROUP_FAILURE.match(f.get("reason", "")) for f in entry.get("failures", []))
+    return any(f.get("slurm_group") and is_shared_group(f["slurm_group"]) for f in entry.get("failures", []))
 
 
 def run_isolating(args: list[str], *, log_path: Path, console: Console, **kwargs) -> tuple[int, dict]:

@@ -57,6 +57,7 @@ class JobFailure:
     jobid: int | None = None
     slurm_jobid: str | None = None  # on a cluster: the SLURM job that carried it (mirflow.cluster)
     slurm_log: str | None = None
+    slurm_group: str | None = None  # the Snakemake group of the submission, when it was a group job
 
 
 @dataclass
@@ -387,7 +388,7 @@ def add_cluster_failures(state: RunState, text: str, results_dir: str) -> None:
             state.failures.append(known)
             if log:
                 by_log[os.path.abspath(log)] = known
-        known.slurm_jobid, known.slurm_log = job.slurm_jobid, job.slurm_log
+        known.slurm_jobid, known.slurm_log, known.slurm_group = job.slurm_jobid, job.slurm_log, job.group
 
 
 def record_snakemake_log(results_dir: str, log_files: list[str] | str, *, section: str, started: float,
