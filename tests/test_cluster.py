@@ -255,3 +255,93 @@ def test_flag_annotations_of_outputs_are_not_part_of_their_paths():
                             "results/t/embeddings (update)")
     (failed,) = failed_slurm_jobs(text)
     assert failed.output == ("results/t/logs/probe.json", "results/t/features/loudness.json", "results/t/embeddings")
+
+
+def test_a_track_folder_with_a_comma_stays_one_path_in_a_failed_job_s_fields():
+    """Snakemake joins a job's paths with ", ", which a track folder may hold ("Café Waltz, D major"); the
+    SLURM log after the track's log is absolute and stays apart."""
+    text = RULE_LOG.replace(
+        "    output: results/stats/features_tracks.csv, results/stats/stats_tracks.json",
+        "    output: results/Café Waltz, D major/logs/probe.json, results/Café Waltz, D major/features/loudness.json"
+        " (update), results/x, y, z/a.json").replace(
+        "    log: results/logs/corpus_report.log,",
+        "    log: results/Café Waltz, D major/logs/track_features.log,")
+    (failed,) = failed_slurm_jobs(text)
+    assert failed.output == ("results/Café Waltz, D major/logs/probe.json",
+                             "results/Café Waltz, D major/features/loudness.json", "results/x, y, z/a.json")
+    assert failed.log == ("results/Café Waltz, D major/logs/track_features.log",
+                          "/w/.snakemake/slurm_logs/rule_corpus_report/4711.log")
+
+
+TRACK_NAMES = ["Café Waltz, D major", "Beatles, The", "'Quoted'", '"Double"', "100% a=b: c", "caf\udce9"]
+
+
+@pytest.mark.parametrize("name", TRACK_NAMES)
+def test_a_wildcard_value_survives_snakemake_s_target_jobs_parser_when_encoded(name):
+    """Snakemake's own parser (what a cluster job runs before reading the workflow) gives the encoded value
+    back unchanged, and decoding it gives the track's name back."""
+    from snakemake.target_jobs import parse_target_jobs_cli_args
+    from snakemake_interface_executor_plugins.utils import TargetSpec, encode_target_jobs_cli_args
+
+    from mirflow.cluster import decode_target_job_value, encode_target_job_value
+    args = encode_target_jobs_cli_args([TargetSpec("track_info", {"track": encode_target_job_value(name),
+                                                                  "x": "1"})])
+    (spec,) = parse_target_jobs_cli_args(args)
+    assert decode_target_job_value(spec.wildcards_dict["track"]) == name
+    assert spec.wildcards_dict["x"] == "1"
+    assert encode_target_job_value(name).isascii() and "," not in encode_target_job_value(name)
+
+
+def test_unencoded_a_comma_in_a_wildcard_breaks_snakemake_s_parser():
+    """The upstream behaviour the encoding works around (snakemake#2366): if this starts passing, Snakemake
+    fixed it and the encoding can go."""
+    from snakemake.target_jobs import parse_target_jobs_cli_args
+    from snakemake_interface_executor_plugins.utils import TargetSpec, encode_target_jobs_cli_args
+    args = encode_target_jobs_cli_args([TargetSpec("r", {"track": "Beatles, The"})])
+    with pytest.raises(ValueError, match="Unparsable"):
+        parse_target_jobs_cli_args(args)
+
+
+_COMMA_SNAKEFILE = """
+import mirflow.cluster
+if config.get("fix"):
+    mirflow.cluster.carry_any_track_name_to_cluster_jobs()
+
+rule track:
+    output: "out/{track}/done.txt"
+    shell: "printf %s {wildcards.track:q} > {output:q}"
+"""
+
+
+@pytest.mark.parametrize("fix", [False, True])
+def test_a_cluster_job_of_a_track_with_a_comma_in_its_name_runs_it(tmp_path, monkeypatch, fix):
+    """The head's executor encodes a job's wildcards (through the interface's encoder, wrapped like the
+    workflow does it); the cluster job (`snakemake --mode remote --target-jobs ...`) then builds that track."""
+    import os
+    import subprocess
+
+    import snakemake.api  # noqa: F401  # before snakemake.dag (circular imports)
+    from snakemake.dag import DAG
+    from snakemake_interface_executor_plugins.executors import real
+    from snakemake_interface_executor_plugins.utils import TargetSpec
+
+    from mirflow.cluster import carry_any_track_name_to_cluster_jobs
+    monkeypatch.setattr(real, "encode_target_jobs_cli_args", real.encode_target_jobs_cli_args)  # restored after
+    monkeypatch.setattr(DAG, "__init__", DAG.__init__)
+    if fix:
+        assert carry_any_track_name_to_cluster_jobs() is True
+        assert carry_any_track_name_to_cluster_jobs() is False  # once per process
+    names = ["Café Waltz, D major", "100% pure, 'live'"]
+    args = real.encode_target_jobs_cli_args([TargetSpec("track", {"track": n}) for n in names])
+    (tmp_path / "Snakefile").write_text(_COMMA_SNAKEFILE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "scripts"),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", "Snakefile", "--mode", "remote",
+                           "--target-jobs", *args, "--cores", "1", "--config", f"fix={int(fix)}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    if not fix:
+        assert proc.returncode != 0 and "Unparsable" in proc.stderr, proc.stderr[-2000:]
+        return
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    done = {p.parent.name: p.read_text() for p in (tmp_path / "out").glob("*/done.txt")}
+    assert done == {n: n for n in names}

@@ -14,8 +14,10 @@ to the run's log file (``.snakemake/log/*.snakemake.log``), which is what :func:
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
+import urllib.parse
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -73,8 +75,33 @@ _FLAG_NOTE = re.compile(r" \((?:update|before_update|directory|temp|protected|pi
 
 
 def _split(value: str) -> tuple[str, ...]:
-    value = value.removesuffix(LOG_SUFFIX)
-    return tuple(_FLAG_NOTE.sub("", v.strip()) for v in value.split(", ") if v.strip())
+    """The paths of a job block's ``output:``/``log:`` field, which Snakemake joins with ``", "``.
+
+    A path may hold ``", "`` itself (a track folder "Beatles, The"), so a piece is a new path only when it is
+    absolute or starts like a path before it (the same first folder, e.g. ``results/``); otherwise it continues
+    the previous one. A folder name cannot start with ``/``, so a SLURM log after a track's log stays apart.
+    """
+    paths: list[str] = []
+    roots: set[str] = set()
+    bare = False  # a path without a folder came first: no way to tell a continuation, split at every comma
+    for piece in value.removesuffix(LOG_SUFFIX).split(", "):
+        stripped = piece.lstrip()
+        if not paths or bare or stripped.startswith("/") or any(stripped.startswith(r) for r in roots):
+            paths.append(piece)
+            root = _path_root(stripped)
+            if root is None:
+                bare = True
+            else:
+                roots.add(root)
+        else:
+            paths[-1] += ", " + piece
+    return tuple(_FLAG_NOTE.sub("", p.strip()) for p in paths if p.strip())
+
+
+def _path_root(path: str) -> str | None:
+    """``"results/a/b.json"`` -> ``"results/"``; ``"/abs/x"`` -> ``"/"``; a name without a folder -> None."""
+    head, sep, _ = path.partition("/")
+    return head + sep if sep else None
 
 
 def failed_slurm_jobs(log_text: str) -> list[FailedJob]:
@@ -268,4 +295,64 @@ def keep_going_inside_cluster_job(workflow) -> bool:
 
     __init__.mirflow_wrapped = True  # type: ignore[attr-defined]  # marker read back above
     JobScheduler.__init__ = __init__
+    return True
+
+
+def encode_target_job_value(value: str) -> str:
+    """A wildcard value as it travels in ``--target-jobs``: percent-encoded, every byte but ``/`` and the
+    unreserved ASCII characters (so no comma, quote, space or shell character is left)."""
+    return urllib.parse.quote(value, safe="/", errors="surrogateescape")
+
+
+def decode_target_job_value(value: str) -> str:
+    """The inverse of :func:`encode_target_job_value` (a file name's undecodable bytes come back as they were)."""
+    return urllib.parse.unquote(value, errors="surrogateescape")
+
+
+def carry_any_track_name_to_cluster_jobs() -> bool:
+    """Let a track whose path holds a comma (or a quote) run in a cluster job.
+
+    A cluster job is ``python -m snakemake --target-jobs 'rule:track=<value>,...'``. Snakemake 9.27 parses that
+    argument by splitting at every comma and strips quotes at both ends of each value, before the workflow is
+    read; its executor interface quotes a value with a comma, which the parser does not honour
+    (snakemake/snakemake#2366 and #4298, open; the decoding half of the fix, #2659, unmerged). "Beatles, The"
+    therefore failed before its job started. Every process that parses this workflow sends wildcard values
+    percent-encoded (:func:`encode_target_job_value`; the SLURM executor in the head, the job-step executor
+    inside a group job), and a remote process decodes its target jobs before building its DAG (the settings
+    are attached to the workflow after the Snakefile is read, so the decoding wraps ``DAG.__init__``). Called
+    from the Snakefile; a local run sends no target jobs and is untouched.
+
+    Returns True when it installed the wrappers (False when they were already installed).
+    """
+    import snakemake.api  # noqa: F401  # first: snakemake.dag alone hits a circular import
+    from snakemake.dag import DAG
+    from snakemake_interface_executor_plugins.executors import real
+
+    encode = real.encode_target_jobs_cli_args
+    if getattr(encode, "mirflow_wrapped", False):
+        return False
+
+    def encode_target_jobs_cli_args(target_jobs):
+        return encode([spec._replace(wildcards_dict={key: encode_target_job_value(str(value))
+                                                     for key, value in spec.wildcards_dict.items()})
+                       for spec in target_jobs])
+
+    encode_target_jobs_cli_args.mirflow_wrapped = True  # type: ignore[attr-defined]  # marker read back above
+    real.encode_target_jobs_cli_args = encode_target_jobs_cli_args  # type: ignore[assignment]  # the name real.py calls
+
+    init = DAG.__init__
+
+    def __init__(self, dag_workflow, *args, **kwargs):
+        settings = dag_workflow.dag_settings
+        if dag_workflow.remote_exec and settings is not None and settings.target_jobs and \
+                not getattr(dag_workflow, "mirflow_target_jobs_decoded", False):
+            decoded = [spec._replace(wildcards_dict={key: decode_target_job_value(value)
+                                                     for key, value in spec.wildcards_dict.items()})
+                       for spec in settings.target_jobs]
+            dag_workflow.dag_settings = dataclasses.replace(settings, target_jobs=decoded)
+            dag_workflow.mirflow_target_jobs_decoded = True
+        init(self, dag_workflow, *args, **kwargs)
+
+    __init__.mirflow_wrapped = True  # type: ignore[attr-defined]
+    DAG.__init__ = __init__  # type: ignore[method-assign]  # Snakemake's DAG, wrapped for this process
     return True
