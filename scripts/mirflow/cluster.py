@@ -338,7 +338,7 @@ def carry_any_track_name_to_cluster_jobs() -> bool:
                        for spec in target_jobs])
 
     encode_target_jobs_cli_args.mirflow_wrapped = True  # type: ignore[attr-defined]  # marker read back above
-    real.encode_target_jobs_cli_args = encode_target_jobs_cli_args  # type: ignore[assignment]  # the name real.py calls
+    real.encode_target_jobs_cli_args = encode_target_jobs_cli_args  # the name real.py calls
 
     init = DAG.__init__
 
@@ -354,5 +354,5 @@ def carry_any_track_name_to_cluster_jobs() -> bool:
         init(self, dag_workflow, *args, **kwargs)
 
     __init__.mirflow_wrapped = True  # type: ignore[attr-defined]
-    DAG.__init__ = __init__  # type: ignore[method-assign]  # Snakemake's DAG, wrapped for this process
+    DAG.__init__ = __init__  # Snakemake's DAG, wrapped for this process
     return True
