@@ -166,3 +166,37 @@ def test_unwritable_index_location_still_gives_the_tracks(tmp_path):
     (tmp_path / "results").write_text("a file where the results folder should be")
     index = _load(root, tmp_path)
     assert index.tracks == discover_tracks(root) and "not saved" in index.stats.rebuilt
+
+
+def test_an_unreadable_folder_is_reported_and_listed_again_once_readable(tmp_path, monkeypatch):
+    """Its tracks are left out and named in the start-up line; fixing the permissions does not change the
+    folder's time, so the index must not keep it as an empty folder."""
+    root = _corpus(tmp_path)
+    _load(root, tmp_path)
+    locked = str(root.resolve() / "album1")
+    scandir = os.scandir
+
+    def denying(path="."):
+        if str(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    os.utime(root / "album1", None)  # so the folder is listed again (as after a change)
+    monkeypatch.setattr(os, "scandir", denying)
+    index = _load(root, tmp_path)
+    assert not [t for t in index.tracks if t.id.startswith("album1/")]
+    assert len(index.tracks) == 10
+    assert index.stats.unreadable == [f"{locked} (Permission denied)"]
+    assert "1 input path(s) could not be read" in index.stats.describe() and locked in index.stats.describe()
+    monkeypatch.setattr(os, "scandir", scandir)  # the user fixes the permissions; the folder's time is unchanged
+    again = _load(root, tmp_path)
+    assert again.stats.unreadable == [] and "album1" in again.stats.listed
+    assert again.tracks == discover_tracks(root) and len(again.tracks) == 14
+
+
+def test_a_link_to_a_missing_audio_file_is_reported(tmp_path):
+    root = _corpus(tmp_path)
+    (root / "album0" / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
+    index = _load(root, tmp_path)
+    assert len(index.tracks) == 14
+    assert [u.rsplit(" (", 1)[0] for u in index.stats.unreadable] == [str(root.resolve() / "album0" / "gone.wav")]

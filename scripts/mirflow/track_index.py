@@ -78,6 +78,8 @@ class IndexStats:
     files: int = 0
     listed: list[str] = field(default_factory=list)
     headers_read: list[str] = field(default_factory=list)
+    #: Folders and entries that could not be read (permissions, broken links, I/O errors), each with the error.
+    unreadable: list[str] = field(default_factory=list)
     trusted: bool = False
     rebuilt: str = ""
 
@@ -85,8 +87,14 @@ class IndexStats:
         if self.trusted:
             return f"track index trusted ({self.folders} folders, {self.files} audio files; input not scanned)"
         how = f"rebuilt ({self.rebuilt})" if self.rebuilt else "refreshed"
-        return (f"track index {how}: {self.folders} folders, {self.files} audio files; "
+        text = (f"track index {how}: {self.folders} folders, {self.files} audio files; "
                 f"{len(self.listed)} folder(s) listed, {len(self.headers_read)} header(s) read")
+        if self.unreadable:
+            shown = "; ".join(self.unreadable[:5]) + (f"; and {len(self.unreadable) - 5} more"
+                                                      if len(self.unreadable) > 5 else "")
+            text += (f"\nmirflow: {len(self.unreadable)} input path(s) could not be read, their tracks are left out"
+                     f" (fix the permissions or the link; the next run lists them again): {shown}")
+        return text
 
 
 @dataclass
@@ -276,14 +284,19 @@ def _list_folder(path: str, rel: str, mtime_ns: int, old: dict | None, racy_afte
     subdirs, files = [], {}
     try:
         entries = sorted(os.scandir(path), key=lambda e: e.name)
-    except OSError:
-        entries = []  # unreadable folder: as os.walk, skip it
+    except OSError as err:
+        # Skipped and said so; stored with no time, so the next load lists it again (fixing the permissions does
+        # not change a folder's modification time).
+        stats.unreadable.append(f"{path} ({err.strerror or err})")
+        return {"mtime_ns": -1, "subdirs": [], "files": {}}
     for e in entries:
         if e.name.startswith("."):
             continue
         try:
             is_dir = e.is_dir()  # follows symbolic links, as discovery always has
-        except OSError:
+        except OSError as err:
+            stats.unreadable.append(f"{e.path} ({err.strerror or err})")
+            mtime_ns = -1  # list this folder again next time
             continue
         if is_dir:
             if str(Path(e.path).resolve()) not in excluded:
@@ -291,7 +304,9 @@ def _list_folder(path: str, rel: str, mtime_ns: int, old: dict | None, racy_afte
         elif _is_audio(e.name, extensions):
             try:
                 key = _stat_key(e.stat())
-            except OSError:
+            except OSError as err:  # e.g. a link to a file that is gone
+                stats.unreadable.append(f"{e.path} ({err.strerror or err})")
+                mtime_ns = -1
                 continue
             previous = old_files.get(e.name)
             if previous is not None and previous[:2] == key and key[1] < racy_after:
