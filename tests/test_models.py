@@ -5,7 +5,16 @@ import zipfile
 import pytest
 
 from conftest import SHARED
-from mirflow.models import ModelFile, ModelFileError, fetch_model_file, load_manifest, missing_files, verify_model_file
+from mirflow.models import (
+    ModelFile,
+    ModelFileError,
+    fetch_model_file,
+    forget_stale_verifications,
+    load_manifest,
+    missing_files,
+    verification_marker,
+    verify_model_file,
+)
 
 
 def _file_with(tmp_path, content=b"weights"):
@@ -89,6 +98,21 @@ def test_missing_files_checks_presence_and_size(tmp_path):
     target.parent.mkdir(parents=True)
     target.write_bytes(b"short")
     assert missing_files(spec, tmp_path) == list(spec.files)  # wrong size counts as missing
+
+
+def test_a_verification_whose_model_file_is_gone_is_forgotten_and_only_that_one(tmp_path):
+    """The jobs declare a model's marker, not its file: a marker left without its file must go, so the file is
+    fetched and verified again before a job uses it."""
+    manifest = load_manifest()
+    kept, gone = manifest["adtof_frame_rnn"].files[0], manifest["smollm2_135m_instruct"].files[0]
+    for mf in (kept, gone):
+        verification_marker(tmp_path, mf).parent.mkdir(parents=True, exist_ok=True)
+        verification_marker(tmp_path, mf).write_text("ok")
+    (tmp_path / kept.path).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / kept.path).write_bytes(b"weights")
+    assert forget_stale_verifications(manifest, tmp_path) == [gone.path]
+    assert verification_marker(tmp_path, kept).is_file() and not verification_marker(tmp_path, gone).exists()
+    assert forget_stale_verifications(manifest, tmp_path) == []
 
 
 def test_metadata_json_is_pinned_by_its_class_list_not_its_formatting(tmp_path):

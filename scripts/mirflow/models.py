@@ -134,6 +134,33 @@ def missing_files(spec: ModelSpec, models_dir: str | os.PathLike) -> list[ModelF
     return missing
 
 
+def verification_marker(models_dir: str | os.PathLike, model_file: ModelFile) -> Path:
+    """The marker the workflow's verify rule writes once ``model_file`` matched its sha256."""
+    return Path(models_dir) / ".verified" / f"{model_file.path}.sha256"
+
+
+def forget_stale_verifications(manifest: dict[str, ModelSpec], models_dir: str | os.PathLike) -> list[str]:
+    """Remove the verification marker of every model file that is no longer in ``models_dir``.
+
+    The jobs that use a model declare its marker, not the file (one path per track and model file less in the
+    DAG); a marker whose file was deleted would otherwise let them start without it. Without the marker the
+    file is fetched (when it can be) and verified again before any job uses it.
+
+    Returns
+    -------
+    list of str
+        The model files whose marker was removed (paths relative to ``models_dir``).
+    """
+    forgotten = []
+    for spec in manifest.values():
+        for mf in spec.files:
+            marker = verification_marker(models_dir, mf)
+            if marker.is_file() and not (Path(models_dir) / mf.path).is_file():
+                marker.unlink()
+                forgotten.append(mf.path)
+    return forgotten
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     """Hex sha256 of a file's content."""
     digest = hashlib.sha256()

@@ -42,7 +42,7 @@ from mirflow.errors import MirflowError
 from mirflow.jobspec import SHARED_PARAMS_ENV, shared_params_value
 from mirflow.jsonio import check_writable_folder
 from mirflow.layout import FINISH_LAYER, SEPARATION_LAYER, cluster_layer, isolated_group, job_layout, output_name
-from mirflow.models import load_manifest, missing_files
+from mirflow.models import forget_stale_verifications, load_manifest, missing_files
 from mirflow.names import (exempt_track_names_from_periodic_check, set_aside, snakemake_wildcard_in,
                            track_wildcard_values)
 from mirflow.registry import FAMILIES, STEM_NAMES, STEP_VERSIONS
@@ -74,6 +74,10 @@ MANIFEST = load_manifest(
     config.get("models_manifest") or str(Path(workflow.basedir).parent / "models" / "manifest.yaml")
 )
 MODEL_FILES = {mf.path: (spec.name, mf) for spec in MANIFEST.values() for mf in spec.files}
+if workflow.is_main_process:
+    for _path in forget_stale_verifications(MANIFEST, MODELS_DIR):
+        print(f"mirflow: model file {MODELS_DIR}/{_path} is gone; it is verified again before use "
+              "(fetched again where it can be)", file=sys.stderr)
 MODEL_FILE_PATTERN = "|".join(re.escape(p) for p in MODEL_FILES) or "(?!)"
 SEPARATION = config["separation"]
 STEM_EXT = "mp3" if SEPARATION["format"] == "mp3" else "flac"
@@ -157,18 +161,23 @@ def job_spec(entry, rule, lane="cpu", shared=None, **params):
     """Param `job`: the JSON a rule's shell command hands to scripts/rule_job.py (mirflow.jobspec).
 
     ``params`` values may be functions of the wildcards; ``shared`` holds the params equal for every job of the
-    rule (sent through the environment). The spec holds only what the job's params, inputs and outputs already
-    determine, so it adds no rerun trigger of its own.
+    rule (sent through the environment). ``carried`` (a function of the wildcards) names inputs the job reads
+    but the rule does not declare, each kept fresh by a declared one (step_input_split); the job sees them as
+    inputs. The spec holds only what the job's params, inputs and outputs already determine, so it adds no
+    rerun trigger of its own.
     """
     if shared:
         _SHARED_PARAMS[rule] = shared
         os.environ[SHARED_PARAMS_ENV] = shared_params_value(_SHARED_PARAMS)
 
+    carried = params.pop("carried", None)
+
     @per_job
     def spec(wildcards, input, output):
         return json.dumps({
             "entry": entry, "rule": rule, "lane": lane,
-            "input": _named_pairs(input), "output": _named_pairs(output),
+            "input": _named_pairs(input) + (list(carried(wildcards).items()) if carried else []),
+            "output": _named_pairs(output),
             "params": {k: (v(wildcards) if callable(v) else v) for k, v in params.items()},
             "wildcards": dict(wildcards.items()), **({"shared": rule} if shared else {}),
         }, ensure_ascii=False)
@@ -207,7 +216,10 @@ def probe_path(track):
 
 def probe_inputs(wildcards):
     """Named inputs of the probe: the full mix and the provided stems."""
-    track = track_of(wildcards)
+    return probe_inputs_of(track_of(wildcards))
+
+
+def probe_inputs_of(track):
     return {"audio": track.audio, **track.stems}
 
 
@@ -327,8 +339,15 @@ def _family_inputs(track_id, name):
 
 @per_job
 def separation_inputs(wildcards):
+    """The full mix and the separation model's verification markers (its files: separation_carried_inputs)."""
     track = track_of(wildcards)
-    return {"audio": track.audio, **model_inputs(SEPARATION["model"])}
+    return {"audio": track.audio, **{role: path for role, path in model_inputs(SEPARATION["model"]).items()
+                                     if not role.startswith("model_file_")}}
+
+
+def separation_carried_inputs(wildcards):
+    """The separation model's files, carried in the job spec (ordered by their markers, as in step_input_split)."""
+    return {role: path for role, path in model_inputs(SEPARATION["model"]).items() if role.startswith("model_file_")}
 
 
 def wanted_model_markers():
@@ -451,22 +470,44 @@ def step_outputs(step):
 
 
 def step_inputs(step):
-    """Input function of a step: what its families need (family_inputs), the probe's files or its record,
-    and for the merge every other partial JSON of the track."""
+    """Input function of a step: the inputs it declares to Snakemake (step_input_split)."""
     @per_job
     def inputs(wildcards):
-        track = track_of(wildcards)
-        named = probe_inputs(wildcards) if step.probe else {"probe": probe_path(track)}
-        if step.merge and _PROBE_STEP_HAS_FAMILIES:
-            del named["probe"]  # the partials of the probe's own step already order the merge after the probe
-        for name in step.families:
-            named.update(family_inputs(track, name))
-        if step.merge:
-            named.update({f"features_{fam}": path for fam, path in family_plan(track)[0].items()
-                          if fam not in step.families})
-        return named
+        return step_input_split(step, track_of(wildcards))[0]
 
     return inputs
+
+
+def step_input_split(step, track):
+    """(declared, carried) named inputs of a step for a track.
+
+    Everything the step reads: what its families need (family_inputs), the probe's files or its record, and for
+    the merge every other partial JSON of the track. A model file is carried in the job spec instead of
+    declared (job_spec's ``carried``): its verification marker, declared, is written after the file is fetched
+    and again whenever it changes, so it orders the job and reruns it; each declared path costs the DAG about
+    1.2 KB per job (with every model present, about 30 model files per track). A marker whose file is gone is
+    removed at start-up (mirflow.models.forget_stale_verifications), so the file is fetched and verified again.
+    Every file a job of the track writes stays declared by the jobs that read it: Snakemake reruns a job for a
+    missing output only through a job that declares it.
+    """
+    cached = _last_split.get(step.rule)
+    if cached and cached[0] == track.id:  # the input function and the spec of one job ask in turn
+        return cached[1]
+    named = probe_inputs_of(track) if step.probe else {"probe": probe_path(track)}
+    if step.merge and _PROBE_STEP_HAS_FAMILIES:
+        del named["probe"]  # the partials of the probe's own step already order the merge after the probe
+    for name in step.families:
+        named.update(family_inputs(track, name))
+    if step.merge:
+        named.update({f"features_{fam}": path for fam, path in family_plan(track)[0].items()
+                      if fam not in step.families})
+    carried = {role: path for role, path in named.items() if role.startswith("model_file_")}
+    declared = {role: path for role, path in named.items() if role not in carried}
+    _last_split[step.rule] = (track.id, (declared, carried))
+    return declared, carried
+
+
+_last_split = {}
 
 
 def step_params(step):
@@ -495,8 +536,12 @@ def step_params(step):
             os.environ[SHARED_PARAMS_ENV] = shared_params_value(_SHARED_PARAMS)
         return {"missing": key}
 
+    def carried(wildcards):
+        return step_input_split(step, track_of(wildcards))[1]
+
     return job_spec("mirflow.runner:run_step_job", step.rule, step.lane, shared=shared, step=step.rule,
-                    families=list(step.families), inputs=family_roles, probe=probe_roles, merge=merge)
+                    families=list(step.families), inputs=family_roles, probe=probe_roles, merge=merge,
+                    carried=carried)
 
 
 def step_versions(step):

@@ -13,7 +13,8 @@ rule separate_stems:
     params:
         version=STEP_VERSIONS["separate_stems"],
         settings=SEPARATION,
-        job=job_spec("mirflow.jobs:separate_job", "separate_stems", lane="gpu", shared={"settings": SEPARATION}),
+        job=job_spec("mirflow.jobs:separate_job", "separate_stems", lane="gpu", shared={"settings": SEPARATION},
+                     carried=separation_carried_inputs),
     resources:
         gpu=1,
     group:
