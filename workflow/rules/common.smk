@@ -339,15 +339,8 @@ def _family_inputs(track_id, name):
 
 @per_job
 def separation_inputs(wildcards):
-    """The full mix and the separation model's verification markers (its files: separation_carried_inputs)."""
     track = track_of(wildcards)
-    return {"audio": track.audio, **{role: path for role, path in model_inputs(SEPARATION["model"]).items()
-                                     if not role.startswith("model_file_")}}
-
-
-def separation_carried_inputs(wildcards):
-    """The separation model's files, carried in the job spec (ordered by their markers, as in step_input_split)."""
-    return {role: path for role, path in model_inputs(SEPARATION["model"]).items() if role.startswith("model_file_")}
+    return {"audio": track.audio, **model_inputs(SEPARATION["model"])}
 
 
 def wanted_model_markers():
@@ -482,11 +475,12 @@ def step_input_split(step, track):
     """(declared, carried) named inputs of a step for a track.
 
     Everything the step reads: what its families need (family_inputs), the probe's files or its record, and for
-    the merge every other partial JSON of the track. A model file is carried in the job spec instead of
-    declared (job_spec's ``carried``): its verification marker, declared, is written after the file is fetched
-    and again whenever it changes, so it orders the job and reruns it; each declared path costs the DAG about
-    1.2 KB per job (with every model present, about 30 model files per track). A marker whose file is gone is
-    removed at start-up (mirflow.models.forget_stale_verifications), so the file is fetched and verified again.
+    the merge every other partial JSON of the track. A model file of a family step is carried in the job spec
+    instead of declared (job_spec's ``carried``): its verification marker, declared, is written after the file
+    is fetched and again whenever it changes, so it orders the job and reruns it; each declared path costs the
+    DAG about 1.2 KB per job (with every model present, about 30 model files per track, most of them the
+    classifiers'). A marker whose file is gone is removed at start-up
+    (mirflow.models.forget_stale_verifications), so the file is fetched and verified again.
     Every file a job of the track writes stays declared by the jobs that read it: Snakemake reruns a job for a
     missing output only through a job that declares it.
     """
@@ -501,7 +495,9 @@ def step_input_split(step, track):
     if step.merge:
         named.update({f"features_{fam}": path for fam, path in family_plan(track)[0].items()
                       if fam not in step.families})
-    carried = {role: path for role, path in named.items() if role.startswith("model_file_")}
+    # Not the merge: its set of inputs changing would rerun it once in an existing results folder, rewriting
+    # every .INFO and so every track's crops; a step's rerun keeps its families' partials (update() outputs).
+    carried = {} if step.merge else {role: path for role, path in named.items() if role.startswith("model_file_")}
     declared = {role: path for role, path in named.items() if role not in carried}
     _last_split[step.rule] = (track.id, (declared, carried))
     return declared, carried

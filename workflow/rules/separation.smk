@@ -13,8 +13,7 @@ rule separate_stems:
     params:
         version=STEP_VERSIONS["separate_stems"],
         settings=SEPARATION,
-        job=job_spec("mirflow.jobs:separate_job", "separate_stems", lane="gpu", shared={"settings": SEPARATION},
-                     carried=separation_carried_inputs),
+        job=job_spec("mirflow.jobs:separate_job", "separate_stems", lane="gpu", shared={"settings": SEPARATION}),
     resources:
         gpu=1,
     group:
