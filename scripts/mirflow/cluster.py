@@ -333,9 +333,7 @@ def carry_any_track_name_to_cluster_jobs() -> bool:
         return False
 
     def encode_target_jobs_cli_args(target_jobs):
-        return encode([spec._replace(wildcards_dict={key: encode_target_job_value(str(value))
-                                                     for key, value in spec.wildcards_dict.items()})
-                       for spec in target_jobs])
+        return encode(_map_wildcard_values(target_jobs, lambda value: encode_target_job_value(str(value))))
 
     encode_target_jobs_cli_args.mirflow_wrapped = True  # type: ignore[attr-defined]  # marker read back above
     real.encode_target_jobs_cli_args = encode_target_jobs_cli_args  # the name real.py calls
@@ -346,9 +344,7 @@ def carry_any_track_name_to_cluster_jobs() -> bool:
         settings = dag_workflow.dag_settings
         if dag_workflow.remote_exec and settings is not None and settings.target_jobs and \
                 not getattr(dag_workflow, "mirflow_target_jobs_decoded", False):
-            decoded = [spec._replace(wildcards_dict={key: decode_target_job_value(value)
-                                                     for key, value in spec.wildcards_dict.items()})
-                       for spec in settings.target_jobs]
+            decoded = _map_wildcard_values(settings.target_jobs, decode_target_job_value)
             dag_workflow.dag_settings = dataclasses.replace(settings, target_jobs=decoded)
             dag_workflow.mirflow_target_jobs_decoded = True
         init(self, dag_workflow, *args, **kwargs)
@@ -356,3 +352,9 @@ def carry_any_track_name_to_cluster_jobs() -> bool:
     __init__.mirflow_wrapped = True  # type: ignore[attr-defined]
     DAG.__init__ = __init__  # Snakemake's DAG, wrapped for this process
     return True
+
+
+def _map_wildcard_values(target_jobs, convert):
+    """Snakemake's target job specs (``TargetSpec``: rule name, wildcards) with ``convert`` applied to each value."""
+    return [spec._replace(wildcards_dict={key: convert(value) for key, value in spec.wildcards_dict.items()})
+            for spec in target_jobs]

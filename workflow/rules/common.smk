@@ -42,7 +42,7 @@ from mirflow.errors import MirflowError
 from mirflow.jobspec import SHARED_PARAMS_ENV, shared_params_value
 from mirflow.jsonio import check_writable_folder
 from mirflow.layout import FINISH_LAYER, SEPARATION_LAYER, cluster_layer, isolated_group, job_layout, output_name
-from mirflow.models import forget_stale_verifications, load_manifest, missing_files
+from mirflow.models import forget_stale_verifications, load_manifest, missing_files, verification_marker
 from mirflow.names import (exempt_track_names_from_periodic_check, set_aside, snakemake_wildcard_in,
                            track_wildcard_values)
 from mirflow.registry import FAMILIES, STEM_NAMES, STEP_VERSIONS
@@ -248,7 +248,7 @@ def model_inputs(name):
     inputs = {}
     for i, mf in enumerate(MANIFEST[name].files):
         inputs[f"model_file_{i}"] = f"{MODELS_DIR}/{mf.path}"
-        inputs[f"model_verified_{i}"] = f"{MODELS_DIR}/.verified/{mf.path}.sha256"
+        inputs[f"model_verified_{i}"] = str(verification_marker(MODELS_DIR, mf))
     return inputs
 
 
@@ -350,7 +350,7 @@ def wanted_model_markers():
         if config["families"].get(fam.name, True):
             names.update(family_models(fam))
             names.update(fam.optional_models)
-    return [f"{MODELS_DIR}/.verified/{mf.path}.sha256" for n in sorted(names) if n in MANIFEST
+    return [str(verification_marker(MODELS_DIR, mf)) for n in sorted(names) if n in MANIFEST
             for mf in MANIFEST[n].files]
 
 
@@ -484,9 +484,6 @@ def step_input_split(step, track):
     Every file a job of the track writes stays declared by the jobs that read it: Snakemake reruns a job for a
     missing output only through a job that declares it.
     """
-    cached = _last_split.get(step.rule)
-    if cached and cached[0] == track.id:  # the input function and the spec of one job ask in turn
-        return cached[1]
     named = probe_inputs_of(track) if step.probe else {"probe": probe_path(track)}
     if step.merge and _PROBE_STEP_HAS_FAMILIES:
         del named["probe"]  # the partials of the probe's own step already order the merge after the probe
@@ -499,11 +496,7 @@ def step_input_split(step, track):
     # every .INFO and so every track's crops; a step's rerun keeps its families' partials (update() outputs).
     carried = {} if step.merge else {role: path for role, path in named.items() if role.startswith("model_file_")}
     declared = {role: path for role, path in named.items() if role not in carried}
-    _last_split[step.rule] = (track.id, (declared, carried))
     return declared, carried
-
-
-_last_split = {}
 
 
 def step_params(step):
