@@ -9,6 +9,7 @@ from mirflow.layout import (
     TRACK_FEATURES,
     TRACK_INFO,
     cluster_layer,
+    forget_incomplete_records,
     isolated_group,
     job_layout,
     output_name,
@@ -71,3 +72,24 @@ def test_a_track_running_alone_gets_its_own_group_name_per_layer():
     assert one == again and one.startswith("signal_alone_") and one != "signal"
     assert isolated_group("finish", "Band/Song").startswith("finish_alone_")
     assert len({isolated_group("signal", t) for t in ("Band/Song", "Band/Song2", "song", "Bänd/Sóng\udcff")}) == 4
+
+
+def test_a_step_record_is_removed_only_where_one_of_the_steps_outputs_is_missing(tmp_path):
+    products = ["features/loudness.json", "{name}.BEATS_GRID"]
+    folders = {}
+    for name, present in (("complete", products), ("no grid", products[:1]), ("never ran", [])):
+        folder = tmp_path / "Album" / name
+        for rel in ["logs/probe.json", *present] if present else []:
+            path = folder / rel.replace("{name}", name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("{}")
+        folders[name] = folder
+    removed = forget_incomplete_records([str(f) for f in folders.values()], record="logs/probe.json",
+                                        products=products, names=list(folders))
+    assert removed == [str(folders["no grid"] / "logs" / "probe.json")]
+    assert (folders["complete"] / "logs" / "probe.json").exists()
+    assert not (folders["no grid"] / "logs" / "probe.json").exists()
+    assert (folders["no grid"] / "features" / "loudness.json").exists()  # the step's outputs are left alone
+    # Nothing left to remove: a second look changes nothing.
+    assert forget_incomplete_records([str(f) for f in folders.values()], record="logs/probe.json",
+                                     products=products, names=list(folders)) == []

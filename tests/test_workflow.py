@@ -33,7 +33,7 @@ NEED_MISSING_MODELS = {"drums", "aesthetics", "classifiers", "captions_flamingo"
 WITH_STEMS = set(FAMILIES) - NEED_MISSING_MODELS
 # Steps that rerun after any track's .INFO changes: the step writing it (feature captions and the merge), its
 # crops and the corpus-level outputs.
-AFTER_INFO = {"track_info", "crops", "corpus_report", "training_exports", "audiocraft_manifest"}
+AFTER_INFO = {"track_info", "crops", "corpus_tracks", "corpus_report", "training_exports", "audiocraft_manifest"}
 # The job layout (mirflow.layout) of a track without stems: the probe and the mix families in one job.
 LOOSE_STEPS = {"track_features"}
 CORPUS_OUTPUTS = ("results/stats/", "results/sat_", "results/audiocraft/")

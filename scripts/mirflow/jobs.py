@@ -72,6 +72,22 @@ def separate_job(smk) -> None:
                     meta["separation_s"], model_load_s)
 
 
+def corpus_tracks_job(smk) -> None:
+    """List the corpus's tracks (their .INFO and crop folder, one per line): the corpus rules' one input."""
+    infos, crops = list(smk.input.infos), list(smk.input.crops)
+    with job_logging(smk.log[0], "(corpus)", "corpus_tracks") as logger:
+        write_text_atomic(smk.output[0], corpus_tracks_table(infos, crops))
+        logger.info("listed %d tracks in %s", len(infos), smk.output[0])
+
+
+def corpus_tracks_table(infos: list[str], crops: list[str]) -> str:
+    """Tab-separated ``info`` and ``crops`` (empty when crops are disabled), a header line, a track per line."""
+    if crops and len(crops) != len(infos):
+        raise ValueError(f"{len(infos)} .INFO files but {len(crops)} crop folders: one per track expected")
+    rows = ["info\tcrops"] + [f"{info}\t{crops[i] if crops else ''}" for i, info in enumerate(infos)]
+    return "\n".join(rows) + "\n"
+
+
 def corpus_report_job(smk) -> None:
     """Statistics tables, summaries and the HTML report over every track and crop .INFO."""
     from pathlib import Path

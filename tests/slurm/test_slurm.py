@@ -39,7 +39,7 @@ SR = 22050
 # own: test_a_bad_track_among_good_ones_holds_them_back_one_run_at_most).
 GROUP_COMPONENTS = ("--group-components", "signal=1", "finish=1", "models=2", "listen=2")
 # The corpus outputs (every track's .INFO feeds them) and the per-track steps after the families.
-DOWNSTREAM = {"track_info", "crops", "corpus_report", "training_exports", "audiocraft_manifest"}
+DOWNSTREAM = {"track_info", "crops", "corpus_tracks", "corpus_report", "training_exports", "audiocraft_manifest"}
 
 
 def _why_not() -> str | None:

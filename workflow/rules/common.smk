@@ -41,7 +41,8 @@ from mirflow.configcheck import config_problem, merge as merge_config, type_over
 from mirflow.errors import MirflowError
 from mirflow.jobspec import SHARED_PARAMS_ENV, shared_params_value
 from mirflow.jsonio import check_writable_folder
-from mirflow.layout import FINISH_LAYER, SEPARATION_LAYER, cluster_layer, isolated_group, job_layout, output_name
+from mirflow.layout import (FINISH_LAYER, SEPARATION_LAYER, cluster_layer, forget_incomplete_records, isolated_group,
+                            job_layout, output_name)
 from mirflow.models import forget_stale_verifications, load_manifest, missing_files, verification_marker
 from mirflow.names import (exempt_track_names_from_periodic_check, set_aside, snakemake_wildcard_in,
                            track_wildcard_values)
@@ -418,7 +419,7 @@ def _plan_by_stems(stem_names, no_stems_reason):
 LAYOUT = job_layout(FAMILIES, _plan_by_stems(STEM_NAMES, None)[0])
 
 
-_PROBE_STEP_HAS_FAMILIES = any(step.probe and step.families for step in LAYOUT)
+PROBE_STEP = next(step for step in LAYOUT if step.probe)
 
 
 # On a cluster the steps of many tracks share a group job (one submission; workflow/profiles/slurm). Snakemake
@@ -462,6 +463,10 @@ def step_outputs(step):
     return outputs
 
 
+# The probe step's outputs relative to a track's folder, "{name}" standing for the track's name.
+PROBE_STEP_OUTPUTS = tuple(path[len(track_dir_pattern()) + 1:] for path in step_outputs(PROBE_STEP).values())
+
+
 def step_inputs(step):
     """Input function of a step: the inputs it declares to Snakemake (step_input_split)."""
     @per_job
@@ -475,28 +480,57 @@ def step_input_split(step, track):
     """(declared, carried) named inputs of a step for a track.
 
     Everything the step reads: what its families need (family_inputs), the probe's files or its record, and for
-    the merge every other partial JSON of the track. A model file of a family step is carried in the job spec
-    instead of declared (job_spec's ``carried``): its verification marker, declared, is written after the file
-    is fetched and again whenever it changes, so it orders the job and reruns it; each declared path costs the
-    DAG about 1.2 KB per job (with every model present, about 30 model files per track, most of them the
-    classifiers'). A marker whose file is gone is removed at start-up
-    (mirflow.models.forget_stale_verifications), so the file is fetched and verified again.
-    Every file a job of the track writes stays declared by the jobs that read it: Snakemake reruns a job for a
-    missing output only through a job that declares it.
+    the merge every other partial JSON of the track. Declared inputs are what Snakemake orders, reruns and
+    rebuilds jobs by; each declared path costs the DAG about 1.3 KB per job, so a file kept fresh by a declared
+    one is carried in the job spec instead (job_spec's ``carried``):
+    - a model file: its verification marker, declared, is written after the file is fetched and again whenever
+      it changes (a marker whose file is gone is removed at start-up, mirflow.models.forget_stale_verifications);
+    - an output of the probe step (track_features: its partial JSONs and the beat grids): its record
+      ``logs/probe.json``, declared, stands for all of them. Snakemake writes it only with the step's other
+      outputs (it removes a failed job's outputs), so it is newer than a rerun step's families, and a record
+      whose step misses an output is removed at start-up (forget_incomplete_probe_records), so a deleted
+      partial is computed again before anything reads it.
     """
     named = probe_inputs_of(track) if step.probe else {"probe": probe_path(track)}
-    if step.merge and _PROBE_STEP_HAS_FAMILIES:
-        del named["probe"]  # the partials of the probe's own step already order the merge after the probe
     for name in step.families:
         named.update(family_inputs(track, name))
     if step.merge:
         named.update({f"features_{fam}": path for fam, path in family_plan(track)[0].items()
                       if fam not in step.families})
-    # Not the merge: its set of inputs changing would rerun it once in an existing results folder, rewriting
-    # every .INFO and so every track's crops; a step's rerun keeps its families' partials (update() outputs).
-    carried = {} if step.merge else {role: path for role, path in named.items() if role.startswith("model_file_")}
+    carried = {role: path for role, path in named.items() if role.startswith("model_file_")}
+    if not step.probe:
+        carried.update(probe_step_products(track, named))
     declared = {role: path for role, path in named.items() if role not in carried}
     return declared, carried
+
+
+def probe_step_products(track, named):
+    """The entries of ``named`` (role -> path) that the probe step writes for ``track``."""
+    base = f"{RESULTS}/{track.id}/"
+    return {role: path for role, path in named.items()
+            if path.startswith(base) and path[len(base):] in _probe_step_relative(track.name)}
+
+
+def _probe_step_relative(name):
+    """The probe step's outputs relative to a track's folder (its record, partials, grids) for track ``name``."""
+    return {relative.replace("{name}", name) for relative in PROBE_STEP_OUTPUTS}
+
+
+def forget_incomplete_probe_records():
+    """Remove the probe record of every track whose probe step misses one of its outputs (a partial deleted by
+    hand, a folder copied in part): the step then runs again before the merge or the crops read its outputs.
+    Main process only; a track costs one look-up, and one per output where a record exists."""
+    removed = forget_incomplete_records(
+        (f"{RESULTS}/{t.id}" for t in TRACKS.values()), record="logs/probe.json",
+        products=[rel for rel in PROBE_STEP_OUTPUTS if rel != "logs/probe.json"],
+        names=(t.name for t in TRACKS.values()))
+    if removed:
+        print(f"mirflow: {len(removed)} track(s) miss outputs of step {PROBE_STEP.rule} (e.g. {removed[0]}); "
+              "the step runs again for them", file=sys.stderr)
+
+
+if workflow.is_main_process:
+    forget_incomplete_probe_records()
 
 
 def step_params(step):
@@ -555,14 +589,21 @@ def all_crop_dirs():
 
 @per_job
 def crop_inputs(wildcards):
-    """Full mix, stems, grids and the track's .INFO (for the families copied into crops)."""
+    """Full mix, stems, the track's .INFO (for the families copied into crops) and, when the rhythm family runs,
+    the probe step's record standing for the beat grids (carried: crop_carried)."""
     track = track_of(wildcards)
-    grids = {}
-    if config["families"].get("rhythm", True):
-        grids = {k: escape(f"{RESULTS}/{track.id}/{track.name}.{ext}")
-                 for k, ext in (("beats", "BEATS_GRID"), ("downbeats", "DOWNBEATS"))}
-    return {"audio": track.audio, **track_stems(track)[0], **grids,
+    record = {"probe": probe_path(track)} if crop_carried(wildcards) else {}
+    return {"audio": track.audio, **track_stems(track)[0], **record,
             "info": escape(f"{RESULTS}/{track.id}/{track.name}.INFO")}
+
+
+def crop_carried(wildcards):
+    """The beat grids the crops read (their declared stand-in: the probe step's record, step_input_split)."""
+    if not config["families"].get("rhythm", True):
+        return {}
+    track = track_of(wildcards)
+    return {k: escape(f"{RESULTS}/{track.id}/{track.name}.{ext}")
+            for k, ext in (("beats", "BEATS_GRID"), ("downbeats", "DOWNBEATS"))}
 
 
 def crop_family_settings():

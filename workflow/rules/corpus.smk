@@ -1,10 +1,29 @@
 # Corpus-level outputs: statistics and the HTML report over every .INFO (tracks and crops), the index that
 # lets the Stable Audio Tools metadata module find each track's .INFO, and AudioCraft's manifest of the crops.
+# They read the results folder; one list of the corpus's tracks, rewritten whenever a .INFO or crop folder is newer,
+# orders and reruns all three (each declaring every track's files would cost the DAG 4 paths per track).
+
+
+localrules:
+    corpus_tracks,
+
+
+rule corpus_tracks:
+    input:
+        unpack(lambda wildcards: {"infos": all_info_files(), "crops": all_crop_dirs()}),
+    output:
+        f"{RESULTS}/stats/corpus_tracks.tsv",
+    log:
+        f"{RESULTS}/logs/corpus_tracks.log",
+    conda:
+        "../../envs/mirflow.yaml"
+    script:
+        "../../scripts/rule_corpus_tracks.py"
 
 
 rule corpus_report:
     input:
-        unpack(lambda wildcards: {"infos": all_info_files(), "crops": all_crop_dirs()}),
+        rules.corpus_tracks.output,
     output:
         tracks_csv=f"{RESULTS}/stats/features_tracks.csv",
         tracks_json=f"{RESULTS}/stats/stats_tracks.json",
@@ -25,7 +44,7 @@ rule corpus_report:
 
 rule training_exports:
     input:
-        lambda wildcards: all_info_files(),
+        rules.corpus_tracks.output,
     output:
         index=f"{RESULTS}/sat_index.json",
         config=f"{RESULTS}/sat_config.json",
@@ -43,7 +62,7 @@ rule training_exports:
 
 rule audiocraft_manifest:
     input:
-        all_crop_dirs(),
+        rules.corpus_tracks.output,
     output:
         f"{RESULTS}/audiocraft/data.jsonl.gz",
     log:

@@ -15,7 +15,7 @@ rule crops:
         resolved=config["resolved"],
         job=job_spec("mirflow.crop_job:crops_job", "crops", shared=dict(
             settings=config["crops"], families=crop_family_settings(), exports=config["exports"],
-            resolved=config["resolved"])),
+            resolved=config["resolved"]), carried=crop_carried),
     group:
         cluster_group(FINISH_LAYER)
     log:
