@@ -505,10 +505,10 @@ def step_input_split(step, track):
 
 
 def probe_step_products(track, named):
-    """The entries of ``named`` (role -> path) that the probe step writes for ``track``."""
+    """The entries of ``named`` (role -> path) that the probe step writes for ``track``, but its record."""
     base = f"{RESULTS}/{track.id}/"
     return {role: path for role, path in named.items()
-            if path.startswith(base) and path[len(base):] in _probe_step_relative(track.name)}
+            if role != "probe" and path.startswith(base) and path[len(base):] in _probe_step_relative(track.name)}
 
 
 def _probe_step_relative(name):
