@@ -213,6 +213,27 @@ def test_second_run_has_nothing_to_do(workdir):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+def test_a_deleted_partial_is_computed_again_with_what_reads_it(workdir):
+    # The merge and the crops declare only track_features' record (logs/probe.json), not its partials and grids:
+    # at start-up a record whose step misses an output is removed, and Snakemake reruns the step for it.
+    results = workdir / "results" / LOOSE
+    partial = results / "features" / "loudness.json"
+    before = json.loads(partial.read_text(encoding="utf-8"))
+    partial.unlink()
+    proc = snakemake(workdir, "-n")
+    assert "1 track(s) miss outputs of step track_features" in proc.stderr
+    assert not (results / "logs" / "probe.json").exists()
+    jobs = plan(workdir)
+    assert jobs and all(path.startswith((f"results/{LOOSE}/", *CORPUS_OUTPUTS)) for _, path in jobs), jobs
+    assert {rule for rule, _ in jobs} == LOOSE_STEPS | AFTER_INFO
+    snakemake(workdir)
+    after = json.loads(partial.read_text(encoding="utf-8"))
+    assert {k: v for k, v in after.items() if k != "_meta"} == {k: v for k, v in before.items() if k != "_meta"}
+    log = (results / "logs" / "track_features.log").read_text(encoding="utf-8")
+    assert "computed loudness in" in log and "kept spectral: computed before" in log
+    assert plan(workdir) == set()
+
+
 def _partials(wd):
     return {p.relative_to(wd / "results").as_posix(): p.read_bytes()
             for p in (wd / "results").glob("**/features/*.json")}

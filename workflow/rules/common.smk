@@ -518,7 +518,8 @@ def _probe_step_relative(name):
 
 def forget_incomplete_probe_records():
     """Remove the probe record of every track whose probe step misses one of its outputs (a partial deleted by
-    hand, a folder copied in part): the step then runs again before the merge or the crops read its outputs.
+    hand, a folder copied in part): the record is a target of rule all, so the step runs again, and then the
+    merge and the crops that read its outputs.
     Main process only; a track costs one look-up, and one per output where a record exists."""
     removed = forget_incomplete_records(
         (f"{RESULTS}/{t.id}" for t in TRACKS.values()), record="logs/probe.json",
@@ -579,6 +580,10 @@ def step_versions(step):
 
 def all_info_files():
     return [escape(f"{RESULTS}/{t.id}/{t.name}.INFO") for t in TRACKS.values()]
+
+
+def all_probe_records():
+    return [probe_path(t) for t in TRACKS.values()]
 
 
 def all_crop_dirs():
