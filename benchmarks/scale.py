@@ -164,7 +164,9 @@ def create_outputs(wd: Path, dry_run_log: str) -> int:
     for line in dry_run_log.splitlines():
         line = line.strip()
         if line.startswith("output:"):
-            outputs.extend(p.strip() for p in line[len("output:"):].split(", "))
+            # Snakemake marks flagged outputs, e.g. "features/loudness.json (update)": the file is without it.
+            outputs.extend(re.sub(r" \((update|temp|protected)\)$", "", p.strip())
+                           for p in line[len("output:"):].split(", "))
     # Dry runs list jobs in no fixed order: order by stage (features, grids, .INFO, crops, corpus outputs).
     def stage(path: str) -> int:
         if "/stats/" in path or "/sat_" in path or "/audiocraft/" in path:

@@ -345,3 +345,14 @@ def test_one_label_ranking_for_classifiers_caption_facts_and_prompts():
     assert top_labels(stored, 0.1, 3, style="full") == ["Electronic - House", "Electronic - Techno", "Rock - Punk"]
     assert rank_labels({"non_happy": 0.9, "happy": 0.2, "x": float("nan"), "y": True}, 0.1, 5,
                        drop_negative=True) == [("happy", 0.2)]
+
+
+def test_the_corpus_track_list_pairs_each_info_with_its_crop_folder():
+    from mirflow.jobs import corpus_tracks_table
+
+    infos = ["results/a/t1/t1.INFO", "results/Café, The/x/x.INFO"]
+    assert corpus_tracks_table(infos, ["results/a/t1/crops", "results/Café, The/x/crops"]) == (
+        "info\tcrops\nresults/a/t1/t1.INFO\tresults/a/t1/crops\nresults/Café, The/x/x.INFO\tresults/Café, The/x/crops\n")
+    assert corpus_tracks_table(infos, []) == "info\tcrops\nresults/a/t1/t1.INFO\t\nresults/Café, The/x/x.INFO\t\n"
+    with pytest.raises(ValueError, match="2 .INFO files but 1 crop folders"):
+        corpus_tracks_table(infos, ["results/a/t1/crops"])

@@ -207,6 +207,13 @@ def test_crops_have_their_own_values_boundaries_and_copied_keys_marked(workdir):
         assert prov["resolved"]["atonality"]["source"] == "atonality_key_profile"
 
 
+def test_the_corpus_rules_read_one_list_of_every_tracks_info_and_crops(workdir):
+    rows = (workdir / "results" / "stats" / "corpus_tracks.tsv").read_text(encoding="utf-8").splitlines()
+    assert rows[0] == "info\tcrops"
+    expected = {(f"results/{t}/{t.rsplit('/', 1)[-1]}.INFO", f"results/{t}/crops") for t in (BAND, LOOSE)}
+    assert {tuple(row.split("\t")) for row in rows[1:]} == expected
+
+
 def test_second_run_has_nothing_to_do(workdir):
     assert plan(workdir) == set()
     proc = snakemake(workdir, "-n")
