@@ -352,7 +352,8 @@ def test_the_corpus_track_list_pairs_each_info_with_its_crop_folder():
 
     infos = ["results/a/t1/t1.INFO", "results/Café, The/x/x.INFO"]
     assert corpus_tracks_table(infos, ["results/a/t1/crops", "results/Café, The/x/crops"]) == (
-        "info\tcrops\nresults/a/t1/t1.INFO\tresults/a/t1/crops\nresults/Café, The/x/x.INFO\tresults/Café, The/x/crops\n")
+        "info\tcrops\nresults/a/t1/t1.INFO\tresults/a/t1/crops\n"
+        "results/Café, The/x/x.INFO\tresults/Café, The/x/crops\n")
     assert corpus_tracks_table(infos, []) == "info\tcrops\nresults/a/t1/t1.INFO\t\nresults/Café, The/x/x.INFO\t\n"
     with pytest.raises(ValueError, match="2 .INFO files but 1 crop folders"):
         corpus_tracks_table(infos, ["results/a/t1/crops"])
