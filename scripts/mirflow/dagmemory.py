@@ -55,8 +55,6 @@ def nested_output(outputs: Iterable[tuple[str, Any]]) -> tuple[tuple[str, Any], 
 
 def apply() -> None:
     """Install both replacements (idempotent)."""
-    import snakemake.api  # noqa: F401 - Snakemake's modules import each other in this order only
-
     sequential_output_mintime()
     lean_directory_output_check()
 

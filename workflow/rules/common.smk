@@ -204,6 +204,10 @@ def unusable_tracks():
     return [f"{RESULTS}/logs/unusable/{key}.json" for key in UNUSABLE]
 
 
+# The probe step's record, relative to a track's result folder.
+PROBE_RECORD = "logs/probe.json"
+
+
 def probe_path(track):
     """The probe record of a track, a plain input of every family job.
 
@@ -212,7 +216,7 @@ def probe_path(track):
     would be re-probed but none of its families rerun. The probe reruns only with its input files, which rerun
     the families anyway, or with its own version.
     """
-    return f"{RESULTS}/{track.id}/logs/probe.json"
+    return f"{RESULTS}/{track.id}/{PROBE_RECORD}"
 
 
 def probe_inputs(wildcards):
@@ -452,7 +456,7 @@ def step_outputs(step):
     """Named outputs of a step: each family's partial JSON and extra files as update() outputs (so a step that
     reruns for one family keeps the others, mirflow.runner.reusable), the probe record, the .INFO."""
     base = track_dir_pattern()
-    outputs = {"probe": f"{base}/logs/probe.json"} if step.probe else {}
+    outputs = {"probe": f"{base}/{PROBE_RECORD}"} if step.probe else {}
     for name in step.families:
         outputs[output_name(name)] = update(f"{base}/features/{name}.json")
         for role, relative in FAMILIES[name].outputs:
@@ -463,8 +467,9 @@ def step_outputs(step):
     return outputs
 
 
-# The probe step's outputs relative to a track's folder, "{name}" standing for the track's name.
-PROBE_STEP_OUTPUTS = tuple(path[len(track_dir_pattern()) + 1:] for path in step_outputs(PROBE_STEP).values())
+# The probe step's outputs but its record, relative to a track's folder, "{name}" standing for the track's name.
+PROBE_STEP_PRODUCTS = tuple(path[len(track_dir_pattern()) + 1:] for role, path in step_outputs(PROBE_STEP).items()
+                            if role != "probe")
 
 
 def step_inputs(step):
@@ -507,13 +512,8 @@ def step_input_split(step, track):
 def probe_step_products(track, named):
     """The entries of ``named`` (role -> path) that the probe step writes for ``track``, but its record."""
     base = f"{RESULTS}/{track.id}/"
-    return {role: path for role, path in named.items()
-            if role != "probe" and path.startswith(base) and path[len(base):] in _probe_step_relative(track.name)}
-
-
-def _probe_step_relative(name):
-    """The probe step's outputs relative to a track's folder (its record, partials, grids) for track ``name``."""
-    return {relative.replace("{name}", name) for relative in PROBE_STEP_OUTPUTS}
+    products = {relative.replace("{name}", track.name) for relative in PROBE_STEP_PRODUCTS}
+    return {role: path for role, path in named.items() if path.startswith(base) and path[len(base):] in products}
 
 
 def forget_incomplete_probe_records():
@@ -522,8 +522,7 @@ def forget_incomplete_probe_records():
     merge and the crops that read its outputs.
     Main process only; a track costs one look-up, and one per output where a record exists."""
     removed = forget_incomplete_records(
-        (f"{RESULTS}/{t.id}" for t in TRACKS.values()), record="logs/probe.json",
-        products=[rel for rel in PROBE_STEP_OUTPUTS if rel != "logs/probe.json"],
+        (f"{RESULTS}/{t.id}" for t in TRACKS.values()), record=PROBE_RECORD, products=PROBE_STEP_PRODUCTS,
         names=(t.name for t in TRACKS.values()))
     if removed:
         print(f"mirflow: {len(removed)} track(s) miss outputs of step {PROBE_STEP.rule} (e.g. {removed[0]}); "
